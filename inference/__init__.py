@@ -1,0 +1,1 @@
+"""Model loading, generation and the SageMaker-contract HTTP server. Empty until the serving issue."""

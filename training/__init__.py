@@ -1,0 +1,1 @@
+"""LoRA fine-tuning of causal LMs: data validation, packing, and the training backends (torch, neuron)."""

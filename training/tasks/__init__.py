@@ -1,0 +1,1 @@
+"""Small task datasets shipped with the project, with answers that can be checked exactly."""

@@ -1,0 +1,64 @@
+"""Turn validated examples into token ids and a loss mask over assistant/completion tokens only.
+
+The chat template renders the whole conversation once; the character span of each assistant turn is
+found by rendering the conversation up to that turn (with the generation prompt) and up to its end.
+Tokens whose characters fall inside those spans are the targets. Tokenizing the full text once
+(rather than piece by piece) keeps the ids exactly what the model sees at inference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training.errors import UserError
+
+IGNORE_INDEX = -100
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def render_with_target_spans(tokenizer: Any, example: dict[str, Any]) -> tuple[str, list[tuple[int, int]]]:
+    """(text, [(start, end) character spans the model must learn to produce])."""
+    messages = example["messages"]
+    if messages is None:
+        prompt, completion = example["prompt"], example["completion"]
+        if tokenizer.chat_template is None:
+            # No template: plain continuation, ended by EOS so the model learns where to stop.
+            eos = tokenizer.eos_token or ""
+            return prompt + completion + eos, [(len(prompt), len(prompt) + len(completion) + len(eos))]
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
+    elif tokenizer.chat_template is None:
+        raise UserError(
+            f"{example['source']}: chat examples need a tokenizer with a chat template, and this base model's "
+            "tokenizer has none; use prompt/completion lines or an instruct model"
+        )
+    text = _render(tokenizer, messages, add_generation_prompt=False)
+    spans = []
+    for i, msg in enumerate(messages):
+        if msg["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
+        through = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        if not text.startswith(through) or not through.startswith(before):
+            raise UserError(
+                f"{example['source']}: the tokenizer's chat template does not render a conversation as a prefix "
+                "of its continuation, so assistant tokens cannot be located; use a template that does "
+                "(e.g. ChatML) or prompt/completion lines"
+            )
+        spans.append((len(before), len(through)))
+    return text, spans
+
+
+def tokenize_example(tokenizer: Any, example: dict[str, Any]) -> dict[str, Any]:
+    """input_ids and labels (IGNORE_INDEX outside assistant spans) for one example."""
+    text, spans = render_with_target_spans(tokenizer, example)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    labels = []
+    for token_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
+        # A token belongs to a target span if it starts inside it; zero-width special tokens
+        # (start == end) count by their position too.
+        is_target = any(s <= start < e for s, e in spans)
+        labels.append(token_id if is_target else IGNORE_INDEX)
+    return {"input_ids": enc["input_ids"], "labels": labels, "length": len(enc["input_ids"])}
