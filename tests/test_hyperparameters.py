@@ -1,7 +1,11 @@
 import pytest
 
 from training.errors import UserError
-from training.hyperparameters import TrainHyperparameters, parse_sagemaker_hyperparameters, to_sagemaker_strings
+from training.hyperparameters import (
+    TrainHyperparameters,
+    parse_sagemaker_hyperparameters,
+    to_sagemaker_strings,
+)
 
 
 def test_round_trip_through_sagemaker_strings():

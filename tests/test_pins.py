@@ -1,6 +1,7 @@
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = ("transformers", "peft", "trl", "accelerate")

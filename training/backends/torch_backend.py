@@ -240,7 +240,7 @@ def run(job: TrainJob) -> dict[str, Any]:
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                     loss_sum, _ = _loss_sum(model, ids, labels, pos)
                 (loss_sum / n_targets).backward()
-                step_loss += float(loss_sum) / n_targets
+                step_loss += loss_sum.item() / n_targets
                 counters["real_tokens"] += real
                 window["real"] += real
                 window["slots"] += ids.numel()

