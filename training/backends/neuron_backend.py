@@ -41,9 +41,10 @@ PRECOMPILE_MAX_STEPS = 10
 
 def neuron_sdk_available() -> bool:
     """True only where the real SDK is importable (the PyPI placeholders are never installed)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("torch_neuronx", "optimum.neuron")) if (
-        importlib.util.find_spec("optimum") is not None
-    ) else False
+    # find_spec("optimum.neuron") imports the parent package, so check `optimum` exists first.
+    if importlib.util.find_spec("optimum") is None:
+        return False
+    return all(importlib.util.find_spec(m) is not None for m in ("torch_neuronx", "optimum.neuron"))
 
 
 def processes_per_node(env: dict[str, str]) -> int:
