@@ -64,6 +64,7 @@ def run_train(opt_ml: OptMl, neuron_worker: bool = False) -> None:
         model_dir=opt_ml.model_dir,
         checkpoint_dir=opt_ml.checkpoint_dir,
         run_name=os.environ.get("TRAINING_JOB_NAME", "finetune"),
+        failure_file=opt_ml.failure_file,
     )
 
     from training.backends.neuron_backend import neuron_sdk_available

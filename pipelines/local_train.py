@@ -107,6 +107,8 @@ def run_training(config: ProjectConfig, run_id: str | None = None) -> LocalRun:
     root = (store / "runs" / run_id).resolve()
     prepare_run_folder(config, root, base_model)
     env = dict(os.environ, MLOPS_OPT_ML=str(root))
+    # The job's output reaches us through a pipe; tell it whether a person is watching.
+    env.setdefault("MLOPS_PROGRESS", "1" if sys.stdout.isatty() else "0")
     if config.local.mlflow == "sqlite" and "MLFLOW_TRACKING_URI" not in os.environ:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{(store / 'mlflow.db').resolve()}"
     # Tee the job's output into the run folder so a failed run keeps its log next to its outputs.

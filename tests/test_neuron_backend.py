@@ -42,3 +42,105 @@ def test_neuron_env_sets_compiler_flags_and_keeps_user_values():
     assert env["NEURON_CC_FLAGS"] == "--model-type transformer --retry_failed_compilation"
     assert env["MALLOC_ARENA_MAX"] == "8"
     assert env["NEURON_COMPILE_CACHE_URL"] == "s3://b/cache"
+
+
+# ---- trainer arguments, collator, failure propagation, adapter placement ---------------------------
+
+# Fields optimum-neuron 0.4.5 adds to TrainingArguments (optimum/neuron/trainers/training_args.py at
+# tag v0.4.5) that trl's SFTConfig lacks. The SDK is not installable here, so this is a snapshot.
+NEURON_ONLY_FIELDS = {"tensor_parallel_size", "zero_1", "async_save", "recompute_causal_mask", "fuse_qkv"}
+
+
+def test_sft_config_kwargs_are_known_fields_and_keep_one_shape(tmp_path):
+    import dataclasses
+
+    from trl import SFTConfig
+
+    from training.backends.neuron_backend import sft_config_kwargs
+
+    hp = TrainHyperparameters(max_steps=100, tensor_parallel_size=8, zero_1=True, save_steps=25)
+    kwargs = sft_config_kwargs(hp, tmp_path, precompile=False, interactive=False)
+    known = {f.name for f in dataclasses.fields(SFTConfig)} | NEURON_ONLY_FIELDS
+    assert set(kwargs) <= known, set(kwargs) - known
+    assert kwargs["max_steps"] == 100 and kwargs["save_strategy"] == "steps" and kwargs["save_steps"] == 25
+    assert kwargs["tensor_parallel_size"] == 8 and kwargs["zero_1"] is True and kwargs["bf16"] is True
+    assert kwargs["dataloader_drop_last"] is True and kwargs["packing"] is False
+    assert kwargs["dataset_kwargs"] == {"skip_prepare_dataset": True}
+    assert kwargs["max_length"] == hp.max_seq_length
+    # optimum-neuron 0.4.5 does `"use_reentrant" in args.gradient_checkpointing_kwargs`: never None.
+    assert isinstance(kwargs["gradient_checkpointing_kwargs"], dict)
+    assert sft_config_kwargs(TrainHyperparameters(precision="fp32"), tmp_path, False, False)["bf16"] is False
+
+
+def test_precompile_runs_few_steps_and_saves_nothing(tmp_path):
+    from training.backends.neuron_backend import PRECOMPILE_MAX_STEPS, sft_config_kwargs
+
+    kwargs = sft_config_kwargs(TrainHyperparameters(max_steps=500), tmp_path, precompile=True, interactive=False)
+    assert kwargs["max_steps"] == PRECOMPILE_MAX_STEPS and kwargs["save_strategy"] == "no"
+    short = sft_config_kwargs(TrainHyperparameters(max_steps=6, warmup_steps=1), tmp_path, True, False)
+    assert short["max_steps"] == 6
+
+
+def test_collator_stacks_blocks_and_records_shapes():
+    from training.backends.neuron_backend import _StackBlocks
+
+    collate = _StackBlocks()
+    rows = [{"input_ids": [1, 2, 3, 0], "labels": [-100, 2, 3, -100]}, {"input_ids": [4, 5, 6, 7], "labels": [-100, -100, 6, 7]}]
+    batch = collate(rows)
+    assert batch["input_ids"].shape == (2, 4) and batch["labels"][0].tolist() == [-100, 2, 3, -100]
+    assert batch["attention_mask"].sum() == 8
+    collate(rows)
+    assert collate.shapes == {(2, 4)}
+
+
+def test_worker_user_error_stays_a_user_error(tmp_path):
+    from training.backends.neuron_backend import worker_failure
+
+    failure = tmp_path / "failure"
+    failure.write_text("train.jsonl:3: messages[1].role is 'bot'; allowed: system, user, assistant\n")
+    err = worker_failure(1, failure)
+    assert isinstance(err, UserError) and "train.jsonl:3" in str(err)
+    failure.write_text("internal error in `train`: RuntimeError: boom\n")
+    err = worker_failure(1, failure)
+    assert isinstance(err, RuntimeError) and "status 1: internal error" in str(err)
+    err = worker_failure(134, tmp_path / "absent")
+    assert isinstance(err, RuntimeError) and "status 134; see the log above" in str(err)
+
+
+def test_run_raises_the_worker_reason(tmp_path, monkeypatch):
+    import subprocess
+
+    from training.backends import neuron_backend
+    from training.job import TrainJob
+
+    failure = tmp_path / "failure"
+    launched = {}
+
+    def fake_run(cmd, env, check):
+        launched.update(cmd=cmd, env=env)
+        failure.write_text("hyperparameters.json: lora_r must be > 0\n")
+        return subprocess.CompletedProcess(cmd, 1)
+
+    monkeypatch.setattr(neuron_backend.subprocess, "run", fake_run)
+    monkeypatch.setenv("SM_NUM_NEURONS", "2")
+    job = TrainJob(hp=TrainHyperparameters(), train_path=tmp_path, validation_path=None, model_source="m",
+                   gguf_file=None, model_dir=tmp_path / "model", checkpoint_dir=tmp_path / "ckpt", failure_file=failure)
+    with pytest.raises(UserError, match="lora_r must be > 0"):
+        neuron_backend.run(job)
+    assert launched["cmd"][0] == "torchrun" and launched["env"]["NEURON_CC_FLAGS"]
+
+
+def test_adapter_config_is_placed_beside_consolidated_weights(tmp_path):
+    from training.backends.neuron_backend import existing_trainer_checkpoints, place_adapter_config
+
+    final, adapter = tmp_path / "final", tmp_path / "adapter"
+    final.mkdir()
+    adapter.mkdir()
+    with pytest.raises(FileNotFoundError, match="did not save the adapter completely"):
+        place_adapter_config(final, adapter)
+    (final / "adapter_config.json").write_text('{"r": 8}')
+    place_adapter_config(final, adapter)
+    assert (adapter / "adapter_config.json").read_text() == '{"r": 8}'
+    for n in (10, 2, 30):
+        (tmp_path / f"checkpoint-{n}").mkdir()
+    assert [p.name for p in existing_trainer_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10", "checkpoint-30"]

@@ -18,6 +18,7 @@ class TrainJob:
     model_dir: Path  # where the merged model, adapter and report go
     checkpoint_dir: Path
     run_name: str = "finetune"
+    failure_file: Path | None = None  # where a worker process reports a user error (Neuron launcher reads it)
 
 
 @dataclass

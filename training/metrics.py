@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 from training.errors import UserError
@@ -23,6 +24,16 @@ METRIC_REGEXES = {
     "tokens_per_second": r"\btokens_per_second=([0-9.eE+-]+)",
     "padding_fraction": r"\bpadding_fraction=([0-9.eE+-]+)",
 }
+
+
+def progress_wanted(stream: Any = None, env: dict[str, str] | None = None) -> bool:
+    """A progress bar on a terminal, plain lines otherwise. ``MLOPS_PROGRESS=1`` forces the bar: the local
+    runner sets it when *its* terminal is interactive, because it reads the job's output through a pipe."""
+    env = dict(os.environ) if env is None else env
+    if env.get("MLOPS_PROGRESS") in ("0", "1"):
+        return env["MLOPS_PROGRESS"] == "1"
+    stream = sys.stderr if stream is None else stream
+    return bool(getattr(stream, "isatty", lambda: False)())
 
 
 def format_metrics(metrics: dict[str, float | int]) -> str:

@@ -1,9 +1,11 @@
 """Trainium backend: optimum-neuron's ``NeuronSFTTrainer`` launched by torchrun.
 
 NOT EXECUTED IN CI OR ON DEVELOPER LAPTOPS: there is no Neuron hardware or SDK there. This module
-is kept small and import-guarded; what surrounds the SDK call (launch command, environment,
-trainer arguments, the error when the SDK is missing) is unit-tested in tests/test_neuron_backend.py.
-It runs for real only inside the Neuron training image on trn1/trn2.
+is kept small and import-guarded; what surrounds the SDK calls (launch command, environment,
+trainer arguments, the batch collator, failure propagation, adapter-config placement, the CPU merge
+of the consolidated adapter, the error when the SDK is missing) is unit-tested in
+tests/test_neuron_backend.py and tests/test_export.py. It runs for real only inside the Neuron
+training image on trn1/trn2. Written against optimum-neuron 0.4.5 (containers/requirements-train.txt).
 
 Flow on a trn1 instance:
 1. ``containers.entrypoint train`` (this process, rank-less) builds the torchrun command with
@@ -13,16 +15,29 @@ Flow on a trn1 instance:
    outputs are not training results, so nothing is saved from it.
 2. Each torchrun worker re-enters ``containers.entrypoint train --neuron-worker`` and calls
    ``run_worker``: the same validated, packed blocks as the torch backend, handed to the trainer
-   as a pre-tokenized dataset (one static shape).
+   as a pre-tokenized dataset, batched by a collator that always yields one static shape.
+3. ``trainer.save_model`` writes tensor-parallel adapter shards; rank 0 consolidates them into one
+   PEFT adapter (``model_dir/adapter``), merges it into the base on CPU and writes the report.
+
+Known differences from the torch backend, all imposed by optimum-neuron 0.4.5:
+* No resume: ``NeuronTrainer.train(resume_from_checkpoint=...)`` raises. Checkpoints are still
+  written every ``save_steps`` (``checkpoints/neuron/checkpoint-N``), but a restarted spot job starts
+  again from step 0 and says so in its log and report.
+* Packed examples attend to earlier examples in their block (see ``_StackBlocks``).
+* No ``eval_loss``: NeuronTrainer has no evaluation loop; the validation channel is still validated.
+* ``tokens_per_second`` is estimated from the mean real tokens per block (callbacks see no batches).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from training.errors import UserError
@@ -30,6 +45,8 @@ from training.hyperparameters import TrainHyperparameters
 from training.job import TrainJob
 
 log = logging.getLogger(__name__)
+
+name = "neuron"
 
 # Recommended by the Neuron docs for transformer training; --retry_failed_compilation makes a
 # transient compiler failure (e.g. host OOM during parallel compile) retry instead of failing the job.
@@ -108,15 +125,233 @@ def launch_command(hp: TrainHyperparameters, env: dict[str, str], python: str = 
     return cmd
 
 
+def sft_config_kwargs(hp: TrainHyperparameters, output_dir: Path, precompile: bool, interactive: bool) -> dict[str, Any]:
+    """Keyword arguments for optimum-neuron's ``NeuronSFTConfig`` (v0.4.5 names), from our hyperparameters."""
+    max_steps = min(hp.max_steps, PRECOMPILE_MAX_STEPS) if precompile else hp.max_steps
+    return {
+        "output_dir": str(output_dir),
+        "overwrite_output_dir": True,
+        "max_steps": max_steps,
+        "learning_rate": hp.learning_rate,
+        "lr_scheduler_type": hp.lr_scheduler,
+        "warmup_steps": hp.warmup_steps,
+        "weight_decay": hp.weight_decay,
+        "max_grad_norm": hp.max_grad_norm,
+        "per_device_train_batch_size": hp.per_device_train_batch_size,
+        "gradient_accumulation_steps": hp.gradient_accumulation_steps,
+        "seed": hp.seed,
+        "logging_steps": hp.logging_steps,
+        # The graph-extraction pass produces no usable weights: save nothing from it.
+        "save_strategy": "no" if precompile else "steps",
+        "save_steps": hp.save_steps,
+        "save_total_limit": hp.save_total_limit,
+        # Trainium trains in bf16; precision=fp32 is honoured but is several times slower there.
+        "bf16": hp.precision != "fp32",
+        "tensor_parallel_size": hp.tensor_parallel_size,
+        "zero_1": hp.zero_1,
+        "gradient_checkpointing": hp.gradient_checkpointing,
+        # NeuronSFTTrainer reads this dict when wrapping the model with PEFT and fails on None (v0.4.5);
+        # reentrant checkpointing with frozen embeddings needs the inputs to require grad, which
+        # the trainer arranges when use_reentrant is true.
+        "gradient_checkpointing_kwargs": {"use_reentrant": True},
+        # Our blocks are already tokenized, loss-masked and exactly max_length long.
+        "max_length": hp.max_seq_length,
+        "packing": False,
+        "dataset_kwargs": {"skip_prepare_dataset": True},
+        "remove_unused_columns": False,
+        # A short last batch would be a new input shape, i.e. a multi-minute recompile.
+        "dataloader_drop_last": True,
+        # Metrics go out through our own `metrics ...` lines and MLflow sink (rank 0 only).
+        "report_to": [],
+        "disable_tqdm": not interactive,
+    }
+
+
+def existing_trainer_checkpoints(output_dir: Path) -> list[Path]:
+    return sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+
+
 def run(job: TrainJob) -> dict[str, Any]:
     env = neuron_env(job.hp, dict(os.environ))
     cmd = launch_command(job.hp, env)
     log.info("launching: %s", " ".join(cmd))
     result = subprocess.run(cmd, env=env, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"Neuron training workers exited with status {result.returncode}; see the log above")
-    return {}
+        raise worker_failure(result.returncode, job.failure_file)
+    report_file = job.model_dir / "training_report.json"
+    return json.loads(report_file.read_text()) if report_file.exists() else {}
+
+
+def worker_failure(returncode: int, failure_file: Path | None) -> Exception:
+    """The error to raise when torchrun fails. torchrun's own status says nothing about why, but a
+    worker that hit a user error (bad data, bad config) wrote it to the failure file: keep that as a
+    user error instead of burying it under a generic launcher failure."""
+    reason = failure_file.read_text(encoding="utf-8").strip() if failure_file and failure_file.is_file() else ""
+    if reason and not reason.startswith("internal error"):
+        return UserError(reason)
+    detail = f": {reason}" if reason else "; see the log above"
+    return RuntimeError(f"Neuron training workers exited with status {returncode}{detail}")
+
+
+# ---- everything below runs only inside the Neuron training image, under torchrun --------------------
+
+
+def _blocks_dataset(blocks: Any) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_dict({"input_ids": blocks.input_ids.tolist(), "labels": blocks.labels.tolist()})
+
+
+class _StackBlocks:
+    """Collator for our fixed-length blocks: stack, add an all-ones attention mask (what TRL's collator
+    sends), and record every batch shape so the report can say how many the model saw.
+
+    Packed examples attend to earlier examples in the same block on Neuron: optimum-neuron 0.4.5's
+    training models build a plain causal mask (``recompute_causal_mask=True``; the NKI flash-attention
+    kernel takes no segment ids), exactly as with its own ``packing=True``. The loss still covers only
+    each example's own target tokens. The torch backend has no such cross-attention.
+    """
+
+    def __init__(self) -> None:
+        self.shapes: set[tuple[int, ...]] = set()
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        ids = torch.tensor([r["input_ids"] for r in rows], dtype=torch.long)
+        self.shapes.add(tuple(ids.shape))
+        return {
+            "input_ids": ids,
+            "labels": torch.tensor([r["labels"] for r in rows], dtype=torch.long),
+            "attention_mask": torch.ones_like(ids),
+        }
 
 
 def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SDK and a trn instance
-    raise NotImplementedError
+    """One torchrun process: the same prepared blocks as the torch backend, trained by NeuronSFTTrainer."""
+    import time
+
+    import torch
+    from optimum.neuron import NeuronSFTConfig, NeuronSFTTrainer
+    from optimum.neuron.models.training import NeuronModelForCausalLM
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+
+    from training.base_model import load_tokenizer
+    from training.metrics import MetricsSink, progress_wanted
+    from training.prepare import prepare_channel
+    from training.report import build_report, write_report
+
+    hp = job.hp
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    precompile = hp.precompile or os.environ.get("NEURON_EXTRACT_GRAPHS_ONLY") == "1"
+    if job.gguf_file:
+        raise UserError(
+            f"backend=neuron needs a Hugging Face safetensors model folder, got the GGUF file {job.gguf_file}; "
+            "convert it first (training.base_model.convert_gguf_to_hf) and pass that folder as the `model` channel"
+        )
+    t_setup = time.perf_counter()
+    output_dir = job.checkpoint_dir / "neuron"
+    stale = existing_trainer_checkpoints(output_dir)
+    if stale and not precompile:
+        # optimum-neuron 0.4.5 raises on resume_from_checkpoint; restarting is correct but repeats work.
+        log.warning(
+            "found %d earlier checkpoint(s) (newest %s) but optimum-neuron 0.4.5 cannot resume; "
+            "training restarts from step 0", len(stale), stale[-1],
+        )
+
+    tokenizer = load_tokenizer(job.model_source)
+    common = dict(max_seq_length=hp.max_seq_length, overlong=hp.overlong, skip_invalid_lines=hp.skip_invalid_lines)
+    train = prepare_channel(tokenizer, job.train_path, channel="train", **common)
+    if job.validation_path:
+        # Validated so bad data fails here too; NeuronTrainer has no evaluation loop (v0.4.5), so no eval_loss.
+        prepare_channel(tokenizer, job.validation_path, channel="validation", **common)
+
+    config = NeuronSFTConfig(**sft_config_kwargs(hp, output_dir, precompile, progress_wanted()))
+    model = NeuronModelForCausalLM.from_pretrained(
+        job.model_source, config.trn_config, torch_dtype=torch.bfloat16 if config.bf16 else torch.float32
+    )
+    lora = LoraConfig(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
+                      target_modules=hp.lora_target_modules, task_type="CAUSAL_LM")
+    collator = _StackBlocks()
+    data_parallel = max(world // hp.tensor_parallel_size, 1)
+    tokens_per_step = (
+        train.stats["real_tokens"] / train.blocks.num_blocks
+        * hp.per_device_train_batch_size * hp.gradient_accumulation_steps * data_parallel
+    )
+    sink = MetricsSink(job.run_name, hp.model_dump()) if rank == 0 else None
+    clock = {"last": time.perf_counter(), "last_step": 0, "train_seconds": 0.0, "loss": float("nan")}
+
+    class MetricLines(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
+            if sink is None or not logs or "loss" not in logs:
+                return
+            now = time.perf_counter()
+            steps = state.global_step - clock["last_step"]
+            seconds = now - clock["last"]
+            clock.update(last=now, last_step=state.global_step, loss=logs["loss"])
+            clock["train_seconds"] += seconds
+            sink.log(state.global_step, {
+                "train_loss": logs["loss"],
+                "learning_rate": logs.get("learning_rate", float("nan")),
+                # Estimated from the dataset's mean real tokens per block: the callback does not see batches.
+                "tokens_per_second": tokens_per_step * steps / seconds if seconds > 0 else 0.0,
+                "padding_fraction": train.stats["padding_fraction"],
+            })
+
+    trainer = NeuronSFTTrainer(
+        model=model, args=config, train_dataset=_blocks_dataset(train.blocks), processing_class=tokenizer,
+        peft_config=lora, data_collator=collator, callbacks=[MetricLines()],
+    )
+    setup_seconds = time.perf_counter() - t_setup
+    trainer.train()
+    if precompile:
+        log.info("precompile pass done: graphs are in the compile cache; no model was saved")
+        return
+    final_dir = output_dir / "final"
+    trainer.save_model(str(final_dir))  # collective: every rank writes its adapter shard
+    if rank != 0:
+        return
+    _export_on_rank0(job, final_dir, tokenizer)
+    report = build_report(
+        job=job, backend=name, steps_completed=trainer.state.global_step, resumed_from=None,
+        final={"train_loss": clock["loss"]},
+        real_tokens=int(tokens_per_step * trainer.state.global_step),
+        train_seconds=clock["train_seconds"], setup_seconds=setup_seconds,
+        input_shapes=sorted(collator.shapes), data={"train": train.stats},
+        extra={"device": "neuron", "world_size": world, "tensor_parallel_size": hp.tensor_parallel_size,
+               "restarted_despite_checkpoints": [str(p) for p in stale]},
+        mlflow_run_id=sink.run_id if sink else None,
+    )
+    write_report(job.model_dir, report)
+    if sink:
+        sink.finish(report["final_metrics"])
+
+
+def _export_on_rank0(job: TrainJob, final_dir: Path, tokenizer: Any) -> None:  # pragma: no cover - Neuron SDK
+    """Tensor-parallel adapter shards -> one PEFT adapter folder -> merged into the base on CPU."""
+    from optimum.neuron.models.training import consolidate_model_parallel_checkpoints_to_unified_checkpoint
+
+    from training.export import merge_adapter_folder
+
+    adapter_dir = job.model_dir / "adapter"
+    consolidate_model_parallel_checkpoints_to_unified_checkpoint(final_dir, adapter_dir)
+    place_adapter_config(final_dir, adapter_dir)
+    merge_adapter_folder(job.model_source, adapter_dir, tokenizer, job.model_dir, job.hp.save_dtype)
+
+
+def place_adapter_config(final_dir: Path, adapter_dir: Path) -> None:
+    """NeuronPeftModel.save_pretrained writes adapter_config.json (already mapped back to the original
+    module names) next to the shards, not into the consolidated folder; PEFT needs it beside the weights."""
+    if (adapter_dir / "adapter_config.json").is_file():
+        return
+    candidates = [final_dir / "adapter_config.json", final_dir / "adapter_default" / "adapter_config.json"]
+    for candidate in candidates:
+        if candidate.is_file():
+            shutil.copy2(candidate, adapter_dir / "adapter_config.json")
+            return
+    raise FileNotFoundError(
+        f"no adapter_config.json in {', '.join(str(c.parent) for c in candidates)}: the Neuron trainer did not "
+        "save the adapter completely"
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ import torch
 from training.base_model import load_tokenizer
 from training.checkpoints import latest_checkpoint, save_checkpoint
 from training.errors import UserError
+from training.export import save_merged
 from training.job import BlockSampler, TrainJob
-from training.metrics import MetricsSink
+from training.metrics import MetricsSink, progress_wanted
 from training.packing import PackedBlocks
 from training.prepare import PreparedData, prepare_channel
 from training.report import build_report, write_report
@@ -206,18 +206,21 @@ def run(job: TrainJob) -> dict[str, Any]:
 
     start_step, resumed_from = 0, None
     counters = {"real_tokens": 0, "train_seconds": 0.0}
+    # Input shapes seen so far, kept across resumes: the report must count every shape the job fed
+    # the model, not only those since the last restart.
+    shapes: set[tuple[int, ...]] = set()
     found = latest_checkpoint(job.checkpoint_dir)
     if found:
         start_step, folder = found
         state = _load_trainer_state(folder, model, optimizer, scheduler)
         counters.update(state.get("counters", {}))
+        shapes.update(tuple(s) for s in state.get("input_shapes", []))
         resumed_from = {"step": start_step, "path": str(folder)}
         log.info("resumed from checkpoint %s (step %d of %d)", folder, start_step, hp.max_steps)
 
     sampler = BlockSampler(train.blocks.num_blocks, hp.per_device_train_batch_size, hp.seed)
     batches = _Batches(train.blocks, sampler, device)
     sink = MetricsSink(job.run_name, hp.model_dump())
-    shapes: set[tuple[int, ...]] = set()
     window = {"loss": 0.0, "steps": 0, "real": 0, "slots": 0, "seconds": 0.0}
     last_loss = float("nan")
     setup_seconds = time.perf_counter() - t_setup
@@ -225,7 +228,7 @@ def run(job: TrainJob) -> dict[str, Any]:
     # ---- train --------------------------------------------------------------------------------
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=hp.max_steps, initial=start_step, desc="fine-tune", unit="step", disable=not sys.stderr.isatty())
+    bar = tqdm(total=hp.max_steps, initial=start_step, desc="fine-tune", unit="step", disable=not progress_wanted())
     ga = hp.gradient_accumulation_steps
     try:
         for step in range(start_step, hp.max_steps):
@@ -234,6 +237,8 @@ def run(job: TrainJob) -> dict[str, Any]:
             # Normalize by the targets of the whole optimizer step, not per micro-batch, so
             # gradient accumulation gives the same gradient as one big batch.
             n_targets = max(sum(int((lab[:, 1:] != IGNORE_INDEX).sum()) for _, lab, _, _ in micro), 1)
+            # (The count _loss_sum returns is the same number per micro-batch; we need the whole
+            # step's total before the first backward, so it is computed once here instead.)
             step_loss = 0.0
             for ids, labels, pos, real in micro:
                 shapes.add(tuple(ids.shape))
@@ -275,7 +280,7 @@ def run(job: TrainJob) -> dict[str, Any]:
                     job.checkpoint_dir,
                     done,
                     lambda folder: _save_trainer_state(
-                        folder, model, optimizer, scheduler, {"step": done, "counters": dict(counters)}
+                        folder, model, optimizer, scheduler, {"step": done, "counters": dict(counters), "input_shapes": sorted(shapes)}
                     ),
                     keep=hp.save_total_limit,
                 )
@@ -292,16 +297,7 @@ def run(job: TrainJob) -> dict[str, Any]:
         sink.log(hp.max_steps, {"eval_loss": eval_loss})
 
     # ---- save ---------------------------------------------------------------------------------
-    job.model_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(job.model_dir / "adapter")
-    merged = model.merge_and_unload()
-    merged.to(getattr(torch, hp.save_dtype))
-    merged.config.use_cache = True
-    if merged.generation_config is not None:
-        merged.generation_config.eos_token_id = tokenizer.eos_token_id
-        merged.generation_config.pad_token_id = tokenizer.pad_token_id
-    merged.save_pretrained(job.model_dir, safe_serialization=True)
-    tokenizer.save_pretrained(job.model_dir)
+    save_merged(model, tokenizer, job.model_dir, hp.save_dtype)
 
     train_seconds = counters["train_seconds"]
     report = build_report(
