@@ -35,12 +35,13 @@ def _locate(node: yaml.Node, file: Path, prefix: Key, where: dict[Key, str], pro
     for key_node, value_node in node.value:
         key = str(key_node.value)
         loc = f"{file}:{key_node.start_mark.line + 1}"
-        dotted = ".".join((*prefix, key))
+        path = prefix + (key,)
+        dotted = ".".join(path)
         if key in seen:
             problems.append(f"{loc}: {dotted}: duplicate key; keep one")
         seen.add(key)
-        where[(*prefix, key)] = loc
-        _locate(value_node, file, (*prefix, key), where, problems)
+        where[path] = loc
+        _locate(value_node, file, path, where, problems)
 
 
 def _read_yaml(file: Path, where: dict[Key, str], problems: list[str]) -> dict[str, Any]:

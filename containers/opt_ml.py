@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,9 @@ class OptMl:
     root: Path
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> OptMl:
-        env = os.environ if env is None else env
-        return cls(Path(env.get("MLOPS_OPT_ML", DEFAULT_ROOT)))
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OptMl:
+        source = os.environ if env is None else env
+        return cls(Path(source.get("MLOPS_OPT_ML", DEFAULT_ROOT)))
 
     @property
     def hyperparameters_file(self) -> Path:
@@ -46,10 +47,10 @@ class OptMl:
     def failure_file(self) -> Path:
         return self.output_dir / "failure"
 
-    def channel(self, name: str, env: dict[str, str] | None = None) -> Path:
+    def channel(self, name: str, env: Mapping[str, str] | None = None) -> Path:
         """A channel's folder. ``SM_CHANNEL_<NAME>`` wins, as in SageMaker's own toolkit."""
-        env = os.environ if env is None else env
-        override = env.get(f"SM_CHANNEL_{name.upper()}")
+        source = os.environ if env is None else env
+        override = source.get(f"SM_CHANNEL_{name.upper()}")
         return Path(override) if override else self.root / "input" / "data" / name
 
     def read_hyperparameters(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ strings, channels, model, checkpoints, output/failure) and the entrypoint runs a
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import subprocess
@@ -119,8 +120,10 @@ def run_training(config: ProjectConfig, run_id: str | None = None) -> LocalRun:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        assert proc.stdout is not None
-        for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # type: ignore[union-attr]
+        stream = proc.stdout
+        assert isinstance(stream, io.BufferedReader)
+        # read1 returns whatever is available, so lines appear as the job prints them.
+        for chunk in iter(lambda: stream.read1(4096), b""):
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
             log_file.write(chunk)

@@ -34,6 +34,14 @@ def _content_hash(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def prepare_for_training(tokenizer: Any, path: Path, channel: str, hp: Any) -> PreparedData:
+    """``prepare_channel`` with the length and skipping policy from the training hyperparameters."""
+    return prepare_channel(
+        tokenizer, path, channel=channel, max_seq_length=hp.max_seq_length, overlong=hp.overlong,
+        skip_invalid_lines=hp.skip_invalid_lines,
+    )
+
+
 def prepare_channel(
     tokenizer: Any,
     path: Path,

@@ -239,7 +239,7 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
 
     from training.base_model import load_tokenizer
     from training.metrics import MetricsSink, progress_wanted
-    from training.prepare import prepare_channel
+    from training.prepare import prepare_for_training
     from training.report import build_report, write_report
 
     hp = job.hp
@@ -262,11 +262,10 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
         )
 
     tokenizer = load_tokenizer(job.model_source)
-    common = dict(max_seq_length=hp.max_seq_length, overlong=hp.overlong, skip_invalid_lines=hp.skip_invalid_lines)
-    train = prepare_channel(tokenizer, job.train_path, channel="train", **common)
+    train = prepare_for_training(tokenizer, job.train_path, "train", hp)
     if job.validation_path:
         # Validated so bad data fails here too; NeuronTrainer has no evaluation loop (v0.4.5), so no eval_loss.
-        prepare_channel(tokenizer, job.validation_path, channel="validation", **common)
+        prepare_for_training(tokenizer, job.validation_path, "validation", hp)
 
     config = NeuronSFTConfig(**sft_config_kwargs(hp, output_dir, precompile, progress_wanted()))
     model = NeuronModelForCausalLM.from_pretrained(

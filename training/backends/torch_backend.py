@@ -24,7 +24,7 @@ from training.export import save_merged
 from training.job import BlockSampler, TrainJob
 from training.metrics import MetricsSink, progress_wanted
 from training.packing import PackedBlocks
-from training.prepare import PreparedData, prepare_channel
+from training.prepare import PreparedData, prepare_for_training
 from training.report import build_report, write_report
 from training.tokenize import IGNORE_INDEX
 
@@ -188,9 +188,8 @@ def run(job: TrainJob) -> dict[str, Any]:
         torch.set_num_threads(hp.num_threads)
     device, amp = _pick_device_and_dtype(hp.precision)
     tokenizer = load_tokenizer(job.model_source, job.gguf_file)
-    common = dict(max_seq_length=hp.max_seq_length, overlong=hp.overlong, skip_invalid_lines=hp.skip_invalid_lines)
-    train: PreparedData = prepare_channel(tokenizer, job.train_path, channel="train", **common)
-    val = prepare_channel(tokenizer, job.validation_path, channel="validation", **common) if job.validation_path else None
+    train: PreparedData = prepare_for_training(tokenizer, job.train_path, "train", hp)
+    val = prepare_for_training(tokenizer, job.validation_path, "validation", hp) if job.validation_path else None
 
     model = _apply_lora(_load_model(job, amp), job).to(device)
     model.train()
