@@ -3,8 +3,9 @@
 SageMaker runs training images as ``<image> train``; the same command runs on a laptop with
 ``MLOPS_OPT_ML`` pointing at a local folder laid out like ``/opt/ml``.
 
-Commands available now: ``train``. ``prepare``, ``evaluate``, ``compile`` and ``serve`` arrive with
-later issues and are deliberately absent rather than stubbed.
+Commands: ``train`` (a SageMaker training job), ``evaluate`` (a processing job). ``compile`` and
+``serve`` follow in this issue; ``prepare`` arrives with the pipeline issue. Absent commands are
+absent, not stubbed.
 
 Exit codes: 0 success, 2 a user error (bad data, bad hyperparameters; no traceback), 1 anything
 else (a bug or an infrastructure failure; traceback kept). Both failures write the reason to
@@ -18,6 +19,7 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from containers.opt_ml import OptMl
 from training.errors import UserError
@@ -79,12 +81,49 @@ def run_train(opt_ml: OptMl, neuron_worker: bool = False) -> None:
     get_runner(backend)(job)
 
 
+def run_evaluate(opt_ml: OptMl, args: argparse.Namespace) -> None:
+    from inference.evaluate import EvalSettings, evaluate, write_evaluation
+    from inference.model_files import model_folder
+    from training.base_model import resolve_base_model
+
+    model_dir = model_folder(Path(args.model_dir or opt_ml.processing("model")), "--model-dir")
+    data = Path(args.data or opt_ml.processing("validation"))
+    if not data.exists():
+        raise UserError(f"--data: {data} does not exist; give the held-out JSONL file or folder there")
+    base = None
+    base_dir = Path(args.base_model or opt_ml.processing("base_model"))
+    if args.base_model or base_dir.exists():
+        if not base_dir.exists():
+            raise UserError(f"--base-model: {base_dir} does not exist")
+        if (base_dir / "model.tar.gz").is_file():
+            base = (str(model_folder(base_dir, "--base-model")), None)
+        else:
+            base = resolve_base_model(base_dir, str(base_dir))
+    settings = EvalSettings(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                            max_seq_length=args.max_seq_length, prompt_length=args.prompt_length)
+    report = evaluate(str(model_dir), data, settings, base)
+    path = write_evaluation(report, Path(args.output_dir or opt_ml.processing("evaluation")))
+    from training.metrics import format_metrics
+
+    log.info(format_metrics({k: v["value"] for k, v in report["metrics"].items()}))
+    log.info("evaluation written to %s", path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="containers.entrypoint", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser("train", help="LoRA fine-tune following the SageMaker training contract")
     # Internal: the per-process body torchrun starts on Trainium.
     train.add_argument("--neuron-worker", action="store_true", help=argparse.SUPPRESS)
+    ev = commands.add_parser("evaluate", help="held-out loss, perplexity and exact match, optionally against the base model")
+    ev.add_argument("--model-dir", help="fine-tuned model folder or its model.tar.gz (default: <opt_ml>/processing/model)")
+    ev.add_argument("--data", help="held-out JSONL file or folder (default: <opt_ml>/processing/validation)")
+    ev.add_argument("--base-model", help="base model folder for comparison (default: <opt_ml>/processing/base_model if present)")
+    ev.add_argument("--output-dir", help="where evaluation.json goes (default: <opt_ml>/processing/evaluation)")
+    ev.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (one static shape)")
+    ev.add_argument("--max-new-tokens", type=int, default=32, help="generation budget per answer")
+    ev.add_argument("--max-seq-length", type=int, default=256, help="block length for the loss pass")
+    ev.add_argument("--prompt-length", type=int, default=None, help="fixed prompt length (default: longest prompt, rounded up to 16)")
     args = parser.parse_args(argv)
 
     _setup_logging()
@@ -92,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             run_train(opt_ml, neuron_worker=args.neuron_worker)
+        elif args.command == "evaluate":
+            run_evaluate(opt_ml, args)
     except UserError as exc:
         message = str(exc)
         log.error("%s", message)

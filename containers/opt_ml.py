@@ -47,6 +47,10 @@ class OptMl:
     def failure_file(self) -> Path:
         return self.output_dir / "failure"
 
+    def processing(self, name: str) -> Path:
+        """A processing step's input or output folder (the step declares ``/opt/ml/processing/<name>``)."""
+        return self.root / "processing" / name
+
     def channel(self, name: str, env: Mapping[str, str] | None = None) -> Path:
         """A channel's folder. ``SM_CHANNEL_<NAME>`` wins, as in SageMaker's own toolkit."""
         source = os.environ if env is None else env

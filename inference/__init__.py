@@ -1,1 +1,1 @@
-"""Model loading, generation and the SageMaker-contract HTTP server. Empty until the serving issue."""
+"""Inference side of the lifecycle: evaluation, packaging/compilation for serving, and the HTTP server."""

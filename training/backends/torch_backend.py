@@ -22,6 +22,7 @@ from training.checkpoints import latest_checkpoint, save_checkpoint
 from training.errors import UserError
 from training.export import save_merged
 from training.job import BlockSampler, TrainJob
+from training.loss import mean_token_loss, token_loss_sum
 from training.metrics import MetricsSink, progress_wanted
 from training.packing import PackedBlocks
 from training.prepare import PreparedData, prepare_for_training
@@ -123,40 +124,6 @@ class _Batches:
         )
 
 
-def _loss_sum(model: Any, ids: torch.Tensor, labels: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Sum of token losses at target positions, and how many there were."""
-    base = model.get_base_model()
-    # No attention mask + restarting position_ids + no cache = block-diagonal causal attention
-    # (see training/packing.py).
-    hidden = base.get_decoder()(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state
-    targets = labels[:, 1:]
-    keep = targets != IGNORE_INDEX
-    logits = base.get_output_embeddings()(hidden[:, :-1][keep])
-    loss = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum")
-    return loss, int(keep.sum())
-
-
-@torch.no_grad()
-def _evaluate(model: Any, blocks: PackedBlocks, batch_size: int, device: torch.device, amp: torch.dtype | None) -> float:
-    """Mean token loss over all validation blocks, always in batches of ``batch_size`` (one shape)."""
-    model.eval()
-    n = blocks.num_blocks
-    total, count = 0.0, 0
-    for start in range(0, n, batch_size):
-        # Fill the last batch by wrapping around, and weigh the repeats out: same shape, exact mean.
-        idx = [(start + i) % n for i in range(batch_size)]
-        ids = torch.from_numpy(blocks.input_ids[idx]).to(device)
-        labels = torch.from_numpy(blocks.labels[idx]).to(device)
-        labels[min(batch_size, n - start) :] = IGNORE_INDEX
-        pos = torch.from_numpy(blocks.position_ids[idx]).to(device)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            loss, k = _loss_sum(model, ids, labels, pos)
-        total += float(loss)
-        count += k
-    model.train()
-    return total / max(count, 1)
-
-
 def _save_trainer_state(folder: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
     model.save_pretrained(folder / "adapter")
     torch.save(
@@ -236,13 +203,13 @@ def run(job: TrainJob) -> dict[str, Any]:
             # Normalize by the targets of the whole optimizer step, not per micro-batch, so
             # gradient accumulation gives the same gradient as one big batch.
             n_targets = max(sum(int((lab[:, 1:] != IGNORE_INDEX).sum()) for _, lab, _, _ in micro), 1)
-            # (The count _loss_sum returns is the same number per micro-batch; we need the whole
+            # (The count token_loss_sum returns is the same number per micro-batch; we need the whole
             # step's total before the first backward, so it is computed once here instead.)
             step_loss = 0.0
             for ids, labels, pos, real in micro:
                 shapes.add(tuple(ids.shape))
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    loss_sum, _ = _loss_sum(model, ids, labels, pos)
+                    loss_sum, _ = token_loss_sum(model.get_base_model(), ids, labels, pos)
                 (loss_sum / n_targets).backward()
                 step_loss += loss_sum.item() / n_targets
                 counters["real_tokens"] += real
@@ -292,7 +259,7 @@ def run(job: TrainJob) -> dict[str, Any]:
 
     eval_loss = None
     if val is not None:
-        eval_loss = _evaluate(model, val.blocks, hp.per_device_train_batch_size, device, amp)
+        eval_loss, _ = mean_token_loss(model.get_base_model(), val.blocks, hp.per_device_train_batch_size, device, amp)
         sink.log(hp.max_steps, {"eval_loss": eval_loss})
 
     # ---- save ---------------------------------------------------------------------------------
