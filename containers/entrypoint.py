@@ -90,7 +90,7 @@ def run_evaluate(opt_ml: OptMl, args: argparse.Namespace) -> None:
     data = Path(args.data or opt_ml.processing("validation"))
     if not data.exists():
         raise UserError(f"--data: {data} does not exist; give the held-out JSONL file or folder there")
-    base = None
+    base: tuple[str, str | None] | None = None
     base_dir = Path(args.base_model or opt_ml.processing("base_model"))
     if args.base_model or base_dir.exists():
         if not base_dir.exists():
