@@ -109,6 +109,32 @@ def run_evaluate(opt_ml: OptMl, args: argparse.Namespace) -> None:
     log.info("evaluation written to %s", path)
 
 
+def serve_port(env: dict[str, str] | None = None, flag: int | None = None) -> int:
+    """SageMaker's own variable wins over the default 8080; an explicit --port wins over both."""
+    if flag is not None:
+        return flag
+    raw = (os.environ if env is None else env).get("SAGEMAKER_BIND_TO_PORT", "8080")
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise UserError(f"SAGEMAKER_BIND_TO_PORT={raw!r} is not a TCP port (1-65535)")
+    return int(raw)
+
+
+def run_serve(opt_ml: OptMl, args: argparse.Namespace) -> None:
+    from inference.model_files import model_folder
+    from inference.server import load_limits, serve
+
+    model_dir = model_folder(Path(args.model_dir) if args.model_dir else opt_ml.model_dir, "--model-dir")
+    if (model_dir / "neuron_config.json").is_file():
+        raise UserError(
+            f"{model_dir} is a compiled Neuron artifact (neuron_config.json); it is served on inf2 by the vLLM "
+            "Neuronx container (containers/Dockerfile.inference), not by this CPU/CUDA server. Serve the merged "
+            "model folder, or the output of `compile --target cpu`, here"
+        )
+    limits = load_limits(model_dir, {"batch_size": args.batch_size, "sequence_length": args.sequence_length,
+                                     "max_new_tokens": args.max_new_tokens, "batch_wait_ms": args.batch_wait_ms})
+    serve(model_dir, limits, args.host, serve_port(flag=args.port), args.model_name or model_dir.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="containers.entrypoint", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -124,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--max-new-tokens", type=int, default=32, help="generation budget per answer")
     ev.add_argument("--max-seq-length", type=int, default=256, help="block length for the loss pass")
     ev.add_argument("--prompt-length", type=int, default=None, help="fixed prompt length (default: longest prompt, rounded up to 16)")
+    sv = commands.add_parser("serve", help="HTTP server: GET /ping, POST /invocations (OpenAI chat completions)")
+    sv.add_argument("--model-dir", help="model folder (default: <opt_ml>/model)")
+    sv.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0, as SageMaker needs)")
+    sv.add_argument("--port", type=int, default=None, help="default: $SAGEMAKER_BIND_TO_PORT or 8080")
+    sv.add_argument("--batch-size", type=int, default=None, help="most requests per generate call")
+    sv.add_argument("--sequence-length", type=int, default=None, help="most prompt + completion tokens")
+    sv.add_argument("--max-new-tokens", type=int, default=None, help="default and cap for max_tokens")
+    sv.add_argument("--batch-wait-ms", type=float, default=None, help="how long a batch waits for company")
+    sv.add_argument("--model-name", default=None, help="the `model` reported in responses (default: folder name)")
     args = parser.parse_args(argv)
 
     _setup_logging()
@@ -133,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             run_train(opt_ml, neuron_worker=args.neuron_worker)
         elif args.command == "evaluate":
             run_evaluate(opt_ml, args)
+        elif args.command == "serve":
+            run_serve(opt_ml, args)
     except UserError as exc:
         message = str(exc)
         log.error("%s", message)

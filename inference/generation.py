@@ -68,11 +68,13 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int | None = None,
+    fill_batch: bool = True,
 ) -> list[Generated]:
     """Generate for ``prompts`` in batches of exactly ``shape.batch_size`` x ``shape.prompt_length``.
 
     ``max_new_tokens`` per prompt (default ``shape.max_new_tokens``): the batch runs to the largest
-    and each output is cut to its own limit. ``temperature == 0`` is greedy.
+    and each output is cut to its own limit. ``temperature == 0`` is greedy. ``fill_batch=False``
+    lets a short batch stay short (the CPU server: no compiled shape to honour, no wasted rows).
     """
     import torch
 
@@ -87,8 +89,8 @@ def generate(
     for start in range(0, len(prompts), shape.batch_size):
         chunk = prompts[start : start + shape.batch_size]
         chunk_limits = limits[start : start + shape.batch_size]
-        filled = chunk + [chunk[0]] * (shape.batch_size - len(chunk))
-        ids = torch.full((shape.batch_size, shape.prompt_length), pad_id, dtype=torch.long)
+        filled = chunk + [chunk[0]] * (shape.batch_size - len(chunk)) if fill_batch else chunk
+        ids = torch.full((len(filled), shape.prompt_length), pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for row, prompt in enumerate(filled):
             ids[row, shape.prompt_length - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
