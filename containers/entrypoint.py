@@ -3,9 +3,9 @@
 SageMaker runs training images as ``<image> train``; the same command runs on a laptop with
 ``MLOPS_OPT_ML`` pointing at a local folder laid out like ``/opt/ml``.
 
-Commands: ``train`` (a SageMaker training job), ``evaluate`` (a processing job). ``compile`` and
-``serve`` follow in this issue; ``prepare`` arrives with the pipeline issue. Absent commands are
-absent, not stubbed.
+Commands: ``train`` (a SageMaker training job), ``evaluate`` and ``compile`` (processing jobs),
+``serve`` (an endpoint). ``prepare`` arrives with the pipeline issue; absent commands are absent,
+not stubbed.
 
 Exit codes: 0 success, 2 a user error (bad data, bad hyperparameters; no traceback), 1 anything
 else (a bug or an infrastructure failure; traceback kept). Both failures write the reason to
@@ -109,6 +109,19 @@ def run_evaluate(opt_ml: OptMl, args: argparse.Namespace) -> None:
     log.info("evaluation written to %s", path)
 
 
+def run_compile(opt_ml: OptMl, args: argparse.Namespace) -> None:
+    from inference.compile import CompileSettings, compile_model
+    from inference.model_files import model_folder
+
+    model_dir = model_folder(Path(args.model_dir or opt_ml.processing("model")), "--model-dir")
+    settings = CompileSettings(target=args.target, batch_size=args.batch_size, sequence_length=args.sequence_length,
+                               tensor_parallel_size=args.tensor_parallel_size, dtype=args.dtype,
+                               max_new_tokens=args.max_new_tokens)
+    report = compile_model(model_dir, Path(args.output_dir or opt_ml.processing("compiled")), settings)
+    log.info("compiled for %s: batch_size=%d sequence_length=%d in %.1f s", report["target"], report["batch_size"],
+             report["sequence_length"], report["duration_seconds"])
+
+
 def serve_port(env: dict[str, str] | None = None, flag: int | None = None) -> int:
     """SageMaker's own variable wins over the default 8080; an explicit --port wins over both."""
     if flag is not None:
@@ -150,6 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--max-new-tokens", type=int, default=32, help="generation budget per answer")
     ev.add_argument("--max-seq-length", type=int, default=256, help="block length for the loss pass")
     ev.add_argument("--prompt-length", type=int, default=None, help="fixed prompt length (default: longest prompt, rounded up to 16)")
+    co = commands.add_parser("compile", help="export for inf2 (Neuron SDK) or package for cpu, at static shapes")
+    co.add_argument("--target", required=True, choices=["inf2", "cpu"], help="inf2: optimum-neuron export; cpu: packaging")
+    co.add_argument("--model-dir", help="merged model folder or model.tar.gz (default: <opt_ml>/processing/model)")
+    co.add_argument("--output-dir", help="artifact folder (default: <opt_ml>/processing/compiled)")
+    co.add_argument("--batch-size", type=int, default=4, help="static batch size")
+    co.add_argument("--sequence-length", type=int, default=512, help="static prompt + completion length")
+    co.add_argument("--tensor-parallel-size", type=int, default=2, help="NeuronCores per replica (inf2)")
+    co.add_argument("--dtype", default="bfloat16", help="bfloat16 | float16 | float32")
+    co.add_argument("--max-new-tokens", type=int, default=256, help="cpu: default and cap for one completion")
     sv = commands.add_parser("serve", help="HTTP server: GET /ping, POST /invocations (OpenAI chat completions)")
     sv.add_argument("--model-dir", help="model folder (default: <opt_ml>/model)")
     sv.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0, as SageMaker needs)")
@@ -168,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             run_train(opt_ml, neuron_worker=args.neuron_worker)
         elif args.command == "evaluate":
             run_evaluate(opt_ml, args)
+        elif args.command == "compile":
+            run_compile(opt_ml, args)
         elif args.command == "serve":
             run_serve(opt_ml, args)
     except UserError as exc:

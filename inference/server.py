@@ -13,14 +13,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -225,12 +229,31 @@ def create_app(engine: Engine) -> FastAPI:
     return app
 
 
-def serve(model_dir: Path, limits: ServeLimits, host: str, port: int, model_name: str) -> int:
-    import uvicorn
+class GracefulServer(uvicorn.Server):
+    """uvicorn's Server, except that SIGTERM/SIGINT end a graceful shutdown with exit status 0.
 
+    uvicorn re-raises the captured signal after shutting down, so the process would die "killed by
+    SIGTERM" even though it drained its requests; SageMaker and process supervisors read that as a crash.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def stop(signum: int, frame: Any) -> None:
+            log.info("received %s: finishing in-flight requests, then exiting", signal.Signals(signum).name)
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def serve(model_dir: Path, limits: ServeLimits, host: str, port: int, model_name: str) -> int:
     engine = Engine(model_dir, limits, model_name)
     config = uvicorn.Config(create_app(engine), host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
-    server = uvicorn.Server(config)
+    server = GracefulServer(config)
 
     def stop_if_load_fails() -> None:
         # A server that can never answer must not sit there failing health checks: exit non-zero.

@@ -1,5 +1,6 @@
 """`evaluate` pieces: answer extraction, fixed generation shapes, model archives, and the entrypoint."""
 
+import copy
 import json
 import tarfile
 
@@ -30,8 +31,9 @@ def tiny_lm(smollm2_tokenizer):
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=32, intermediate_size=64,
                                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)).eval()
-    smollm2_tokenizer.padding_side = "left"
-    return model, smollm2_tokenizer
+    tok = copy.deepcopy(smollm2_tokenizer)  # the session fixture is shared: do not mutate it
+    tok.padding_side = "left"
+    return model, tok
 
 
 def test_generation_always_prefills_one_shape_and_respects_limits(tiny_lm):

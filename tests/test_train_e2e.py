@@ -15,19 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, smollm2_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tok = smollm2_tokenizer
-    out = tmp_path_factory.mktemp("tiny")
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def _job(tmp_path, tiny_model, **hp):
     opt = tmp_path / "opt"
     (opt / "input" / "config").mkdir(parents=True)

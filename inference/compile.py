@@ -1,0 +1,217 @@
+"""`compile`: turn the merged model into what an endpoint serves, at static shapes.
+
+* ``--target inf2``: optimum-neuron export for Inferentia 2 with static batch size, sequence length,
+  tensor-parallel degree and dtype. NOT EXECUTED IN CI OR LOCALLY: it needs the Neuron SDK (host
+  RAM and the compiler, no Neuron device). Kept small and import-guarded; the arguments, the
+  artifact layout check and the error when the SDK is missing are tested.
+* ``--target cpu``: packaging, not compilation. The merged model cast to the serving dtype plus
+  ``serving_config.json`` with the same static limits, verified by loading it back and generating once.
+
+Both write ``compile_report.json`` (target, static shapes, versions, duration). The serving settings
+(``SM_ON_*`` for the vLLM Neuronx container) are derived from that report, and ``check_serving_env``
+refuses a deployment whose settings disagree with what was compiled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.errors import UserError
+
+log = logging.getLogger(__name__)
+
+REPORT = "compile_report.json"
+SERVING_CONFIG = "serving_config.json"
+# What optimum-neuron 0.4.5 writes for a decoder export (see inf2_export_kwargs).
+INF2_REQUIRED_FILES = ("config.json", "neuron_config.json")
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+@dataclass(frozen=True)
+class CompileSettings:
+    target: str  # "inf2" | "cpu"
+    batch_size: int = 4
+    sequence_length: int = 512
+    tensor_parallel_size: int = 2  # inf2.xlarge and inf2.8xlarge have 2 NeuronCores
+    dtype: str = "bfloat16"
+    max_new_tokens: int = 256  # cpu serving default/cap for one completion
+
+    def check(self) -> None:
+        problems = []
+        if self.target not in ("inf2", "cpu"):
+            problems.append(f"--target {self.target!r}: choose inf2 or cpu")
+        for key in ("batch_size", "sequence_length", "tensor_parallel_size", "max_new_tokens"):
+            if getattr(self, key) <= 0:
+                problems.append(f"--{key.replace('_', '-')}={getattr(self, key)}: must be > 0")
+        if self.dtype not in DTYPES:
+            problems.append(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        if self.max_new_tokens >= self.sequence_length:
+            problems.append(f"--max-new-tokens={self.max_new_tokens} must be smaller than --sequence-length={self.sequence_length}")
+        if problems:
+            raise UserError("compile settings: " + "; ".join(problems))
+
+
+def neuron_sdk_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("optimum") is None:
+        return False
+    return all(importlib.util.find_spec(m) is not None for m in ("optimum.neuron", "neuronx_distributed_inference"))
+
+
+def compile_model(model_dir: Path, output_dir: Path, settings: CompileSettings) -> dict[str, Any]:
+    settings.check()
+    if output_dir.resolve() == model_dir.resolve():
+        raise UserError(f"--output-dir must differ from --model-dir ({model_dir})")
+    t0 = time.perf_counter()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if settings.target == "inf2":
+        details = _compile_inf2(model_dir, output_dir, settings)
+    else:
+        details = _package_cpu(model_dir, output_dir, settings)
+    from training.report import library_versions
+
+    report = {
+        "target": settings.target,
+        "batch_size": settings.batch_size,
+        "sequence_length": settings.sequence_length,
+        "tensor_parallel_size": settings.tensor_parallel_size if settings.target == "inf2" else None,
+        "dtype": settings.dtype,
+        "source_model": str(model_dir),
+        "versions": library_versions(),
+        "duration_seconds": round(time.perf_counter() - t0, 2),
+        **details,
+    }
+    (output_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    log.info("compile report: %s", output_dir / REPORT)
+    return report
+
+
+# ---- cpu: packaging -----------------------------------------------------------------------------
+
+
+def _package_cpu(model_dir: Path, output_dir: Path, settings: CompileSettings) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from inference.generation import Shape, chat_prompt_ids, generate, load_for_inference
+    from training.base_model import load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, settings.dtype))
+    tokenizer = load_tokenizer(str(model_dir))
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    if max_positions and settings.sequence_length > max_positions:
+        raise UserError(
+            f"--sequence-length={settings.sequence_length} exceeds the model's max_position_embeddings={max_positions}"
+        )
+    model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
+    for extra in ("training_report.json",):
+        if (model_dir / extra).is_file():
+            shutil.copy2(model_dir / extra, output_dir / extra)
+    serving = {"target": "cpu", "dtype": settings.dtype,
+               "limits": {"batch_size": settings.batch_size, "sequence_length": settings.sequence_length,
+                          "max_new_tokens": settings.max_new_tokens}}
+    (output_dir / SERVING_CONFIG).write_text(json.dumps(serving, indent=2) + "\n")
+
+    # Verify: the packaged folder loads and generates at the static batch size.
+    loaded, tok = load_for_inference(output_dir)
+    prompt = chat_prompt_ids(tok, [{"role": "user", "content": "Say OK."}])
+    out = generate(loaded, tok, [prompt], Shape(settings.batch_size, len(prompt), 8))
+    log.info("verification generation: %r", out[0].text)
+    return {"artifact": "transformers safetensors (packaged, not compiled)",
+            "verification": {"prompt": "Say OK.", "output": out[0].text, "completion_tokens": out[0].completion_tokens}}
+
+
+# ---- inf2: optimum-neuron export ------------------------------------------------------------------
+
+
+def inf2_export_kwargs(settings: CompileSettings) -> dict[str, Any]:
+    """Static shapes for ``NeuronModelForCausalLM.export`` (optimum-neuron 0.4.5)."""
+    return {
+        "batch_size": settings.batch_size,
+        "sequence_length": settings.sequence_length,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "torch_dtype": settings.dtype,
+    }
+
+
+def check_inf2_artifact(folder: Path, settings: CompileSettings) -> dict[str, Any]:
+    """The exported folder has what the vLLM Neuronx container loads, at the shapes we asked for."""
+    missing = [name for name in INF2_REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise RuntimeError(f"the Neuron export in {folder} lacks {', '.join(missing)}; the export did not complete")
+    neuron_config = json.loads((folder / "neuron_config.json").read_text())
+    compiled = compiled_shapes(neuron_config)
+    wanted = {"batch_size": settings.batch_size, "sequence_length": settings.sequence_length,
+              "tensor_parallel_size": settings.tensor_parallel_size}
+    differ = {k: (compiled.get(k), v) for k, v in wanted.items() if compiled.get(k) != v}
+    if differ:
+        raise RuntimeError(f"the Neuron export in {folder} has other shapes than requested: {differ}")
+    return compiled
+
+
+def compiled_shapes(neuron_config: dict[str, Any]) -> dict[str, Any]:
+    """batch_size / sequence_length / tensor_parallel_size from a neuron_config.json."""
+    aliases = {"batch_size": ("batch_size",), "sequence_length": ("sequence_length", "seq_len"),
+               "tensor_parallel_size": ("tp_degree", "tensor_parallel_size")}
+    out = {}
+    for key, names in aliases.items():
+        for name in names:
+            if name in neuron_config:
+                out[key] = neuron_config[name]
+                break
+    return out
+
+
+def _compile_inf2(model_dir: Path, output_dir: Path, settings: CompileSettings) -> dict[str, Any]:  # pragma: no cover
+    if not neuron_sdk_available():
+        raise UserError(
+            "--target inf2 needs the Neuron SDK (optimum-neuron with neuronx-distributed-inference), which is not "
+            "installed here; run `compile` in the training image (containers/Dockerfile.train) on a trn1/inf2 or "
+            "large CPU instance, or use --target cpu for a local deployable artifact"
+        )
+    from optimum.neuron import NeuronModelForCausalLM
+
+    log.info("exporting %s for inf2 with %s (a multi-minute compile)", model_dir, inf2_export_kwargs(settings))
+    model = NeuronModelForCausalLM.export(str(model_dir), **inf2_export_kwargs(settings))
+    model.save_pretrained(output_dir)
+    from training.base_model import load_tokenizer
+
+    load_tokenizer(str(model_dir)).save_pretrained(output_dir)
+    return {"artifact": "optimum-neuron export", "compiled": check_inf2_artifact(output_dir, settings)}
+
+
+# ---- serving settings derived from the report -------------------------------------------------------
+
+
+def serving_env(report: dict[str, Any], model_path: str = "/opt/ml/model") -> dict[str, str]:
+    """Environment for the HF vLLM Neuronx container, from a compile report."""
+    if report.get("target") != "inf2":
+        raise UserError(f"serving on inf2 needs a compile report with target=inf2, got target={report.get('target')!r}")
+    return {
+        "SM_ON_MODEL": model_path,
+        "SM_ON_BATCH_SIZE": str(report["batch_size"]),
+        "SM_ON_SEQUENCE_LENGTH": str(report["sequence_length"]),
+        "SM_ON_TENSOR_PARALLEL_SIZE": str(report["tensor_parallel_size"]),
+    }
+
+
+def check_serving_env(env: dict[str, str], report: dict[str, Any]) -> None:
+    """Refuse a deployment whose SM_ON_* settings disagree with the compiled shapes (the container
+    would fail at startup, after the endpoint had already been created)."""
+    expected = serving_env(report)
+    problems = [
+        f"{key}={env.get(key)!r} but the model was compiled with {value}"
+        for key, value in expected.items()
+        if key != "SM_ON_MODEL" and env.get(key) != value
+    ]
+    if problems:
+        raise UserError("serving settings disagree with compile_report.json: " + "; ".join(problems)
+                        + ". Derive them with inference.compile.serving_env, or recompile with the shapes you want")
