@@ -1,0 +1,99 @@
+"""compile's edges (settings, the inf2 path without the SDK, the artifact check) and the serving settings."""
+
+import json
+
+import pytest
+
+from inference.compile import (
+    CompileSettings,
+    check_inf2_artifact,
+    check_serving_env,
+    compile_model,
+    compiled_shapes,
+    inf2_export_kwargs,
+    neuron_sdk_available,
+    serving_env,
+)
+from training.errors import UserError
+
+INF2_REPORT = {"target": "inf2", "batch_size": 4, "sequence_length": 2048, "tensor_parallel_size": 2}
+
+
+def test_settings_errors_name_each_flag():
+    with pytest.raises(UserError) as info:
+        CompileSettings(target="gpu", batch_size=0, dtype="int8", sequence_length=64, max_new_tokens=64).check()
+    message = str(info.value)
+    for needle in ("--target 'gpu': choose inf2 or cpu", "--batch-size=0: must be > 0", "--dtype 'int8'",
+                   "--max-new-tokens=64 must be smaller than --sequence-length=64"):
+        assert needle in message
+
+
+def test_inf2_without_the_sdk_says_where_to_run_it(tmp_path):
+    assert neuron_sdk_available() is False
+    (tmp_path / "m").mkdir()
+    with pytest.raises(UserError, match=r"--target inf2 needs the Neuron SDK .* run `compile` in the training image"):
+        compile_model(tmp_path / "m", tmp_path / "out", CompileSettings(target="inf2"))
+
+
+def test_output_must_differ_from_input(tmp_path):
+    with pytest.raises(UserError, match="--output-dir must differ from --model-dir"):
+        compile_model(tmp_path, tmp_path, CompileSettings(target="cpu"))
+
+
+def test_inf2_export_kwargs_carry_the_static_shapes():
+    kwargs = inf2_export_kwargs(CompileSettings(target="inf2", batch_size=8, sequence_length=1024, tensor_parallel_size=2))
+    assert kwargs == {"batch_size": 8, "sequence_length": 1024, "tensor_parallel_size": 2, "torch_dtype": "bfloat16"}
+
+
+def test_inf2_artifact_check(tmp_path):
+    settings = CompileSettings(target="inf2", batch_size=4, sequence_length=2048, tensor_parallel_size=2)
+    with pytest.raises(RuntimeError, match="lacks config.json, neuron_config.json"):
+        check_inf2_artifact(tmp_path, settings)
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "neuron_config.json").write_text(json.dumps({"batch_size": 4, "sequence_length": 2048, "tp_degree": 2}))
+    assert check_inf2_artifact(tmp_path, settings) == {"batch_size": 4, "sequence_length": 2048, "tensor_parallel_size": 2}
+    (tmp_path / "neuron_config.json").write_text(json.dumps({"batch_size": 1, "sequence_length": 2048, "tp_degree": 2}))
+    with pytest.raises(RuntimeError, match=r"other shapes than requested: \{'batch_size': \(1, 4\)\}"):
+        check_inf2_artifact(tmp_path, settings)
+    assert compiled_shapes({"seq_len": 7}) == {"sequence_length": 7}
+
+
+def test_serving_env_comes_from_the_report_and_mismatches_are_refused():
+    env = serving_env(INF2_REPORT)
+    assert env == {"SM_ON_MODEL": "/opt/ml/model", "SM_ON_BATCH_SIZE": "4", "SM_ON_SEQUENCE_LENGTH": "2048",
+                   "SM_ON_TENSOR_PARALLEL_SIZE": "2"}
+    check_serving_env(env, INF2_REPORT)
+    with pytest.raises(UserError, match=r"SM_ON_BATCH_SIZE='8' but the model was compiled with 4"):
+        check_serving_env({**env, "SM_ON_BATCH_SIZE": "8"}, INF2_REPORT)
+    with pytest.raises(UserError, match="needs a compile report with target=inf2, got target='cpu'"):
+        serving_env({**INF2_REPORT, "target": "cpu"})
+
+
+def test_serve_limits_and_port_errors(tmp_path):
+    from containers.entrypoint import serve_port
+    from inference.server import load_limits
+
+    assert serve_port({}) == 8080
+    assert serve_port({"SAGEMAKER_BIND_TO_PORT": "9000"}) == 9000
+    assert serve_port({"SAGEMAKER_BIND_TO_PORT": "9000"}, flag=7000) == 7000
+    with pytest.raises(UserError, match=r"SAGEMAKER_BIND_TO_PORT='http' is not a TCP port"):
+        serve_port({"SAGEMAKER_BIND_TO_PORT": "http"})
+    (tmp_path / "serving_config.json").write_text(json.dumps({"limits": {"batch_size": 2, "sequence_length": 128, "max_new_tokens": 16}}))
+    limits = load_limits(tmp_path, {"batch_size": None, "max_new_tokens": 32})
+    assert (limits.batch_size, limits.sequence_length, limits.max_new_tokens) == (2, 128, 32)
+    with pytest.raises(UserError, match=r"serving limits from .*serving_config.json \+ flags: max_new_tokens=128 must be smaller than sequence_length=128"):
+        load_limits(tmp_path, {"max_new_tokens": 128})
+    (tmp_path / "serving_config.json").write_text("[]")
+    with pytest.raises(UserError, match="not a serving config written by `compile --target cpu`"):
+        load_limits(tmp_path, {})
+
+
+def test_serving_a_neuron_artifact_here_is_refused(tmp_path, monkeypatch):
+    from containers.entrypoint import main
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "model" / "neuron_config.json").write_text("{}")
+    monkeypatch.setenv("MLOPS_OPT_ML", str(tmp_path))
+    assert main(["serve"]) == 2
+    assert "is a compiled Neuron artifact" in (tmp_path / "output" / "failure").read_text()
