@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv bench clean
+.PHONY: demo test lint venv bench bench-serve clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_throughput.py
+
+# Serving load against the newest local fine-tune (run `make demo` first).
+bench-serve: $(STAMP)
+	@model=$$(ls -td .mlops/runs/*/model 2>/dev/null | head -1); \
+	if [ -z "$$model" ]; then echo "no fine-tuned model under .mlops/runs/: run 'make demo' first" >&2; exit 2; fi; \
+	$(BIN)/python bench/serve_load.py --model-dir $$model
 
 clean:
 	rm -rf $(VENV) .mlops
