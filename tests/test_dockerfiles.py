@@ -1,0 +1,355 @@
+"""The container definitions, checked without Docker (none exists on our machines).
+
+The Dockerfiles are parsed as text: base images must be pinned by an explicit tag whose versions agree
+with the project's pins, every COPY source must exist and carry the shared entrypoint (plus every local
+package that code imports), and both images must start through ``python -m containers.entrypoint``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import tomllib
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "containers" / "Dockerfile.train"
+INFERENCE = ROOT / "containers" / "Dockerfile.inference"
+DOCKERFILES = {"train": TRAIN, "inference": INFERENCE}
+ENTRYPOINT = ["python", "-m", "containers.entrypoint"]
+NEURON_PIP_INDEX = "pip.repos.neuron.amazonaws.com"
+# PyPI placeholders of these names exist; they may only come from the Neuron repository.
+NEURON_ONLY_PACKAGES = ("torch-neuronx", "neuronx-cc", "neuronx-distributed", "libneuronxla")
+
+# What each optimum-neuron release was built against (facts of the release, not project choices):
+# huggingface/optimum-neuron v0.4.5 optimum/neuron/version.py (__sdk_version__ = "2.26.1") and
+# pyproject.toml (`vllm` extra: vllm == 0.11.0). A new optimum-neuron pin needs a row here.
+OPTIMUM_NEURON_STACK = {"0.4.5": {"sdk": "2.26.1", "vllm": "0.11.0"}}
+
+# huggingface-pytorch-training-neuronx:2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04
+TRAINING_TAG = re.compile(
+    r"^(?P<torch>\d+\.\d+\.\d+)-transformers(?P<transformers>\d+(?:\.\d+)*)-neuronx-py(?P<py>\d+)"
+    r"-sdk(?P<sdk>\d+(?:\.\d+)*)-ubuntu(?P<os>[\d.]+)$"
+)
+# huggingface-vllm-inference-neuronx:0.11.0-optimum0.4.5-neuronx-py310-sdk2.26.1-ubuntu22.04
+VLLM_TAG = re.compile(
+    r"^(?P<vllm>\d+(?:\.\d+)*)-optimum(?P<optimum>\d+(?:\.\d+)*)-neuronx-py(?P<py>\d+)"
+    r"-sdk(?P<sdk>\d+(?:\.\d+)*)-ubuntu(?P<os>[\d.]+)$"
+)
+
+
+# --- a small Dockerfile reader ------------------------------------------------------------------
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with comments dropped and continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, rest = line.partition(" ")
+        out.append((keyword.upper(), rest.strip()))
+    assert not pending, f"{path.name}: dangling line continuation"
+    return out
+
+
+def _words(args: str) -> list[str]:
+    """Exec (JSON) form or shell form, as Docker reads COPY/ENTRYPOINT/CMD arguments."""
+    if args.startswith("["):
+        words = json.loads(args)
+        assert isinstance(words, list) and all(isinstance(w, str) for w in words), args
+        return words
+    return shlex.split(args)
+
+
+def _expand(text: str, values: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m.group(1) or m.group(2), m.group(0)), text)
+
+
+def base_images(path: Path) -> list[str]:
+    """FROM references with the defaults of ARGs declared before them substituted."""
+    args: dict[str, str] = {}
+    images = []
+    for keyword, rest in instructions(path):
+        if keyword == "ARG" and "=" in rest and not images:
+            name, _, default = rest.partition("=")
+            args[name.strip()] = default.strip().strip('"')
+        elif keyword == "FROM":
+            words = [w for w in rest.split() if not w.startswith("--")]
+            images.append(_expand(words[0], args))
+    return images
+
+
+def split_image(reference: str) -> tuple[str, str | None]:
+    """(repository, tag) of an image reference; the tag is None when absent."""
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return name, None
+    repository, tag = name.rsplit(":", 1)
+    return repository, tag
+
+
+def tag_of(path: Path, repository_suffix: str) -> str:
+    for image in base_images(path):
+        repository, tag = split_image(image)
+        if repository.endswith("/" + repository_suffix) and tag:
+            return tag
+    raise AssertionError(f"{path.name} has no FROM .../{repository_suffix}:<tag>")
+
+
+def copies(path: Path) -> list[tuple[list[str], str]]:
+    """(sources, destination) of every COPY/ADD from the build context (not from another stage)."""
+    out = []
+    for keyword, rest in instructions(path):
+        if keyword not in ("COPY", "ADD"):
+            continue
+        words = _words(rest)
+        flags = [w for w in words if w.startswith("--")]
+        if any(f.startswith("--from") for f in flags):
+            continue
+        paths = [w for w in words if not w.startswith("--")]
+        assert len(paths) >= 2, f"{path.name}: {keyword} {rest} needs a source and a destination"
+        out.append((paths[:-1], paths[-1]))
+    return out
+
+
+def env_values(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for keyword, rest in instructions(path):
+        if keyword == "ENV":
+            for word in shlex.split(rest):
+                name, sep, value = word.partition("=")
+                assert sep, f"{path.name}: use ENV NAME=value, got {rest!r}"
+                values[name] = value
+    return values
+
+
+def last(path: Path, keyword: str) -> list[str] | None:
+    found = [rest for kw, rest in instructions(path) if kw == keyword]
+    return _words(found[-1]) if found else None
+
+
+def pins(lines: list[str]) -> dict[str, str]:
+    out = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        req = Requirement(line)
+        exact = [s.version for s in req.specifier if s.operator == "=="]
+        if exact:
+            out[req.name.lower()] = exact[0]
+    return out
+
+
+def requirements_train() -> dict[str, str]:
+    return pins((ROOT / "containers" / "requirements-train.txt").read_text().splitlines())
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def major_minor(version: str) -> tuple[int, int]:
+    release = Version(version).release
+    return release[0], release[1]
+
+
+# --- base images ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_base_images_are_pinned_by_explicit_tag(name):
+    images = base_images(DOCKERFILES[name])
+    assert images, f"Dockerfile.{name} has no FROM"
+    for image in images:
+        repository, tag = split_image(image)
+        assert tag is not None, f"{image}: no tag (that means `latest`); pin the full DLC tag"
+        assert tag != "latest", f"{image}: `latest` moves; pin the full DLC tag"
+        assert "$" not in tag, f"{image}: the tag comes from a build arg, so a build can change it"
+        assert "$" not in repository, f"{image}: an ARG used in FROM has no default"
+
+
+def test_training_base_matches_project_pins():
+    tag = tag_of(TRAIN, "huggingface-pytorch-training-neuronx")
+    m = TRAINING_TAG.match(tag)
+    assert m, f"unexpected training DLC tag layout: {tag}"
+    project = pyproject()
+
+    # torch: pyproject's lower bound is the container's torch (2.8 + torch-neuronx); local runs may be newer.
+    torch_req = next(Requirement(d) for d in project["project"]["dependencies"] if Requirement(d).name == "torch")
+    floors = [s.version for s in torch_req.specifier if s.operator in (">=", "==", "~=")]
+    assert floors, "pyproject.toml must give torch a lower bound (the container's torch)"
+    assert major_minor(m["torch"]) == major_minor(floors[0]), (
+        f"training DLC has torch {m['torch']}, pyproject.toml says torch {torch_req.specifier}")
+
+    # transformers: the DLC's copy is replaced by requirements-train.txt's pin, which must not be older.
+    pinned = requirements_train()["transformers"]
+    assert Version(m["transformers"]) <= Version(pinned), (
+        f"training DLC ships transformers {m['transformers']}, newer than our pin {pinned}: pip would downgrade it")
+    assert Version(m["transformers"]).major == Version(pinned).major
+
+    # Python: container code must run on the DLC's interpreter, which is what ruff and requires-python target.
+    assert f"py{m['py']}" == project["tool"]["ruff"]["target-version"]
+    floor = next(s.version for s in Requirement("x" + project["project"]["requires-python"]).specifier
+                 if s.operator == ">=")
+    assert "".join(map(str, major_minor(floor))) == m["py"]
+
+
+def test_inference_base_matches_optimum_neuron_pin():
+    tag = tag_of(INFERENCE, "huggingface-vllm-inference-neuronx")
+    m = VLLM_TAG.match(tag)
+    assert m, f"unexpected vLLM Neuronx DLC tag layout: {tag}"
+    optimum = requirements_train()["optimum-neuron"]
+    assert m["optimum"] == optimum, (
+        f"serving DLC carries optimum-neuron {m['optimum']}, training image pins {optimum}: a compiled artifact "
+        "is only loadable by the optimum-neuron and neuronx-cc versions that wrote it")
+    stack = OPTIMUM_NEURON_STACK.get(optimum)
+    assert stack, f"add optimum-neuron {optimum}'s SDK and vLLM versions to OPTIMUM_NEURON_STACK"
+    assert m["sdk"] == stack["sdk"], f"optimum-neuron {optimum} is built for SDK {stack['sdk']}, tag says {m['sdk']}"
+    assert m["vllm"] == stack["vllm"], f"optimum-neuron {optimum} pins vllm {stack['vllm']}, tag says {m['vllm']}"
+    assert f"py{m['py']}" == pyproject()["tool"]["ruff"]["target-version"]
+
+
+def test_both_images_are_on_the_same_neuron_sdk_line():
+    train = TRAINING_TAG.match(tag_of(TRAIN, "huggingface-pytorch-training-neuronx"))
+    serve = VLLM_TAG.match(tag_of(INFERENCE, "huggingface-vllm-inference-neuronx"))
+    assert train and serve
+    sdk = OPTIMUM_NEURON_STACK[requirements_train()["optimum-neuron"]]["sdk"]
+    assert major_minor(train["sdk"]) == major_minor(serve["sdk"]) == major_minor(sdk), (
+        f"training DLC SDK {train['sdk']}, serving DLC SDK {serve['sdk']}, optimum-neuron wants {sdk}")
+    assert train["os"] == serve["os"] and train["py"] == serve["py"]
+
+
+def test_training_image_installs_our_pins_from_the_neuron_repository():
+    """requirements-train.txt is installed, and Neuron packages only ever come with the Neuron index."""
+    requirement_dests = [dest for sources, dest in copies(TRAIN) if "containers/requirements-train.txt" in sources]
+    assert requirement_dests, "Dockerfile.train never copies containers/requirements-train.txt"
+    runs = [rest for keyword, rest in instructions(TRAIN) if keyword == "RUN"]
+    installs = [r for r in runs if "pip install" in r and any(f"-r {d}" in r for d in requirement_dests)]
+    assert installs, "no RUN pip-installs -r <copied requirements-train.txt>"
+    for run in runs:
+        wants_neuron = "[neuronx]" in run or any(re.search(rf"(?<![\w-]){p}\b", run) for p in NEURON_ONLY_PACKAGES)
+        if "pip install" in run and wants_neuron:
+            index = _expand(run, _arg_defaults(TRAIN))
+            assert NEURON_PIP_INDEX in index, f"Neuron packages requested without the Neuron index: {run}"
+
+
+def _arg_defaults(path: Path) -> dict[str, str]:
+    out = {}
+    for keyword, rest in instructions(path):
+        if keyword == "ARG" and "=" in rest:
+            name, _, default = rest.partition("=")
+            out[name.strip()] = default.strip().strip('"')
+    return out
+
+
+# --- code in the image ---------------------------------------------------------------------------
+
+
+def _local_packages() -> set[str]:
+    return {p.parent.name for p in ROOT.glob("*/__init__.py")}
+
+
+def _copied_files(path: Path) -> dict[Path, str]:
+    """Repository files the Dockerfile copies, mapped to where they land in the image."""
+    out: dict[Path, str] = {}
+    for sources, dest in copies(path):
+        for source in sources:
+            src = ROOT / source
+            assert src.exists(), f"{path.name}: COPY source {source} does not exist in the repository"
+            if src.is_dir():
+                for f in src.rglob("*"):
+                    if f.is_file() and "__pycache__" not in f.parts:
+                        out[f] = f"{dest.rstrip('/')}/{f.relative_to(src).as_posix()}"
+            else:
+                out[src] = f"{dest.rstrip('/')}/{src.name}" if dest.endswith("/") else dest
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_copied_paths_exist_and_carry_the_entrypoint(name):
+    files = _copied_files(DOCKERFILES[name])
+    entry = ROOT / "containers" / "entrypoint.py"
+    assert entry in files, f"Dockerfile.{name} does not copy containers/entrypoint.py"
+    # Packages keep their names in the image (COPY of a directory copies its contents, not the folder).
+    for sources, dest in copies(DOCKERFILES[name]):
+        for source in sources:
+            if (ROOT / source).is_dir() and (ROOT / source / "__init__.py").is_file():
+                assert dest.rstrip("/").endswith("/" + Path(source).name), (
+                    f"COPY {source} {dest} flattens the package; copy it to <root>/{Path(source).name}")
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_every_local_package_the_copied_code_imports_is_copied(name):
+    files = _copied_files(DOCKERFILES[name])
+    local = _local_packages()
+    copied_packages = {f.relative_to(ROOT).parts[0] for f in files if f.name == "__init__.py"
+                       and len(f.relative_to(ROOT).parts) == 2}
+    missing: dict[str, str] = {}
+    for f in files:
+        if f.suffix != ".py":
+            continue
+        for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {n.split(".")[0] for n in names} & local - copied_packages:
+                missing.setdefault(top, str(f.relative_to(ROOT)))
+    assert not missing, f"Dockerfile.{name} lacks packages the copied code imports: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_entrypoint_is_the_shared_one_and_importable(name):
+    path = DOCKERFILES[name]
+    assert last(path, "ENTRYPOINT") == ENTRYPOINT, f"Dockerfile.{name} must start {' '.join(ENTRYPOINT)}"
+    # `python -m containers.entrypoint` resolves through PYTHONPATH: the folder holding containers/ is on it.
+    landing = _copied_files(path)[ROOT / "containers" / "entrypoint.py"]
+    package_root = landing.rsplit("/", 2)[0]
+    pythonpath = [p for p in _drop_references(env_values(path).get("PYTHONPATH", "")).split(":") if p]
+    workdirs = [rest for kw, rest in instructions(path) if kw == "WORKDIR"]
+    assert package_root in pythonpath or (workdirs and workdirs[-1] == package_root), (
+        f"containers/ lands in {package_root}, which is neither on PYTHONPATH ({pythonpath}) nor the WORKDIR")
+
+
+def _drop_references(value: str) -> str:
+    """The literal part of an ENV value: `/opt/mlops${PYTHONPATH:+:${PYTHONPATH}}` -> `/opt/mlops`."""
+    while True:
+        stripped = re.sub(r"\$\{[^{}]*\}|\$\w+", "", value)
+        if stripped == value:
+            return value
+        value = stripped
+
+
+def test_inference_image_serves_by_default():
+    assert last(INFERENCE, "CMD") == ["serve"]
+
+
+@pytest.mark.parametrize(("name", "commands"), [("inference", ["serve"]), ("train", ["train", "evaluate", "compile"])])
+def test_image_commands_exist_in_the_entrypoint(name, commands, capsys):
+    """The commands each image is started with are real subcommands of containers.entrypoint."""
+    from containers.entrypoint import main
+
+    default = last(DOCKERFILES[name], "CMD")
+    for command in commands + (default or []):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0, f"`{command}` is not a containers.entrypoint command"
+    capsys.readouterr()
