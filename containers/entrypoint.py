@@ -134,15 +134,24 @@ def serve_port(env: dict[str, str] | None = None, flag: int | None = None) -> in
 
 def run_serve(opt_ml: OptMl, args: argparse.Namespace) -> None:
     from inference.model_files import model_folder
-    from inference.server import load_limits, serve
+    from inference.neuron_serve import exec_neuron_server, is_neuron_artifact
 
     model_dir = model_folder(Path(args.model_dir) if args.model_dir else opt_ml.model_dir, "--model-dir")
-    if (model_dir / "neuron_config.json").is_file():
-        raise UserError(
-            f"{model_dir} is a compiled Neuron artifact (neuron_config.json); it is served on inf2 by the vLLM "
-            "Neuronx container (containers/Dockerfile.inference), not by this CPU/CUDA server. Serve the merged "
-            "model folder, or the output of `compile --target cpu`, here"
-        )
+    if is_neuron_artifact(model_dir):
+        # A compiled inf2 artifact: hand over to the vLLM Neuronx DLC's server (inference/neuron_serve.py).
+        unsupported = [flag for flag, value in (("--max-new-tokens", args.max_new_tokens),
+                                                ("--batch-wait-ms", args.batch_wait_ms)) if value is not None]
+        if unsupported:
+            raise UserError(f"{', '.join(unsupported)} apply to the CPU/CUDA server only; {model_dir} is a compiled "
+                            "Neuron artifact, served by vLLM with the compiled shapes. Drop the flag(s)")
+        env = dict(os.environ)
+        # Flags for the shapes become the SM_ON_* the DLC reads, so they meet the same compiled-shape check.
+        for key, value in (("SM_ON_BATCH_SIZE", args.batch_size), ("SM_ON_SEQUENCE_LENGTH", args.sequence_length)):
+            if value is not None:
+                env[key] = str(value)
+        exec_neuron_server(model_dir, serve_port(flag=args.port), env, served_model_name=args.model_name)
+    from inference.server import load_limits, serve
+
     limits = load_limits(model_dir, {"batch_size": args.batch_size, "sequence_length": args.sequence_length,
                                      "max_new_tokens": args.max_new_tokens, "batch_wait_ms": args.batch_wait_ms})
     serve(model_dir, limits, args.host, serve_port(flag=args.port), args.model_name or model_dir.name)

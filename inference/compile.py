@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 
 REPORT = "compile_report.json"
 SERVING_CONFIG = "serving_config.json"
-# What optimum-neuron 0.4.5 writes for a decoder export (see inf2_export_kwargs).
-INF2_REQUIRED_FILES = ("config.json", "neuron_config.json")
+# What optimum-neuron 0.4.5 writes for a decoder export (NxD backend): the HF config, the compiled shapes,
+# the traced graphs (model.pt) and the weights, sharded per tensor-parallel rank under
+# checkpoint/weights/tp{rank}_sharded_checkpoint.safetensors (checked separately, one per rank).
+INF2_REQUIRED_FILES = ("config.json", "neuron_config.json", "model.pt")
 DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -58,11 +60,13 @@ class CompileSettings:
 
 
 def neuron_sdk_available() -> bool:
+    """True where optimum-neuron and its NxD backend import (the training image; never on this machine)."""
     import importlib.util
 
+    # find_spec("optimum.neuron") imports the parent package, so check `optimum` exists first.
     if importlib.util.find_spec("optimum") is None:
         return False
-    return all(importlib.util.find_spec(m) is not None for m in ("optimum.neuron", "neuronx_distributed_inference"))
+    return all(importlib.util.find_spec(m) is not None for m in ("optimum.neuron", "neuronx_distributed"))
 
 
 def compile_model(model_dir: Path, output_dir: Path, settings: CompileSettings) -> dict[str, Any]:
@@ -133,18 +137,27 @@ def _package_cpu(model_dir: Path, output_dir: Path, settings: CompileSettings) -
 
 
 def inf2_export_kwargs(settings: CompileSettings) -> dict[str, Any]:
-    """Static shapes for ``NeuronModelForCausalLM.export`` (optimum-neuron 0.4.5)."""
+    """Keyword arguments of ``NeuronModelForCausalLM.get_neuron_config`` (optimum-neuron 0.4.5).
+
+    In 0.4.5 ``export()`` takes no shapes: they go into a neuron config built by ``get_neuron_config``,
+    and the dtype is the one on the transformers config passed alongside (see ``_compile_inf2``). The
+    same export from a shell: ``optimum-cli export neuron --model M --instance_type inf2 --batch_size B
+    --sequence_length S --tensor_parallel_size TP OUT``.
+    """
     return {
+        "instance_type": "inf2",
         "batch_size": settings.batch_size,
         "sequence_length": settings.sequence_length,
         "tensor_parallel_size": settings.tensor_parallel_size,
-        "torch_dtype": settings.dtype,
     }
 
 
 def check_inf2_artifact(folder: Path, settings: CompileSettings) -> dict[str, Any]:
     """The exported folder has what the vLLM Neuronx container loads, at the shapes we asked for."""
     missing = [name for name in INF2_REQUIRED_FILES if not (folder / name).is_file()]
+    missing += [f"checkpoint/weights/tp{rank}_sharded_checkpoint.safetensors"
+                for rank in range(settings.tensor_parallel_size)
+                if not (folder / "checkpoint" / "weights" / f"tp{rank}_sharded_checkpoint.safetensors").is_file()]
     if missing:
         raise RuntimeError(f"the Neuron export in {folder} lacks {', '.join(missing)}; the export did not complete")
     neuron_config = json.loads((folder / "neuron_config.json").read_text())
@@ -171,16 +184,25 @@ def compiled_shapes(neuron_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _compile_inf2(model_dir: Path, output_dir: Path, settings: CompileSettings) -> dict[str, Any]:  # pragma: no cover
+    # Never executed here (no Neuron SDK); the arguments and the artifact check around it are tested.
     if not neuron_sdk_available():
         raise UserError(
-            "--target inf2 needs the Neuron SDK (optimum-neuron with neuronx-distributed-inference), which is not "
-            "installed here; run `compile` in the training image (containers/Dockerfile.train) on a trn1/inf2 or "
-            "large CPU instance, or use --target cpu for a local deployable artifact"
+            "--target inf2 needs the Neuron SDK (optimum-neuron with neuronx-distributed), which is not installed "
+            "here; run `compile` in the training image (containers/Dockerfile.train) on a memory-rich CPU or trn1 "
+            "instance, or use --target cpu for a local deployable artifact"
         )
+    import torch
     from optimum.neuron import NeuronModelForCausalLM
+    from transformers import AutoConfig
 
-    log.info("exporting %s for inf2 with %s (a multi-minute compile)", model_dir, inf2_export_kwargs(settings))
-    model = NeuronModelForCausalLM.export(str(model_dir), **inf2_export_kwargs(settings))
+    config = AutoConfig.from_pretrained(model_dir)
+    config.dtype = getattr(torch, settings.dtype)  # the compiled weights' dtype comes from the config
+    neuron_config = NeuronModelForCausalLM.get_neuron_config(str(model_dir), config=config,
+                                                             **inf2_export_kwargs(settings))
+    log.info("exporting %s for inf2 with %s, dtype %s (a multi-minute compile)", model_dir,
+             inf2_export_kwargs(settings), settings.dtype)
+    model = NeuronModelForCausalLM.export(str(model_dir), neuron_config=neuron_config, config=config,
+                                          load_weights=False)
     model.save_pretrained(output_dir)
     from training.base_model import load_tokenizer
 

@@ -42,14 +42,19 @@ def test_output_must_differ_from_input(tmp_path):
 
 def test_inf2_export_kwargs_carry_the_static_shapes():
     kwargs = inf2_export_kwargs(CompileSettings(target="inf2", batch_size=8, sequence_length=1024, tensor_parallel_size=2))
-    assert kwargs == {"batch_size": 8, "sequence_length": 1024, "tensor_parallel_size": 2, "torch_dtype": "bfloat16"}
+    assert kwargs == {"instance_type": "inf2", "batch_size": 8, "sequence_length": 1024, "tensor_parallel_size": 2}
 
 
 def test_inf2_artifact_check(tmp_path):
     settings = CompileSettings(target="inf2", batch_size=4, sequence_length=2048, tensor_parallel_size=2)
-    with pytest.raises(RuntimeError, match="lacks config.json, neuron_config.json"):
+    with pytest.raises(RuntimeError, match="lacks config.json, neuron_config.json, model.pt, "
+                       "checkpoint/weights/tp0_sharded_checkpoint.safetensors, checkpoint/weights/tp1_sharded"):
         check_inf2_artifact(tmp_path, settings)
     (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.pt").write_bytes(b"")
+    (tmp_path / "checkpoint" / "weights").mkdir(parents=True)
+    for rank in (0, 1):
+        (tmp_path / "checkpoint" / "weights" / f"tp{rank}_sharded_checkpoint.safetensors").write_bytes(b"")
     (tmp_path / "neuron_config.json").write_text(json.dumps({"batch_size": 4, "sequence_length": 2048, "tp_degree": 2}))
     assert check_inf2_artifact(tmp_path, settings) == {"batch_size": 4, "sequence_length": 2048, "tensor_parallel_size": 2}
     (tmp_path / "neuron_config.json").write_text(json.dumps({"batch_size": 1, "sequence_length": 2048, "tp_degree": 2}))
@@ -89,11 +94,20 @@ def test_serve_limits_and_port_errors(tmp_path):
 
 
 def test_serving_a_neuron_artifact_here_is_refused(tmp_path, monkeypatch):
+    """`serve` on an inf2 artifact hands over to the DLC's server; here that server is absent."""
     from containers.entrypoint import main
 
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text("{}")
-    (tmp_path / "model" / "neuron_config.json").write_text("{}")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "neuron_config.json").write_text(json.dumps({"batch_size": 4, "sequence_length": 2048, "tp_degree": 2}))
+    (model / "compile_report.json").write_text(json.dumps(INF2_REPORT))
     monkeypatch.setenv("MLOPS_OPT_ML", str(tmp_path))
+    failure = tmp_path / "output" / "failure"
     assert main(["serve"]) == 2
-    assert "is a compiled Neuron artifact" in (tmp_path / "output" / "failure").read_text()
+    assert "is a compiled Neuron artifact; serving it needs the Hugging Face vLLM Neuronx container" in failure.read_text()
+    # Shape flags meet the compiled-shape check before anything is started.
+    assert main(["serve", "--batch-size", "8"]) == 2
+    assert "SM_ON_BATCH_SIZE='8' but the model was compiled with 4" in failure.read_text()
+    assert main(["serve", "--max-new-tokens", "64"]) == 2
+    assert "--max-new-tokens apply to the CPU/CUDA server only" in failure.read_text()
