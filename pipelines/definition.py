@@ -1,0 +1,431 @@
+"""The SageMaker Pipeline, generated from the project config with the SageMaker Python SDK v3.
+
+    Prepare (CPU processing) -> FineTune (Trainium training job) -> Evaluate (CPU processing)
+      -> QualityGate: metric >= threshold ? [CompileForInferentia -> RegisterModel] : [QualityGateFailed]
+
+Every step runs the one container entrypoint (``python -m containers.entrypoint <command>``) in the
+training image; the registered model package points at the inference image. Generation is offline
+and deterministic (``pipelines/sagemaker_sdk.py``): no AWS call, no credentials, no timestamps, and no
+SDK ``SourceCode`` upload (the code is baked into the images). Deploy-time values are ``${Name}``
+placeholders (``pipelines/placeholders.py``) that the CDK stack fills in with ``Fn.sub``.
+
+Regenerate the golden copy after an intended change: ``make golden``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from config.schema import ProjectConfig
+from pipelines.placeholders import job_role_arn, ref, subnet_placeholders
+from training.hyperparameters import to_sagemaker_strings
+from training.metrics import METRIC_REGEXES
+
+ENTRYPOINT = ["python", "-m", "containers.entrypoint"]
+PROCESSING = "/opt/ml/processing"
+
+# Step names are the keys of `Get: Steps.<name>...` references and what Studio shows in the graph.
+PREPARE, FINETUNE, EVALUATE, GATE, FAIL, COMPILE, REGISTER = (
+    "Prepare", "FineTune", "Evaluate", "QualityGate", "QualityGateFailed", "CompileForInferentia", "RegisterModel",
+)
+
+# Neuron compiler settings (DESIGN.md, "Neuron facts"): the transformer model type and a retry of
+# failed compilations; MALLOC_ARENA_MAX keeps glibc's per-thread arenas from exhausting host memory.
+NEURON_CC_FLAGS = "--model-type transformer --retry_failed_compilation"
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """A pipeline parameter. The definition format has no field for a description, so descriptions
+    live here and are shown by `mlops pipeline parameters`, the pipeline description and the README."""
+
+    name: str
+    kind: str  # String | Integer | Float
+    default: Any
+    description: str
+    enum: tuple[str, ...] | None = None
+
+
+def parameter_specs(cfg: ProjectConfig) -> list[ParameterSpec]:
+    p, hp, inst = cfg.pipeline, cfg.training, cfg.pipeline.instances
+    return [
+        ParameterSpec("TrainDataS3Uri", "String", p.train_data_s3_uri,
+                      "S3 prefix of the training JSONL (chat `messages` or `prompt`/`completion` lines)."),
+        ParameterSpec("ValidationDataS3Uri", "String", p.validation_data_s3_uri,
+                      "S3 prefix of the held-out JSONL: validation loss during training and the evaluation set."),
+        ParameterSpec("BaseModelS3Uri", "String", p.base_model_s3_uri,
+                      "S3 prefix of the base model, a save_pretrained() folder (Llama or Qwen3 family)."),
+        ParameterSpec("PrepareInstanceType", "String", inst.prepare, "CPU instance type of the Prepare step."),
+        ParameterSpec("TrainInstanceType", "String", inst.train, "Trainium instance type of the FineTune step."),
+        ParameterSpec("TrainInstanceCount", "Integer", inst.train_count,
+                      "Trainium instances of the FineTune step (torchrun across nodes when > 1)."),
+        ParameterSpec("EvaluateInstanceType", "String", inst.evaluate, "CPU instance type of the Evaluate step."),
+        ParameterSpec("CompileInstanceType", "String", inst.compile,
+                      "Memory-rich CPU instance type of the Neuron compile step."),
+        ParameterSpec("MaxSteps", "Integer", hp.max_steps, "Optimizer steps of the fine-tune."),
+        ParameterSpec("LearningRate", "Float", hp.learning_rate, "Peak learning rate (AdamW, after warmup)."),
+        ParameterSpec("PerDeviceTrainBatchSize", "Integer", hp.per_device_train_batch_size,
+                      "Packed blocks per NeuronCore per micro-step."),
+        ParameterSpec("GradientAccumulationSteps", "Integer", hp.gradient_accumulation_steps,
+                      "Micro-steps per optimizer step."),
+        ParameterSpec("LoraR", "Integer", hp.lora_r, "LoRA rank."),
+        ParameterSpec("LoraAlpha", "Integer", hp.lora_alpha, "LoRA alpha (scale = alpha / r)."),
+        ParameterSpec("QualityThreshold", "Float", p.quality_gate.threshold,
+                      f"Lowest `{p.quality_gate.metric}` in evaluation.json that passes the quality gate."),
+        ParameterSpec("ModelApprovalStatus", "String", p.approval_status,
+                      "Approval status of the registered model package; `Approved` deploys it at once.",
+                      ("PendingManualApproval", "Approved", "Rejected")),
+    ]
+
+
+# Hyperparameters that a run may override through a pipeline parameter; the rest are fixed by config.
+PARAMETER_HYPERPARAMETERS = {
+    "max_steps": "MaxSteps",
+    "learning_rate": "LearningRate",
+    "per_device_train_batch_size": "PerDeviceTrainBatchSize",
+    "gradient_accumulation_steps": "GradientAccumulationSteps",
+    "lora_r": "LoraR",
+    "lora_alpha": "LoraAlpha",
+}
+
+
+def pipeline_description(cfg: ProjectConfig) -> str:
+    """For CreatePipeline's PipelineDescription (at most 3072 characters): what it does and its parameters."""
+    lines = [f"LoRA fine-tune of {cfg.training.base_model} on Trainium, quality gate on "
+             f"{cfg.pipeline.quality_gate.metric}, Neuron compile for Inferentia 2, registration in "
+             f"{cfg.model_package_group}. Parameters:"]
+    lines += [f"{s.name}: {s.description}" for s in parameter_specs(cfg)]
+    return "\n".join(lines)[:3072]
+
+
+class _Builder:
+    """Builds the steps in order; each step's method reads like the job it defines."""
+
+    def __init__(self, cfg: ProjectConfig, session: Any) -> None:
+        from sagemaker.core.workflow.execution_variables import ExecutionVariables
+        from sagemaker.core.workflow.functions import Join
+        from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+
+        self.cfg = cfg
+        self.session = session
+        self.Join = Join
+        kinds = {"String": ParameterString, "Integer": ParameterInteger, "Float": ParameterFloat}
+        self.params = {}
+        for spec in parameter_specs(cfg):
+            kwargs: dict[str, Any] = {"name": spec.name, "default_value": spec.default}
+            if spec.enum:
+                kwargs["enum_values"] = list(spec.enum)
+            self.params[spec.name] = kinds[spec.kind](**kwargs)
+        self.role = job_role_arn()
+        self.image = ref("TrainingImageUri")
+        self.kms = ref("KmsKeyArn")
+        self.subnets = [ref(s) for s in subnet_placeholders(cfg.pipeline.subnet_count)]
+        self.security_groups = [ref("JobSecurityGroupId")]
+        self.execution_id = ExecutionVariables.PIPELINE_EXECUTION_ID
+
+    # ---- shared pieces -------------------------------------------------------------------------
+
+    def s3_output(self, step: str, name: str) -> Any:
+        """s3://<artifacts>/<pipeline>/<execution id>/<step>/<name>. The execution id keeps runs apart;
+        SageMaker leaves ProcessingOutputConfig out of the cache key, so caching still hits."""
+        return self.Join(on="/", values=[f"s3://{ref('ArtifactsBucket')}", self.cfg.pipeline_name, self.execution_id,
+                                         step, name])
+
+    def network(self, isolated: bool) -> Any:
+        from sagemaker.core.network import NetworkConfig
+
+        return NetworkConfig(enable_network_isolation=isolated, security_group_ids=self.security_groups,
+                             subnets=self.subnets, encrypt_inter_container_traffic=True)
+
+    def processor(self, command: str, instance_type: Any) -> Any:
+        from sagemaker.core.processing import Processor
+
+        p = self.cfg.pipeline
+        return Processor(
+            role=self.role, image_uri=self.image, instance_count=1, instance_type=instance_type,
+            entrypoint=[*ENTRYPOINT, command], volume_size_in_gb=p.volume_size_gb, volume_kms_key=self.kms,
+            output_kms_key=self.kms, max_runtime_in_seconds=p.processing_max_runtime_seconds,
+            sagemaker_session=self.session, env={"PYTHONUNBUFFERED": "1"},
+            # Prepare, evaluate and compile read S3 inputs and write S3 outputs through SageMaker itself
+            # and call nothing: no network at all.
+            network_config=self.network(isolated=True),
+        )
+
+    @staticmethod
+    def s3_input(name: str, uri: Any) -> Any:
+        from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
+
+        return ProcessingInput(input_name=name, s3_input=ProcessingS3Input(
+            s3_uri=uri, local_path=f"{PROCESSING}/{name}", s3_data_type="S3Prefix", s3_input_mode="File",
+            s3_data_distribution_type="FullyReplicated"))
+
+    def output(self, step: str, name: str) -> Any:
+        from sagemaker.core.shapes import ProcessingOutput, ProcessingS3Output
+
+        return ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
+            s3_uri=self.s3_output(step, name), local_path=f"{PROCESSING}/{name}", s3_upload_mode="EndOfJob"))
+
+    def cache(self) -> Any:
+        from sagemaker.mlops.workflow.steps import CacheConfig
+
+        return CacheConfig(enable_caching=True, expire_after=self.cfg.pipeline.cache_expire_after)
+
+    @staticmethod
+    def retries() -> list[Any]:
+        from sagemaker.mlops.workflow.retry import (
+            SageMakerJobExceptionTypeEnum,
+            SageMakerJobStepRetryPolicy,
+            StepExceptionTypeEnum,
+            StepRetryPolicy,
+        )
+
+        return [
+            # The Pipelines service itself throttled or failed: retry soon.
+            StepRetryPolicy(exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING],
+                            interval_seconds=30, backoff_rate=2.0, max_attempts=5),
+            # No Trainium capacity or an account limit: wait longer between attempts.
+            SageMakerJobStepRetryPolicy(
+                exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                                 SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
+                                 SageMakerJobExceptionTypeEnum.INTERNAL_ERROR],
+                interval_seconds=600, backoff_rate=1.5, max_attempts=4),
+        ]
+
+    # ---- steps ---------------------------------------------------------------------------------
+
+    def prepare(self) -> tuple[Any, Any]:
+        from sagemaker.core.workflow.properties import PropertyFile
+        from sagemaker.mlops.workflow.steps import ProcessingStep
+
+        hp = self.cfg.training
+        args = ["--max-seq-length", str(hp.max_seq_length), "--overlong", hp.overlong]
+        if hp.skip_invalid_lines:
+            args.append("--skip-invalid-lines")
+        run = self.processor("prepare", self.params["PrepareInstanceType"]).run(
+            inputs=[self.s3_input("train", self.params["TrainDataS3Uri"]),
+                    self.s3_input("validation", self.params["ValidationDataS3Uri"]),
+                    self.s3_input("model", self.params["BaseModelS3Uri"])],
+            outputs=[self.output(PREPARE, "packed_train"), self.output(PREPARE, "packed_validation"),
+                     self.output(PREPARE, "stats")],
+            arguments=args,
+        )
+        stats = PropertyFile(name="DataStats", output_name="stats", path="data_stats.json")
+        step = ProcessingStep(
+            name=PREPARE, step_args=run, display_name="Prepare data",
+            description="Validate the JSONL like training does, tokenize with the base model's chat template and "
+            f"pack into fixed blocks of {hp.max_seq_length} tokens once, so the Trainium job never tokenizes; "
+            "writes data_stats.json.",
+            property_files=[stats], cache_config=self.cache(), retry_policies=self.retries()[:1],
+        )
+        return step, stats
+
+    def hyperparameters(self) -> dict[str, Any]:
+        hp = self.cfg.training.model_copy(update={"backend": "neuron", "precompile": False})
+        values: dict[str, Any] = dict(to_sagemaker_strings(hp))
+        for key, param in PARAMETER_HYPERPARAMETERS.items():
+            # Hyperparameters are strings in CreateTrainingJob; to_string() makes the parameter one.
+            values[key] = self.params[param].to_string()
+        return values
+
+    def finetune(self, prepare: Any) -> Any:
+        from sagemaker.core.shapes import CheckpointConfig, MetricDefinition, OutputDataConfig
+        from sagemaker.mlops.workflow.steps import TrainingStep
+        from sagemaker.train.configs import Compute, InputData, Networking, StoppingCondition
+        from sagemaker.train.model_trainer import ModelTrainer
+
+        p = self.cfg.pipeline
+        outputs = prepare.properties.ProcessingOutputConfig.Outputs
+        trainer = ModelTrainer(
+            sagemaker_session=self.session, role=self.role, training_image=self.image, base_job_name="finetune",
+            compute=Compute(instance_type=self.params["TrainInstanceType"],
+                            instance_count=self.params["TrainInstanceCount"], volume_size_in_gb=p.volume_size_gb,
+                            volume_kms_key_id=self.kms, enable_managed_spot_training=p.spot),
+            # Not network-isolated: the Neuron compile cache (NEURON_COMPILE_CACHE_URL) and MLflow are
+            # reached from inside the container, through the VPC endpoints.
+            networking=Networking(subnets=self.subnets, security_group_ids=self.security_groups,
+                                  enable_network_isolation=False, enable_inter_container_traffic_encryption=True),
+            stopping_condition=StoppingCondition(
+                max_runtime_in_seconds=p.train_max_runtime_seconds,
+                max_wait_time_in_seconds=p.spot_max_wait_seconds if p.spot else None),
+            # One checkpoint prefix per execution: a retried or spot-interrupted attempt resumes from it.
+            checkpoint_config=CheckpointConfig(
+                s3_uri=self.Join(on="/", values=[f"s3://{ref('ArtifactsBucket')}", "checkpoints",
+                                                 self.cfg.pipeline_name, self.execution_id]),
+                local_path="/opt/ml/checkpoints"),
+            output_data_config=OutputDataConfig(
+                s3_output_path=self.Join(on="/", values=[f"s3://{ref('ArtifactsBucket')}", self.cfg.pipeline_name,
+                                                         self.execution_id, FINETUNE]),
+                kms_key_id=self.kms),
+            hyperparameters=self.hyperparameters(),
+            environment={
+                "NEURON_COMPILE_CACHE_URL": f"s3://{ref('ArtifactsBucket')}/neuron-cache/",
+                "NEURON_CC_FLAGS": NEURON_CC_FLAGS,
+                "MALLOC_ARENA_MAX": "64",
+                "PYTHONUNBUFFERED": "1",
+            },
+        ).with_metric_definitions(
+            [MetricDefinition(name=name, regex=regex) for name, regex in METRIC_REGEXES.items()])
+        run = trainer.train(input_data_config=[
+            InputData(channel_name="train", data_source=outputs["packed_train"].S3Output.S3Uri),
+            InputData(channel_name="validation", data_source=outputs["packed_validation"].S3Output.S3Uri),
+            InputData(channel_name="model", data_source=self.params["BaseModelS3Uri"]),
+        ])
+        return TrainingStep(
+            name=FINETUNE, step_args=run, display_name="Fine-tune on Trainium (LoRA)",
+            description="LoRA fine-tune with optimum-neuron under torchrun on the packed blocks (one input shape); "
+            "Neuron compile cache on S3, checkpoints on S3 for spot and retries; writes the merged model.",
+            retry_policies=self.retries(),
+        )
+
+    def evaluate(self, finetune: Any) -> tuple[Any, Any]:
+        from sagemaker.core.workflow.properties import PropertyFile
+        from sagemaker.mlops.workflow.steps import ProcessingStep
+
+        e = self.cfg.evaluation
+        run = self.processor("evaluate", self.params["EvaluateInstanceType"]).run(
+            inputs=[self.s3_input("model", finetune.properties.ModelArtifacts.S3ModelArtifacts),
+                    self.s3_input("validation", self.params["ValidationDataS3Uri"]),
+                    self.s3_input("base_model", self.params["BaseModelS3Uri"])],
+            outputs=[self.output(EVALUATE, "evaluation")],
+            arguments=["--batch-size", str(e.batch_size), "--max-new-tokens", str(e.max_new_tokens),
+                       "--max-seq-length", str(self.cfg.training.max_seq_length)],
+        )
+        report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
+        step = ProcessingStep(
+            name=EVALUATE, step_args=run, display_name="Evaluate against the base model",
+            description="Held-out loss, perplexity and exact match from batched greedy generation (fixed shapes), "
+            "for the fine-tune and the base model; writes evaluation.json.",
+            property_files=[report], cache_config=self.cache(), retry_policies=self.retries()[:1],
+        )
+        return step, report
+
+    def compile(self, finetune: Any) -> tuple[Any, Any]:
+        from sagemaker.core.workflow.properties import PropertyFile
+        from sagemaker.mlops.workflow.steps import ProcessingStep
+
+        s = self.cfg.serving
+        run = self.processor("compile", self.params["CompileInstanceType"]).run(
+            inputs=[self.s3_input("model", finetune.properties.ModelArtifacts.S3ModelArtifacts)],
+            outputs=[self.output(COMPILE, "compiled")],
+            arguments=["--target", "inf2", "--batch-size", str(s.batch_size), "--sequence-length",
+                       str(s.sequence_length), "--tensor-parallel-size", str(s.tensor_parallel_size),
+                       "--dtype", s.dtype, "--archive"],
+        )
+        report = PropertyFile(name="CompileReport", output_name="compiled", path="compile_report.json")
+        step = ProcessingStep(
+            name=COMPILE, step_args=run, display_name="Compile for Inferentia 2",
+            description=f"optimum-neuron export of the merged model at static batch_size={s.batch_size}, "
+            f"sequence_length={s.sequence_length}, tensor_parallel_size={s.tensor_parallel_size}, {s.dtype}; "
+            "needs host RAM, not a Neuron device. Writes model.tar.gz and compile_report.json.",
+            property_files=[report], cache_config=self.cache(), retry_policies=self.retries()[:1],
+        )
+        return step, report
+
+    def register(self, prepare: Any, stats: Any, evaluate: Any, evaluation: Any, compile_: Any,
+                 compile_report: Any) -> Any:
+        from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+        from sagemaker.core.workflow.functions import JsonGet
+        from sagemaker.mlops.workflow.model_step import ModelStep
+        from sagemaker.serve.model_builder import ModelBuilder
+
+        compiled = compile_.properties.ProcessingOutputConfig.Outputs["compiled"].S3Output.S3Uri
+        evaluation_uri = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+
+        def from_compile(path: str) -> Any:
+            return JsonGet(step_name=compile_.name, property_file=compile_report, json_path=path)
+
+        # The vLLM Neuronx container reads its static shapes from SM_ON_*; they come from the compile report
+        # itself, so the package can never disagree with the artifact it points at.
+        env = {key: from_compile(f"serving_env.{key}") for key in
+               ("SM_ON_BATCH_SIZE", "SM_ON_SEQUENCE_LENGTH", "SM_ON_TENSOR_PARALLEL_SIZE")}
+        env["SM_ON_MODEL"] = "/opt/ml/model"
+        builder = ModelBuilder(
+            image_uri=ref("InferenceImageUri"),
+            s3_model_data_url=self.Join(on="/", values=[compiled, "model.tar.gz"]),
+            role_arn=self.role, sagemaker_session=self.session, instance_type=self.cfg.serving.instance_types[0],
+            env_vars=env,
+            # The default ({"auto": True}) packs and uploads local code and adds SAGEMAKER_* variables.
+            dependencies=None,
+        )
+        run = builder.register(
+            model_package_group_name=self.cfg.model_package_group,
+            content_types=["application/json"], response_types=["application/json"],
+            inference_instances=list(self.cfg.serving.instance_types),
+            model_metrics=ModelMetrics(model_statistics=MetricsSource(
+                content_type="application/json",
+                s3_uri=self.Join(on="/", values=[evaluation_uri, "evaluation.json"]))),
+            approval_status=self.params["ModelApprovalStatus"],
+            description=f"LoRA fine-tune of {self.cfg.training.base_model}, compiled for inf2.",
+            customer_metadata_properties={
+                "source_commit": ref("SourceCommit"),
+                "data_sha256": JsonGet(step_name=prepare.name, property_file=stats, json_path="content_sha256"),
+                "mlflow_run_id": from_compile("provenance.mlflow_run_id"),
+                "quality_metric": self.cfg.pipeline.quality_gate.metric,
+                "transformers_version": from_compile("provenance.transformers"),
+                "optimum_neuron_version": from_compile("provenance.optimum_neuron"),
+                "neuronx_cc_version": from_compile("provenance.neuronx_cc"),
+                "compiled_batch_size": from_compile("serving_env.SM_ON_BATCH_SIZE"),
+                "compiled_sequence_length": from_compile("serving_env.SM_ON_SEQUENCE_LENGTH"),
+                "compiled_tensor_parallel_size": from_compile("serving_env.SM_ON_TENSOR_PARALLEL_SIZE"),
+            },
+        )
+        return ModelStep(
+            name=REGISTER, step_args=run, display_name="Register in the Model Registry",
+            description=f"Model package in {self.cfg.model_package_group}: inference image, compiled artifact, "
+            "SM_ON_* from the compile report, ml.inf2.* instance types, evaluation.json as model quality.",
+        )
+
+    def gate(self, evaluate: Any, evaluation: Any, if_steps: list[Any]) -> Any:
+        from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+        from sagemaker.core.workflow.functions import JsonGet
+        from sagemaker.mlops.workflow.condition_step import ConditionStep
+        from sagemaker.mlops.workflow.fail_step import FailStep
+
+        metric = self.cfg.pipeline.quality_gate.metric
+        value = JsonGet(step_name=evaluate.name, property_file=evaluation, json_path=f"metrics.{metric}.value")
+        threshold = self.params["QualityThreshold"]
+        fail = FailStep(
+            name=FAIL, display_name="Quality gate failed",
+            description="Stops the run: the fine-tune is not good enough to compile and register.",
+            error_message=self.Join(on="", values=[
+                f"Quality gate failed: {metric}=", value, " is below the threshold QualityThreshold=", threshold,
+                f". Nothing was compiled or registered; see evaluation.json of step {EVALUATE}."]),
+        )
+        return ConditionStep(
+            name=GATE, display_name="Quality gate",
+            description=f"{metric} from evaluation.json must be at least the QualityThreshold parameter.",
+            conditions=[ConditionGreaterThanOrEqualTo(left=value, right=threshold)],
+            if_steps=if_steps, else_steps=[fail],
+        )
+
+
+def build_pipeline(cfg: ProjectConfig) -> Any:
+    """The sagemaker.mlops Pipeline object (offline session)."""
+    from pipelines.sagemaker_sdk import offline_session
+
+    # First: the session sets the environment the SDK reads when it is first imported.
+    session = offline_session(cfg.project.region, ref("ArtifactsBucket"))
+    from sagemaker.mlops.workflow.pipeline import Pipeline
+
+    b = _Builder(cfg, session)
+    prepare, stats = b.prepare()
+    finetune = b.finetune(prepare)
+    evaluate, evaluation = b.evaluate(finetune)
+    compile_, compile_report = b.compile(finetune)
+    register = b.register(prepare, stats, evaluate, evaluation, compile_, compile_report)
+    gate = b.gate(evaluate, evaluation, if_steps=[compile_, register])
+    return Pipeline(name=cfg.pipeline_name, parameters=list(b.params.values()),
+                    steps=[prepare, finetune, evaluate, gate], sagemaker_session=session)
+
+
+def pipeline_definition(cfg: ProjectConfig) -> str:
+    """The definition JSON, indented for readable diffs; identical bytes for an identical config."""
+    import logging
+
+    # The SDK warns, once per step, that it drops job names from the definition: expected, and noise.
+    for name in ("sagemaker.core.workflow.utilities", "sagemaker.core.utils.utils", "sagemaker.config"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    definition = json.loads(build_pipeline(cfg).definition())
+    return json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
