@@ -3,9 +3,8 @@
 SageMaker runs training images as ``<image> train``; the same command runs on a laptop with
 ``MLOPS_OPT_ML`` pointing at a local folder laid out like ``/opt/ml``.
 
-Commands: ``train`` (a SageMaker training job), ``evaluate`` and ``compile`` (processing jobs),
-``serve`` (an endpoint). ``prepare`` arrives with the pipeline issue; absent commands are absent,
-not stubbed.
+Commands: ``train`` (a SageMaker training job), ``prepare`` (validate, tokenize and pack once),
+``evaluate`` and ``compile`` (processing jobs), ``serve`` (an endpoint).
 
 Exit codes: 0 success, 2 a user error (bad data, bad hyperparameters; no traceback), 1 anything
 else (a bug or an infrastructure failure; traceback kept). Both failures write the reason to
@@ -60,7 +59,8 @@ def run_train(opt_ml: OptMl, neuron_worker: bool = False) -> None:
     job = TrainJob(
         hp=hp,
         train_path=train_path,
-        validation_path=validation if validation.exists() else None,
+        # An empty channel folder is no channel (the Prepare step leaves one when there is no validation data).
+        validation_path=validation if validation.is_dir() and any(validation.iterdir()) else None,
         model_source=source,
         gguf_file=gguf,
         model_dir=opt_ml.model_dir,
@@ -79,6 +79,28 @@ def run_train(opt_ml: OptMl, neuron_worker: bool = False) -> None:
         return
     log.info("backend=%s base_model=%s max_steps=%d", backend, source, hp.max_steps)
     get_runner(backend)(job)
+
+
+def run_prepare(opt_ml: OptMl, args: argparse.Namespace) -> None:
+    from training.base_model import load_tokenizer, resolve_base_model
+    from training.prepare_step import PrepareSettings, run_prepare
+
+    train = Path(args.train or opt_ml.processing("train"))
+    if not train.exists():
+        raise UserError(f"--train: {train} does not exist; give the training JSONL file or folder there")
+    validation = Path(args.validation or opt_ml.processing("validation"))
+    if args.validation and not validation.exists():
+        raise UserError(f"--validation: {validation} does not exist")
+    has_validation = validation.is_file() or (validation.is_dir() and any(validation.iterdir()))
+    model_dir = Path(args.model_dir or opt_ml.processing("model"))
+    if not args.base_model and not (model_dir.is_dir() and any(model_dir.iterdir())):
+        raise UserError(f"--model-dir: {model_dir} holds no base model; the tokenizer comes from it. Give the "
+                        "base model folder there, or --base-model <folder or Hub id>")
+    source, gguf = resolve_base_model(model_dir, args.base_model or str(model_dir))
+    settings = PrepareSettings(max_seq_length=args.max_seq_length, overlong=args.overlong,
+                               skip_invalid_lines=args.skip_invalid_lines)
+    output_root = Path(args.output_dir) if args.output_dir else opt_ml.root / "processing"
+    run_prepare(train, validation if has_validation else None, load_tokenizer(source, gguf), output_root, settings)
 
 
 def run_evaluate(opt_ml: OptMl, args: argparse.Namespace) -> None:
@@ -163,6 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     train = commands.add_parser("train", help="LoRA fine-tune following the SageMaker training contract")
     # Internal: the per-process body torchrun starts on Trainium.
     train.add_argument("--neuron-worker", action="store_true", help=argparse.SUPPRESS)
+    pr = commands.add_parser("prepare", help="validate, tokenize and pack the data once (the pipeline's Prepare step)")
+    pr.add_argument("--train", help="training JSONL file or folder (default: <opt_ml>/processing/train)")
+    pr.add_argument("--validation", help="held-out JSONL file or folder (default: <opt_ml>/processing/validation if present)")
+    pr.add_argument("--model-dir", help="base model folder, for its tokenizer (default: <opt_ml>/processing/model)")
+    pr.add_argument("--base-model", help="base model folder or Hub id when --model-dir is empty")
+    pr.add_argument("--output-dir", help="root of packed_train/, packed_validation/, stats/ (default: <opt_ml>/processing)")
+    pr.add_argument("--max-seq-length", type=int, required=True, help="block length; must equal the fine-tune's max_seq_length")
+    pr.add_argument("--overlong", choices=["reject", "truncate"], default="reject", help="examples longer than a block")
+    pr.add_argument("--skip-invalid-lines", action="store_true", help="skip and count bad lines instead of failing")
     ev = commands.add_parser("evaluate", help="held-out loss, perplexity and exact match, optionally against the base model")
     ev.add_argument("--model-dir", help="fine-tuned model folder or its model.tar.gz (default: <opt_ml>/processing/model)")
     ev.add_argument("--data", help="held-out JSONL file or folder (default: <opt_ml>/processing/validation)")
@@ -197,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             run_train(opt_ml, neuron_worker=args.neuron_worker)
+        elif args.command == "prepare":
+            run_prepare(opt_ml, args)
         elif args.command == "evaluate":
             run_evaluate(opt_ml, args)
         elif args.command == "compile":

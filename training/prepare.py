@@ -1,6 +1,7 @@
 """From a JSONL channel to packed blocks: validate, tokenize with the chat template, check lengths, pack.
 
-Shared by training (train and validation channels) and, later, the pipeline's prepare step.
+Shared by training (train and validation channels) and the pipeline's Prepare step
+(``training/prepare_step.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ def _content_hash(files: list[Path]) -> str:
 
 
 def prepare_for_training(tokenizer: Any, path: Path, channel: str, hp: Any) -> PreparedData:
-    """``prepare_channel`` with the length and skipping policy from the training hyperparameters."""
+    """``prepare_channel`` with the length and skipping policy from the training hyperparameters.
+
+    A channel the pipeline's Prepare step already packed (``training.packed_data``) is read as is.
+    """
+    from training.packed_data import is_packed, load_packed
+
+    if is_packed(path):
+        log.info("%s channel %s is already packed (Prepare step): no tokenization here", channel, path)
+        return load_packed(path, channel, hp.max_seq_length, tokenizer)
     return prepare_channel(
         tokenizer, path, channel=channel, max_seq_length=hp.max_seq_length, overlong=hp.overlong,
         skip_invalid_lines=hp.skip_invalid_lines,
