@@ -139,7 +139,8 @@ def run_compile(opt_ml: OptMl, args: argparse.Namespace) -> None:
     settings = CompileSettings(target=args.target, batch_size=args.batch_size, sequence_length=args.sequence_length,
                                tensor_parallel_size=args.tensor_parallel_size, dtype=args.dtype,
                                max_new_tokens=args.max_new_tokens)
-    report = compile_model(model_dir, Path(args.output_dir or opt_ml.processing("compiled")), settings)
+    report = compile_model(model_dir, Path(args.output_dir or opt_ml.processing("compiled")), settings,
+                           archive=args.archive)
     log.info("compiled for %s: batch_size=%d sequence_length=%d in %.1f s", report["target"], report["batch_size"],
              report["sequence_length"], report["duration_seconds"])
 
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     co.add_argument("--tensor-parallel-size", type=int, default=2, help="NeuronCores per replica (inf2)")
     co.add_argument("--dtype", default="bfloat16", help="bfloat16 | float16 | float32")
     co.add_argument("--max-new-tokens", type=int, default=256, help="cpu: default and cap for one completion")
+    co.add_argument("--archive", action="store_true",
+                    help="pack the artifact as model.tar.gz (SageMaker hosting's ModelDataUrl); compile_report.json stays beside it")
     sv = commands.add_parser("serve", help="HTTP server: GET /ping, POST /invocations (OpenAI chat completions)")
     sv.add_argument("--model-dir", help="model folder (default: <opt_ml>/model)")
     sv.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0, as SageMaker needs)")

@@ -69,7 +69,7 @@ def neuron_sdk_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("optimum.neuron", "neuronx_distributed"))
 
 
-def compile_model(model_dir: Path, output_dir: Path, settings: CompileSettings) -> dict[str, Any]:
+def compile_model(model_dir: Path, output_dir: Path, settings: CompileSettings, archive: bool = False) -> dict[str, Any]:
     settings.check()
     if output_dir.resolve() == model_dir.resolve():
         raise UserError(f"--output-dir must differ from --model-dir ({model_dir})")
@@ -89,12 +89,72 @@ def compile_model(model_dir: Path, output_dir: Path, settings: CompileSettings) 
         "dtype": settings.dtype,
         "source_model": str(model_dir),
         "versions": library_versions(),
+        "provenance": provenance(model_dir),
         "duration_seconds": round(time.perf_counter() - t0, 2),
         **details,
     }
+    if settings.target == "inf2":
+        # What the registered model package carries as its container environment (the pipeline reads
+        # these with JsonGet), so the package cannot disagree with the artifact it points at.
+        report["serving_env"] = {k: v for k, v in serving_env(report).items() if k != "SM_ON_MODEL"}
     (output_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    if archive:
+        archive_artifact(output_dir)
     log.info("compile report: %s", output_dir / REPORT)
     return report
+
+
+def provenance(model_dir: Path) -> dict[str, str]:
+    """Where the artifact came from, as strings (model package metadata takes strings only): the MLflow
+    run of the fine-tune (from its training_report.json) and the versions of the compiling stack."""
+    from importlib import metadata
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    run_id = None
+    report = model_dir / "training_report.json"
+    if report.is_file():
+        try:
+            run_id = json.loads(report.read_text()).get("mlflow_run_id")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            log.warning("cannot read %s; the MLflow run id is recorded as unknown", report)
+    return {
+        "mlflow_run_id": str(run_id) if run_id else "none",
+        "transformers": version("transformers"),
+        "optimum_neuron": version("optimum-neuron"),
+        "neuronx_cc": version("neuronx-cc"),
+    }
+
+
+def archive_artifact(output_dir: Path) -> Path:
+    """Pack the artifact as ``model.tar.gz``, the way SageMaker hosting wants ModelDataUrl.
+
+    The archive holds every file of the artifact (the compile report too, so ``serve`` can check the
+    shapes at startup); only ``compile_report.json`` stays loose next to it for the pipeline's
+    PropertyFile. The loose copies are removed so the artifact is uploaded once, not twice.
+    """
+    import tarfile
+
+    target = output_dir / "model.tar.gz"
+    members = sorted(p for p in output_dir.iterdir() if p.name != target.name)
+    partial = target.with_suffix(".gz.partial")
+    with tarfile.open(partial, "w:gz") as tar:
+        for path in members:
+            tar.add(path, arcname=path.name)
+    partial.replace(target)
+    for path in members:
+        if path.name == REPORT:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    log.info("artifact archived as %s (%.1f MB)", target, target.stat().st_size / 1e6)
+    return target
 
 
 # ---- cpu: packaging -----------------------------------------------------------------------------

@@ -111,3 +111,61 @@ def test_serving_a_neuron_artifact_here_is_refused(tmp_path, monkeypatch):
     assert "SM_ON_BATCH_SIZE='8' but the model was compiled with 4" in failure.read_text()
     assert main(["serve", "--max-new-tokens", "64"]) == 2
     assert "--max-new-tokens apply to the CPU/CUDA server only" in failure.read_text()
+
+
+def _fake_inf2_export(model_dir, output_dir, settings):
+    """Stands in for the optimum-neuron export (not runnable here): writes the layout it produces."""
+    (output_dir / "config.json").write_text("{}")
+    (output_dir / "neuron_config.json").write_text(json.dumps(
+        {"batch_size": settings.batch_size, "sequence_length": settings.sequence_length,
+         "tp_degree": settings.tensor_parallel_size, "torch_dtype": settings.dtype, "target": "trn1"}))
+    (output_dir / "model.pt").write_bytes(b"graphs")
+    weights = output_dir / "checkpoint" / "weights"
+    weights.mkdir(parents=True)
+    for rank in range(settings.tensor_parallel_size):
+        (weights / f"tp{rank}_sharded_checkpoint.safetensors").write_bytes(b"w")
+    from inference.compile import check_inf2_artifact
+
+    return {"artifact": "optimum-neuron export", "compiled": check_inf2_artifact(output_dir, settings)}
+
+
+def test_inf2_report_carries_serving_env_and_provenance_and_archive_serves(tmp_path, monkeypatch):
+    """Around the export: the report the pipeline reads with JsonGet, the archive SageMaker hosts, and
+    the serve handover reading that archive as /opt/ml/model."""
+    import tarfile
+
+    from inference import compile as compile_module
+    from inference.model_files import model_folder
+    from inference.neuron_serve import neuron_launch
+
+    monkeypatch.setattr(compile_module, "_compile_inf2", _fake_inf2_export)
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "training_report.json").write_text(json.dumps({"mlflow_run_id": "abc123"}))
+    out = tmp_path / "compiled"
+    settings = CompileSettings(target="inf2", batch_size=4, sequence_length=2048, tensor_parallel_size=2)
+    report = compile_model(merged, out, settings, archive=True)
+
+    assert report["serving_env"] == {"SM_ON_BATCH_SIZE": "4", "SM_ON_SEQUENCE_LENGTH": "2048",
+                                     "SM_ON_TENSOR_PARALLEL_SIZE": "2"}
+    assert report["provenance"]["mlflow_run_id"] == "abc123"
+    assert report["provenance"]["optimum_neuron"] == "not installed"  # honest about this machine
+    assert all(isinstance(v, str) for v in report["provenance"].values())  # package metadata takes strings
+    assert sorted(p.name for p in out.iterdir()) == ["compile_report.json", "model.tar.gz"]
+    with tarfile.open(out / "model.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert {"config.json", "neuron_config.json", "model.pt", "compile_report.json",
+            "checkpoint/weights/tp1_sharded_checkpoint.safetensors"} <= names
+
+    # SageMaker extracts ModelDataUrl into /opt/ml/model; serve then hands over with the compiled shapes.
+    served = model_folder(out, "--model-dir", extract_to=tmp_path / "opt_ml_model")
+    argv, _ = neuron_launch(served, 8080, {})
+    assert argv[-6:] == ["--batch_size", "4", "--sequence_length", "2048", "--tensor_parallel_size", "2"]
+
+
+def test_provenance_without_a_training_report(tmp_path):
+    from inference.compile import provenance
+
+    assert provenance(tmp_path)["mlflow_run_id"] == "none"
+    (tmp_path / "training_report.json").write_text("{broken")
+    assert provenance(tmp_path)["mlflow_run_id"] == "none"
