@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv bench bench-serve clean
+.PHONY: demo test lint venv bench bench-serve golden clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -v
+
+# Regenerate the golden pipeline definition after an intended change; review the diff, then commit it.
+golden: $(STAMP)
+	$(BIN)/mlops pipeline definition --out tests/golden/pipeline.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""``mlops``: the operator CLI. This issue ships ``config`` and ``train --local``; later issues add the rest."""
+"""``mlops``: the operator CLI: ``config``, ``train --local`` and ``pipeline definition|parameters``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from training.errors import UserError
 app = typer.Typer(help="Fine-tune on Trainium, serve on Inferentia; the same steps run locally.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect and validate the project configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+pipeline_app = typer.Typer(help="The SageMaker Pipeline generated from the config (offline, no AWS calls).",
+                           no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
 err = Console(stderr=True)
 
 ConfigFiles = typer.Option([], "--config", "-c", help="Override YAML merged over config/default.yaml (repeatable).")
@@ -39,6 +42,45 @@ def config_validate(config: list[Path] = ConfigFiles, set_: list[str] = SetItems
     """Check the configuration; exit 2 listing every problem."""
     _load(config, set_)
     typer.echo("configuration is valid")
+
+
+@pipeline_app.command("definition")
+def pipeline_definition_cmd(
+    out: Path = typer.Option(None, "--out", "-o", help="Write the JSON to this file instead of stdout."),
+    config: list[Path] = ConfigFiles,
+    set_: list[str] = SetItems,
+) -> None:
+    """Print the pipeline definition JSON; deploy-time values are ${Name} placeholders.
+
+    Offline and deterministic: no credentials, no AWS calls, identical bytes for an identical config.
+
+    Example: mlops pipeline definition --out pipeline.json
+    """
+    cfg = _load(config, set_)
+    from pipelines.definition import pipeline_definition
+
+    text = pipeline_definition(cfg)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    err.print(f"wrote {out} ({len(text)} bytes, pipeline {cfg.pipeline_name})", markup=False, highlight=False)
+
+
+@pipeline_app.command("parameters")
+def pipeline_parameters_cmd(config: list[Path] = ConfigFiles, set_: list[str] = SetItems) -> None:
+    """List the pipeline's parameters with type, default and what each one does."""
+    from rich.table import Table
+
+    from pipelines.definition import parameter_specs
+
+    table = Table("name", "type", "default", "description")
+    table.columns[2].overflow = "fold"
+    for spec in parameter_specs(_load(config, set_)):
+        allowed = f" One of: {', '.join(spec.enum)}." if spec.enum else ""
+        table.add_row(spec.name, spec.kind, str(spec.default), spec.description + allowed)
+    Console().print(table)
 
 
 @app.command("train")

@@ -232,7 +232,7 @@ class _Builder:
     def finetune(self, prepare: Any) -> Any:
         from sagemaker.core.shapes import CheckpointConfig, MetricDefinition, OutputDataConfig
         from sagemaker.mlops.workflow.steps import TrainingStep
-        from sagemaker.train.configs import Compute, InputData, Networking, StoppingCondition
+        from sagemaker.core.training.configs import Compute, InputData, Networking, StoppingCondition
         from sagemaker.train.model_trainer import ModelTrainer
 
         p = self.cfg.pipeline
@@ -423,9 +423,15 @@ def build_pipeline(cfg: ProjectConfig) -> Any:
 def pipeline_definition(cfg: ProjectConfig) -> str:
     """The definition JSON, indented for readable diffs; identical bytes for an identical config."""
     import logging
+    import warnings
 
-    # The SDK warns, once per step, that it drops job names from the definition: expected, and noise.
-    for name in ("sagemaker.core.workflow.utilities", "sagemaker.core.utils.utils", "sagemaker.config"):
+    # Expected SDK chatter, once per step: job names dropped from the definition, role validation
+    # skipped (on purpose: the role is a placeholder), CertifyForMarketplace popped, and "no job is
+    # started" from the PipelineSession. Errors still show.
+    for name in ("sagemaker.core.workflow.utilities", "sagemaker.core.utils.utils", "sagemaker.config",
+                 "sagemaker.core.helper.iam_role_resolver", "sagemaker.mlops.workflow.model_step"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    definition = json.loads(build_pipeline(cfg).definition())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Running within a PipelineSession", category=UserWarning)
+        definition = json.loads(build_pipeline(cfg).definition())
     return json.dumps(definition, indent=2, ensure_ascii=False) + "\n"

@@ -22,3 +22,26 @@ def tiny_model(tmp_path_factory, smollm2_tokenizer):
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def fake_inf2_export():
+    """Stands in for the optimum-neuron export (``inference.compile._compile_inf2``), which cannot run
+    here: writes the layout optimum-neuron 0.4.5 produces, at the requested shapes."""
+    import json
+
+    def _fake_inf2_export(model_dir, output_dir, settings):
+        (output_dir / "config.json").write_text("{}")
+        (output_dir / "neuron_config.json").write_text(json.dumps(
+            {"batch_size": settings.batch_size, "sequence_length": settings.sequence_length,
+             "tp_degree": settings.tensor_parallel_size, "torch_dtype": settings.dtype, "target": "trn1"}))
+        (output_dir / "model.pt").write_bytes(b"graphs")
+        weights = output_dir / "checkpoint" / "weights"
+        weights.mkdir(parents=True)
+        for rank in range(settings.tensor_parallel_size):
+            (weights / f"tp{rank}_sharded_checkpoint.safetensors").write_bytes(b"w")
+        from inference.compile import check_inf2_artifact
+
+        return {"artifact": "optimum-neuron export", "compiled": check_inf2_artifact(output_dir, settings)}
+
+    return _fake_inf2_export

@@ -113,23 +113,7 @@ def test_serving_a_neuron_artifact_here_is_refused(tmp_path, monkeypatch):
     assert "--max-new-tokens apply to the CPU/CUDA server only" in failure.read_text()
 
 
-def _fake_inf2_export(model_dir, output_dir, settings):
-    """Stands in for the optimum-neuron export (not runnable here): writes the layout it produces."""
-    (output_dir / "config.json").write_text("{}")
-    (output_dir / "neuron_config.json").write_text(json.dumps(
-        {"batch_size": settings.batch_size, "sequence_length": settings.sequence_length,
-         "tp_degree": settings.tensor_parallel_size, "torch_dtype": settings.dtype, "target": "trn1"}))
-    (output_dir / "model.pt").write_bytes(b"graphs")
-    weights = output_dir / "checkpoint" / "weights"
-    weights.mkdir(parents=True)
-    for rank in range(settings.tensor_parallel_size):
-        (weights / f"tp{rank}_sharded_checkpoint.safetensors").write_bytes(b"w")
-    from inference.compile import check_inf2_artifact
-
-    return {"artifact": "optimum-neuron export", "compiled": check_inf2_artifact(output_dir, settings)}
-
-
-def test_inf2_report_carries_serving_env_and_provenance_and_archive_serves(tmp_path, monkeypatch):
+def test_inf2_report_carries_serving_env_and_provenance_and_archive_serves(tmp_path, monkeypatch, fake_inf2_export):
     """Around the export: the report the pipeline reads with JsonGet, the archive SageMaker hosts, and
     the serve handover reading that archive as /opt/ml/model."""
     import tarfile
@@ -138,7 +122,7 @@ def test_inf2_report_carries_serving_env_and_provenance_and_archive_serves(tmp_p
     from inference.model_files import model_folder
     from inference.neuron_serve import neuron_launch
 
-    monkeypatch.setattr(compile_module, "_compile_inf2", _fake_inf2_export)
+    monkeypatch.setattr(compile_module, "_compile_inf2", fake_inf2_export)
     merged = tmp_path / "merged"
     merged.mkdir()
     (merged / "training_report.json").write_text(json.dumps({"mlflow_run_id": "abc123"}))
