@@ -129,7 +129,8 @@ class _Builder:
 
     def s3_output(self, step: str, name: str) -> Any:
         """s3://<artifacts>/<pipeline>/<execution id>/<step>/<name>. The execution id keeps runs apart;
-        SageMaker leaves ProcessingOutputConfig out of the cache key, so caching still hits."""
+        SageMaker's cache key for processing is AppSpecification, Environment and ProcessingInputs (not
+        ProcessingOutputConfig), so caching still hits and a hit reuses the earlier execution's prefix."""
         return self.Join(on="/", values=[f"s3://{ref('ArtifactsBucket')}", self.cfg.pipeline_name, self.execution_id,
                                          step, name])
 
@@ -272,6 +273,9 @@ class _Builder:
             InputData(channel_name="validation", data_source=outputs["packed_validation"].S3Output.S3Uri),
             InputData(channel_name="model", data_source=self.params["BaseModelS3Uri"]),
         ])
+        # No CacheConfig: SageMaker's cache key for training includes CheckpointConfig, which carries the
+        # execution id so that a new execution never resumes from another's checkpoints; a cache could never
+        # hit. Within one execution, retries and spot interruptions resume from those checkpoints instead.
         return TrainingStep(
             name=FINETUNE, step_args=run, display_name="Fine-tune on Trainium (LoRA)",
             description="LoRA fine-tune with optimum-neuron under torchrun on the packed blocks (one input shape); "
