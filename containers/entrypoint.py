@@ -14,6 +14,7 @@ else (a bug or an infrastructure failure; traceback kept). Both failures write t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import sys
@@ -100,7 +101,12 @@ def run_prepare(opt_ml: OptMl, args: argparse.Namespace) -> None:
     settings = PrepareSettings(max_seq_length=args.max_seq_length, overlong=args.overlong,
                                skip_invalid_lines=args.skip_invalid_lines)
     output_root = Path(args.output_dir) if args.output_dir else opt_ml.root / "processing"
-    run_prepare(train, validation if has_validation else None, load_tokenizer(source, gguf), output_root, settings)
+    from training.prepare_step import folder_sha256
+
+    # A Hub id (local use only; pipeline jobs have no internet) is identified by its name.
+    base_sha = folder_sha256(Path(source)) if Path(source).is_dir() else hashlib.sha256(source.encode()).hexdigest()
+    run_prepare(train, validation if has_validation else None, load_tokenizer(source, gguf), output_root, settings,
+                base_sha)
 
 
 def run_evaluate(opt_ml: OptMl, args: argparse.Namespace) -> None:

@@ -93,10 +93,16 @@ def compile_model(model_dir: Path, output_dir: Path, settings: CompileSettings, 
         "duration_seconds": round(time.perf_counter() - t0, 2),
         **details,
     }
+    # What the registered model package carries as its container environment (the pipeline reads these
+    # with JsonGet), so the package cannot disagree with the artifact it points at. A cpu artifact gets
+    # the same keys (one core, no tensor parallelism) so that the local executor registers the same
+    # record; the vLLM Neuronx container is never given a cpu artifact (serve checks neuron_config.json).
     if settings.target == "inf2":
-        # What the registered model package carries as its container environment (the pipeline reads
-        # these with JsonGet), so the package cannot disagree with the artifact it points at.
         report["serving_env"] = {k: v for k, v in serving_env(report).items() if k != "SM_ON_MODEL"}
+    else:
+        report["serving_env"] = {"SM_ON_BATCH_SIZE": str(settings.batch_size),
+                                 "SM_ON_SEQUENCE_LENGTH": str(settings.sequence_length),
+                                 "SM_ON_TENSOR_PARALLEL_SIZE": "1"}
     (output_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     if archive:
         archive_artifact(output_dir)

@@ -77,6 +77,14 @@ def parameter_specs(cfg: ProjectConfig) -> list[ParameterSpec]:
         ParameterSpec("ModelApprovalStatus", "String", p.approval_status,
                       "Approval status of the registered model package; `Approved` deploys it at once.",
                       ("PendingManualApproval", "Approved", "Rejected")),
+        # The two values by which a laptop run differs from the cloud: the local executor sets them
+        # (auto, cpu) and runs this same definition.
+        ParameterSpec("TrainBackend", "String", "neuron",
+                      "Training backend: `neuron` on Trainium; `auto`/`torch` are for the local executor.",
+                      ("neuron", "auto", "torch")),
+        ParameterSpec("CompileTarget", "String", "inf2",
+                      "`inf2`: Neuron export for Inferentia 2; `cpu`: packaging for the local executor's endpoint.",
+                      ("inf2", "cpu")),
     ]
 
 
@@ -223,14 +231,43 @@ class _Builder:
         return step, stats
 
     def hyperparameters(self) -> dict[str, Any]:
-        hp = self.cfg.training.model_copy(update={"backend": "neuron", "precompile": False})
+        hp = self.cfg.training.model_copy(update={"precompile": False})
         values: dict[str, Any] = dict(to_sagemaker_strings(hp))
         for key, param in PARAMETER_HYPERPARAMETERS.items():
             # Hyperparameters are strings in CreateTrainingJob; to_string() makes the parameter one.
             values[key] = self.params[param].to_string()
+        values["backend"] = self.params["TrainBackend"]
         return values
 
-    def finetune(self, prepare: Any) -> Any:
+    def fixed_training_inputs_sha256(self) -> str:
+        """Hash of what determines the fine-tune and is fixed in the definition (not a parameter)."""
+        import hashlib
+
+        fixed = {k: v for k, v in to_sagemaker_strings(self.cfg.training).items()
+                 if k not in PARAMETER_HYPERPARAMETERS and k not in ("backend", "precompile")}
+        return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
+
+    def checkpoint_uri(self, stats: Any, prepare: Any) -> Any:
+        """A checkpoint prefix keyed by everything that determines the training, never by the execution.
+
+        SageMaker's cache key for a training step includes CheckpointConfig. Keyed this way (data and base
+        model hashes from the Prepare step), an execution with the same data, base model and
+        hyperparameters hits the cache (or, after an
+        interruption, resumes from the same checkpoints), while any change gets a fresh prefix: a job never
+        resumes from checkpoints of other training. Retries and spot interruptions resume within it.
+        """
+        from sagemaker.core.workflow.functions import JsonGet
+
+        def data(path: str) -> Any:
+            return JsonGet(step_name=prepare.name, property_file=stats, json_path=path)
+
+        settings = self.Join(on="-", values=[self.params[name] for name in (
+            *PARAMETER_HYPERPARAMETERS.values(), "TrainBackend", "TrainInstanceCount")])
+        return self.Join(on="/", values=[
+            f"s3://{ref('ArtifactsBucket')}", "checkpoints", self.cfg.pipeline_name, data("content_sha256"),
+            data("base_model_sha256"), self.fixed_training_inputs_sha256(), settings, "checkpoints"])
+
+    def finetune(self, prepare: Any, stats: Any) -> Any:
         from sagemaker.core.shapes import CheckpointConfig, MetricDefinition, OutputDataConfig
         from sagemaker.mlops.workflow.steps import TrainingStep
         from sagemaker.core.training.configs import Compute, InputData, Networking, StoppingCondition
@@ -250,11 +287,8 @@ class _Builder:
             stopping_condition=StoppingCondition(
                 max_runtime_in_seconds=p.train_max_runtime_seconds,
                 max_wait_time_in_seconds=p.spot_max_wait_seconds if p.spot else None),
-            # One checkpoint prefix per execution: a retried or spot-interrupted attempt resumes from it.
-            checkpoint_config=CheckpointConfig(
-                s3_uri=self.Join(on="/", values=[f"s3://{ref('ArtifactsBucket')}", "checkpoints",
-                                                 self.cfg.pipeline_name, self.execution_id]),
-                local_path="/opt/ml/checkpoints"),
+            checkpoint_config=CheckpointConfig(s3_uri=self.checkpoint_uri(stats, prepare),
+                                               local_path="/opt/ml/checkpoints"),
             output_data_config=OutputDataConfig(
                 s3_output_path=self.Join(on="/", values=[f"s3://{ref('ArtifactsBucket')}", self.cfg.pipeline_name,
                                                          self.execution_id, FINETUNE]),
@@ -273,11 +307,10 @@ class _Builder:
             InputData(channel_name="validation", data_source=outputs["packed_validation"].S3Output.S3Uri),
             InputData(channel_name="model", data_source=self.params["BaseModelS3Uri"]),
         ])
-        # No CacheConfig: SageMaker's cache key for training includes CheckpointConfig, which carries the
-        # execution id so that a new execution never resumes from another's checkpoints; a cache could never
-        # hit. Within one execution, retries and spot interruptions resume from those checkpoints instead.
+        # Cached: its cache key (image, hyperparameters, channels, environment, and the checkpoint prefix,
+        # keyed by the data and base model hashes) fixes its output up to float rounding.
         return TrainingStep(
-            name=FINETUNE, step_args=run, display_name="Fine-tune on Trainium (LoRA)",
+            name=FINETUNE, step_args=run, display_name="Fine-tune on Trainium (LoRA)", cache_config=self.cache(),
             description="LoRA fine-tune with optimum-neuron under torchrun on the packed blocks (one input shape); "
             "Neuron compile cache on S3, checkpoints on S3 for spot and retries; writes the merged model.",
             retry_policies=self.retries(),
@@ -313,7 +346,7 @@ class _Builder:
         run = self.processor("compile", self.params["CompileInstanceType"]).run(
             inputs=[self.s3_input("model", finetune.properties.ModelArtifacts.S3ModelArtifacts)],
             outputs=[self.output(COMPILE, "compiled")],
-            arguments=["--target", "inf2", "--batch-size", str(s.batch_size), "--sequence-length",
+            arguments=["--target", self.params["CompileTarget"], "--batch-size", str(s.batch_size), "--sequence-length",
                        str(s.sequence_length), "--tensor-parallel-size", str(s.tensor_parallel_size),
                        "--dtype", s.dtype, "--archive"],
         )
@@ -322,7 +355,8 @@ class _Builder:
             name=COMPILE, step_args=run, display_name="Compile for Inferentia 2",
             description=f"optimum-neuron export of the merged model at static batch_size={s.batch_size}, "
             f"sequence_length={s.sequence_length}, tensor_parallel_size={s.tensor_parallel_size}, {s.dtype}; "
-            "needs host RAM, not a Neuron device. Writes model.tar.gz and compile_report.json.",
+            "needs host RAM, not a Neuron device (CompileTarget=cpu packages for a CPU endpoint instead). "
+            "Writes model.tar.gz and compile_report.json.",
             property_files=[report], cache_config=self.cache(), retry_policies=self.retries()[:1],
         )
         return step, report
@@ -415,7 +449,7 @@ def build_pipeline(cfg: ProjectConfig) -> Any:
 
     b = _Builder(cfg, session)
     prepare, stats = b.prepare()
-    finetune = b.finetune(prepare)
+    finetune = b.finetune(prepare, stats)
     evaluate, evaluation = b.evaluate(finetune)
     compile_, compile_report = b.compile(finetune)
     register = b.register(prepare, stats, evaluate, evaluation, compile_, compile_report)

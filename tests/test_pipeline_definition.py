@@ -232,9 +232,16 @@ def test_jobs_run_in_the_vpc_encrypted_with_the_kms_key(definition):
             assert args["StoppingCondition"]["MaxRuntimeInSeconds"] == 6 * 3600
             assert args["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
             assert args["Environment"]["NEURON_COMPILE_CACHE_URL"] == "s3://${ArtifactsBucket}/neuron-cache/"
-            assert args["HyperParameters"]["backend"] == "neuron"
+            assert args["HyperParameters"]["backend"] == {"Get": "Parameters.TrainBackend"}
+            assert "Execution." not in json.dumps(args["CheckpointConfig"])  # keyed by inputs, so caching can hit
+            assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
             names = {m["Name"] for m in args["AlgorithmSpecification"]["MetricDefinitions"]}
             assert {"train_loss", "eval_loss", "tokens_per_second"} <= names
+
+
+def test_cloud_defaults_of_the_local_switches(definition):
+    params = {p["Name"]: p for p in definition["Parameters"]}
+    assert params["TrainBackend"]["DefaultValue"] == "neuron" and params["CompileTarget"]["DefaultValue"] == "inf2"
 
 
 def test_spot_adds_max_wait_and_register_carries_inf2_types(definition):
@@ -335,7 +342,7 @@ def property_file_samples(tmp_path_factory, tiny_model, fake_inf2_export) -> dic
     task = ROOT / "training/tasks/date_normalization"
     data = tmp / "val.jsonl"
     data.write_text("\n".join((task / "validation.jsonl").read_text().splitlines()[:4]) + "\n")
-    stats = run_prepare(data, data, load_tokenizer(str(tiny_model)), tmp / "prepared", PrepareSettings(256))
+    stats = run_prepare(data, data, load_tokenizer(str(tiny_model)), tmp / "prepared", PrepareSettings(256), "0" * 64)
     evaluation = evaluate(str(tiny_model), data, EvalSettings(batch_size=4, max_new_tokens=4), (str(tiny_model), None))
 
     import inference.compile as compile_module

@@ -45,6 +45,9 @@ def test_prepare_writes_packed_channels_and_stats(tmp_path, tiny_model, smollm2_
     assert stats["channels"]["train"]["examples"] == train_lines
     assert stats["dropped"] == 0 and stats["max_seq_length"] == 256
     assert 0 < stats["padding_fraction"] < 0.5 and len(stats["content_sha256"]) == 64
+    from training.prepare_step import folder_sha256
+
+    assert stats["base_model_sha256"] == folder_sha256(tiny_model)
     assert stats["tokens"] == stats["channels"]["train"]["real_tokens"] + stats["channels"]["validation"]["real_tokens"]
 
     # What the fine-tune reads from the packed folder equals packing the JSONL in the job itself.
