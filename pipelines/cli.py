@@ -1,9 +1,11 @@
-"""``mlops``: the operator CLI: ``config``, ``train --local`` and ``pipeline definition|parameters``."""
+"""``mlops``: the operator CLI: ``config``, ``train --local``, ``pipeline definition|parameters``,
+``run --local`` and ``endpoint status|stop --local``."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,6 +19,9 @@ app.add_typer(config_app, name="config")
 pipeline_app = typer.Typer(help="The SageMaker Pipeline generated from the config (offline, no AWS calls).",
                            no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+endpoint_app = typer.Typer(help="The model endpoint (`--local`: the one `mlops run --local` started).",
+                           no_args_is_help=True)
+app.add_typer(endpoint_app, name="endpoint")
 err = Console(stderr=True)
 
 ConfigFiles = typer.Option([], "--config", "-c", help="Override YAML merged over config/default.yaml (repeatable).")
@@ -120,6 +125,135 @@ def train(
         f"steps={report['steps_completed']} {final} tokens_per_second={report['tokens_per_second']} "
         f"input_shapes={report['distinct_input_shapes']}"
     )
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            err.print(f"error: --param {item!r}: expected Name=value, e.g. --param MaxSteps=20", markup=False)
+            raise typer.Exit(2)
+        out[name.strip()] = value.strip()
+    return out
+
+
+@app.command("run")
+def run(
+    local: bool = typer.Option(False, "--local", help="Run the pipeline definition on this machine."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Pipeline parameter Name=value (repeatable)."),
+    resume: str = typer.Option(None, "--resume", help="Continue this execution id from its first unfinished step."),
+    docker: bool = typer.Option(False, "--docker", help="Run each step inside its image (needs a Docker engine)."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the registered model when the gate passes."),
+    port: int = typer.Option(None, "--port", help="Loopback port of the local endpoint (default: a free one)."),
+    config: list[Path] = ConfigFiles,
+    set_: list[str] = SetItems,
+) -> None:
+    """Run the whole pipeline: prepare, fine-tune, evaluate, gate, compile, register, serve.
+
+    Locally the very same definition as `mlops pipeline definition` runs, with TrainBackend=auto and
+    CompileTarget=cpu; a second run with nothing changed comes from the step cache.
+
+    Examples: mlops run --local;  mlops run --local --param MaxSteps=20;  mlops run --local --resume ID
+    """
+    if not local:
+        err.print("error: only `mlops run --local` exists so far; in the cloud, start the deployed pipeline "
+                  "from SageMaker Studio", markup=False)
+        raise typer.Exit(2)
+    cfg = _load(config, set_)
+    overrides = _parse_params(param)
+    from pipelines.local_executor import ExecutionFailed, ExecutorError
+    from pipelines.local_run import run_local
+    from pipelines.local_view import StepView
+
+    out = Console(soft_wrap=True)  # URIs and the curl line must stay copyable
+    try:
+        with StepView(out) as view:
+            result = run_local(cfg, overrides, resume=resume, docker=docker, serve=serve, port=port, view=view)
+    except ExecutionFailed as exc:
+        err.print(f"\nthe run failed at step {exc.step}:\n{exc.message}", markup=False, highlight=False)
+        if exc.log:
+            err.print(f"log: {exc.log}", markup=False)
+        err.print(f"report: {exc.report}", markup=False)
+        if exc.by_fail_step:
+            err.print("the pipeline stopped itself here; change the inputs or parameters (e.g. --param "
+                      "QualityThreshold=..., more training steps) and run again: finished steps come from the cache",
+                      markup=False)
+        else:
+            err.print(f"resume after fixing the cause: mlops run --local --resume {exc.report.parent.name}", markup=False)
+        raise typer.Exit(1) from None
+    except (UserError, ExecutorError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    _print_summary(out, result)
+
+
+def _print_summary(out: Console, result: Any) -> None:
+    report = result.report
+    steps = report["steps"]
+    cached = sum(1 for s in steps if s["status"] == "cached")
+    total = sum(s["seconds"] or 0 for s in steps)
+    out.print(f"\nexecution {report['execution_id']}: {report['status']} ({len(steps)} steps, {cached} from cache, "
+              f"{total:.0f} s of step time)", markup=False)
+    metrics = report.get("metrics", {})
+    if metrics:
+        shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        out.print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()), markup=False)
+    for name, gate in report.get("gates", {}).items():
+        out.print(f"{name}: {'passed' if gate['passed'] else 'not passed'} ({gate['detail']})", markup=False)
+    registered = report.get("registered")
+    if registered:
+        out.print(f"registered: {registered['ModelPackageGroupName']} version {registered['ModelPackageVersion']} "
+                  f"({registered['ModelApprovalStatus']}) in the local MLflow registry", markup=False)
+    for key, uri in report.get("artifacts", {}).items():
+        out.print(f"  {key}: {uri}", markup=False)
+    out.print(f"report: {result.report_path}", markup=False)
+    if result.endpoint:
+        url = result.endpoint["url"]
+        reply = result.smoke["choices"][0]["message"]["content"] if result.smoke else ""
+        out.print(f"\nlocal endpoint: {url} (model {result.endpoint['model']} v{result.endpoint['version']}, "
+                  f"log {result.endpoint['log']})", markup=False)
+        out.print(f"smoke test reply: {reply!r}", markup=False)
+        out.print(f"try: curl -s {url}/invocations -H 'Content-Type: application/json' -d "
+                  "'{\"messages\":[{\"role\":\"user\",\"content\":\"Convert this date to ISO 8601: "
+                  "the 30th of June, 1956\"}],\"temperature\":0}'", markup=False, highlight=False)
+        out.print("stop it: mlops endpoint stop --local", markup=False)
+
+
+@endpoint_app.command("stop")
+def endpoint_stop(
+    local: bool = typer.Option(False, "--local", help="The endpoint `mlops run --local` started."),
+    config: list[Path] = ConfigFiles,
+    set_: list[str] = SetItems,
+) -> None:
+    """Stop the local endpoint (SIGTERM: in-flight requests finish first)."""
+    if not local:
+        err.print("error: only `mlops endpoint stop --local` exists so far", markup=False)
+        raise typer.Exit(2)
+    from pipelines.local_endpoint import stop
+
+    state = stop(Path(_load(config, set_).local.store_dir).resolve())
+    typer.echo(f"stopped the local endpoint at {state['url']} (pid {state['pid']})" if state
+               else "no local endpoint is running")
+
+
+@endpoint_app.command("status")
+def endpoint_status(
+    local: bool = typer.Option(False, "--local", help="The endpoint `mlops run --local` started."),
+    config: list[Path] = ConfigFiles,
+    set_: list[str] = SetItems,
+) -> None:
+    """Show the local endpoint: URL, model version, pid, log."""
+    if not local:
+        err.print("error: only `mlops endpoint status --local` exists so far", markup=False)
+        raise typer.Exit(2)
+    from pipelines.local_endpoint import read_state
+
+    state = read_state(Path(_load(config, set_).local.store_dir).resolve())
+    if state is None:
+        typer.echo("no local endpoint is running (start one with `mlops run --local`)")
+        raise typer.Exit(1)
+    typer.echo(f"{state['url']}  model {state['model']} v{state['version']}  pid {state['pid']}  log {state['log']}")
 
 
 @app.callback()

@@ -1,0 +1,424 @@
+"""Run a SageMaker Pipeline definition on this machine: the very JSON that goes to the cloud.
+
+The executor walks the steps in dependency order (data references, ``DependsOn``, condition
+branches), resolves each step's arguments (parameters, execution variables, step properties,
+``Join``, ``JsonGet`` on property files), and runs it:
+
+* ``Processing`` / ``Training``: the step's container command as a local job (``pipelines/local_jobs.py``)
+  under ``<store>/runs/<execution-id>/<step>/``, with S3 mapped to ``<store>/s3/``;
+* ``Condition``: evaluated; the branch not taken is skipped;
+* ``Fail``: ends the execution with the step's (resolved) message;
+* ``RegisterModel``: a model version in the local MLflow registry (``pipelines/local_registry.py``).
+
+Any other step type is refused before anything runs, naming the step and its type.
+
+Caching follows SageMaker's CacheConfig: the key is the step type plus the request fields SageMaker
+keys on (processing: AppSpecification, Environment, ProcessingInputs; training: AlgorithmSpecification,
+CheckpointConfig, DebugHookConfig, DebugRuleConfigurations, Environment, HyperParameters,
+InputDataConfig), after resolution; a hit within ExpireAfter whose outputs still exist reuses them.
+State is saved after every step, so ``--resume <execution-id>`` continues from the first unfinished one.
+Retry policies are not applied locally (there is no capacity to wait for); a failed step fails the run
+and keeps its log and partial outputs in place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.expressions import Context, ExpressionError, evaluate_condition, resolve, step_references, to_text
+from pipelines.local_jobs import (
+    JobFailed,
+    JobSetupError,
+    pack_model,
+    processing_job,
+    processing_properties,
+    run_job,
+    training_job,
+    training_properties,
+)
+from pipelines.local_store import LOCAL_ACCOUNT, LocalStore
+
+SUPPORTED_TYPES = ("Processing", "Training", "Condition", "Fail", "RegisterModel")
+CACHE_FIELDS = {
+    "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
+    "Training": ("AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
+                 "Environment", "HyperParameters", "InputDataConfig"),
+}
+FINISHED = ("done", "cached")
+STATE_FILE = "state.json"
+
+
+class ExecutorError(Exception):
+    """The definition or the request cannot be run here (before or between steps); says what and where."""
+
+
+class ExecutionFailed(Exception):
+    """A step failed. ``by_fail_step``: a Fail step ended the run on purpose (e.g. the quality gate)."""
+
+    def __init__(self, step: str, message: str, log: Path | None, report: Path, by_fail_step: bool = False) -> None:
+        super().__init__(f"step {step} failed: {message}")
+        self.step, self.message, self.log, self.report = step, message, log, report
+        self.by_fail_step = by_fail_step
+
+
+@dataclass
+class StepState:
+    name: str
+    type: str
+    display_name: str
+    status: str = "pending"  # pending | running | done | cached | failed | skipped
+    started: float | None = None
+    seconds: float | None = None
+    message: str = ""
+    log: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    cache_key: str | None = None
+
+
+def all_steps(definition: dict[str, Any]) -> list[tuple[dict[str, Any], str | None, str | None]]:
+    """(step, parent condition, branch "if"/"else") for every step, branches included."""
+    out: list[tuple[dict[str, Any], str | None, str | None]] = []
+
+    def visit(steps: list[dict[str, Any]], parent: str | None, branch: str | None) -> None:
+        for step in steps:
+            out.append((step, parent, branch))
+            if step.get("Type") == "Condition":
+                visit(step["Arguments"].get("IfSteps", []), step["Name"], "if")
+                visit(step["Arguments"].get("ElseSteps", []), step["Name"], "else")
+
+    visit(definition.get("Steps", []), None, None)
+    return out
+
+
+def check_supported(definition: dict[str, Any]) -> None:
+    unsupported = [f"{s['Name']} ({s.get('Type')})" for s, _, _ in all_steps(definition) if s.get("Type") not in SUPPORTED_TYPES]
+    if unsupported:
+        raise ExecutorError("the local executor cannot run step(s) " + ", ".join(unsupported)
+                            + f"; it runs {', '.join(SUPPORTED_TYPES)} steps. Run this pipeline in SageMaker, "
+                            "or remove those steps from the definition")
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "Integer": int, "Float": float, "Boolean": lambda s: {"true": True, "false": False}[s.lower()],
+}
+
+
+def coerce_parameters(definition: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """Defaults from the definition, overrides checked by name, type and enum; every problem at once."""
+    declared = {p["Name"]: p for p in definition.get("Parameters", [])}
+    values: dict[str, Any] = {name: p.get("DefaultValue") for name, p in declared.items()}
+    problems = []
+    for name, raw in overrides.items():
+        if name not in declared:
+            problems.append(f"--param {name}: no such parameter; the pipeline has {', '.join(declared)}")
+            continue
+        kind = declared[name].get("Type", "String")
+        try:
+            value = _PARSERS.get(kind, str)(raw)
+        except (ValueError, KeyError):
+            problems.append(f"--param {name}={raw!r}: not a valid {kind}")
+            continue
+        allowed = declared[name].get("EnumValues")
+        if allowed and value not in allowed:
+            problems.append(f"--param {name}={raw!r}: must be one of {', '.join(map(str, allowed))}")
+            continue
+        values[name] = value
+    missing = [name for name, value in values.items() if value is None]
+    problems += [f"parameter {name} has no default; give it with --param {name}=..." for name in missing]
+    if problems:
+        raise ExecutorError("pipeline parameters: " + "; ".join(problems))
+    return values
+
+
+def order_steps(definition: dict[str, Any]) -> list[str]:
+    """A dependency order; ties keep definition order. A cycle or an unknown dependency is an error."""
+    steps = all_steps(definition)
+    names = [s["Name"] for s, _, _ in steps]
+    deps: dict[str, set[str]] = {}
+    for step, parent, _ in steps:
+        refs = step_references(step.get("Arguments", {})) | set(step.get("DependsOn", []))
+        if step.get("Type") == "Condition":
+            refs = step_references(step["Arguments"].get("Conditions", [])) | set(step.get("DependsOn", []))
+        if step.get("Type") == "Fail":
+            refs = step_references(step["Arguments"].get("ErrorMessage", ""))
+        if parent:
+            refs.add(parent)
+        unknown = refs - set(names)
+        if unknown:
+            raise ExecutorError(f"step {step['Name']} refers to unknown step(s) {', '.join(sorted(unknown))}")
+        deps[step["Name"]] = refs
+    ordered: list[str] = []
+    while len(ordered) < len(names):
+        ready = [n for n in names if n not in ordered and deps[n] <= set(ordered)]
+        if not ready:
+            raise ExecutorError("the steps' dependencies form a cycle: " + ", ".join(n for n in names if n not in ordered))
+        ordered.append(ready[0])
+    return ordered
+
+
+def iso_duration_seconds(text: str) -> float:
+    match = re.fullmatch(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?",
+                         text.upper())
+    if not match:
+        raise ExecutorError(f"CacheConfig ExpireAfter {text!r} is not an ISO 8601 duration")
+    y, mo, w, d, h, mi, s = (int(g) if g else 0 for g in match.groups())
+    return ((((y * 365 + mo * 30 + w * 7 + d) * 24 + h) * 60 + mi) * 60) + s
+
+
+def new_execution_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+class Executor:
+    def __init__(self, definition: dict[str, Any], store_root: Path, pipeline_name: str, parameters: dict[str, Any],
+                 execution_id: str, docker: bool = False, job_env: dict[str, dict[str, str]] | None = None,
+                 on_change: Callable[[list[StepState]], None] | None = None,
+                 on_line: Callable[[str, str], None] | None = None) -> None:
+        check_supported(definition)
+        self.definition = definition
+        self.store_root = store_root.resolve()
+        self.store = LocalStore(self.store_root)
+        self.pipeline = pipeline_name
+        self.parameters = parameters
+        self.execution_id = execution_id
+        self.docker = docker
+        self.job_env = job_env or {}  # executor-level additions per step type (e.g. the local MLflow URI)
+        self.on_change = on_change or (lambda states: None)
+        self.on_line = on_line
+        self.run_dir = self.store_root / "runs" / execution_id
+        self.steps = {s["Name"]: (s, parent, branch) for s, parent, branch in all_steps(definition)}
+        self.order = order_steps(definition)
+        self.states = {name: StepState(name, s["Type"], s.get("DisplayName") or name)
+                       for name, (s, _, _) in self.steps.items()}
+        self.outcomes: dict[str, bool] = {}
+        started = dt.datetime.now(dt.timezone.utc).isoformat()
+        self.ctx = Context(parameters=parameters, execution={
+            "PipelineExecutionId": execution_id, "PipelineName": pipeline_name,
+            "PipelineArn": f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:pipeline/{pipeline_name}",
+            "PipelineExecutionArn": f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:pipeline/{pipeline_name}/execution/{execution_id}",
+            "StartDateTime": started, "CurrentDateTime": started,
+        }, read_property_file=self.read_property_file)
+        self.definition_sha256 = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+    # ---- state ---------------------------------------------------------------------------------
+
+    def save_state(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {"pipeline": self.pipeline, "execution_id": self.execution_id, "parameters": self.parameters,
+                 "definition_sha256": self.definition_sha256, "outcomes": self.outcomes,
+                 "steps": {n: asdict(s) for n, s in self.states.items()}}
+        partial = self.run_dir / (STATE_FILE + ".partial")
+        partial.write_text(json.dumps(state, indent=2, default=str) + "\n")
+        partial.replace(self.run_dir / STATE_FILE)
+
+    def load_state(self) -> None:
+        """Resume: finished steps keep their outputs; everything else runs again."""
+        path = self.run_dir / STATE_FILE
+        if not path.is_file():
+            raise ExecutorError(f"no execution {self.execution_id} to resume (no {path})")
+        state = json.loads(path.read_text())
+        if state["definition_sha256"] != self.definition_sha256:
+            raise ExecutorError(f"execution {self.execution_id} ran another pipeline definition (the config or the code "
+                                "changed since); start a new run instead of resuming")
+        self.outcomes = state.get("outcomes", {})
+        for name, saved in state["steps"].items():
+            if name in self.states and saved["status"] in FINISHED:
+                self.states[name] = StepState(**{**saved, "message": "finished in an earlier attempt"})
+                self.ctx.properties[name] = saved["properties"]
+
+    # ---- properties ----------------------------------------------------------------------------
+
+    def read_property_file(self, step: str, name: str) -> Any:
+        definition = self.steps.get(step, ({}, None, None))[0]
+        declared = {f["PropertyFileName"]: f for f in definition.get("PropertyFiles", [])}
+        if name not in declared:
+            raise ExpressionError(f"step {step} declares no property file {name!r}")
+        if step not in self.ctx.properties:
+            raise ExpressionError(f"property file {step}.{name}: step {step} has not run")
+        spec = declared[name]
+        outputs = self.ctx.properties[step]["ProcessingOutputConfig"]["Outputs"]
+        uri = outputs[spec["OutputName"]]["S3Output"]["S3Uri"].rstrip("/") + "/" + spec["FilePath"]
+        path = self.store.path(uri)
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ExpressionError(f"property file {step}.{name} ({uri}, local {path}): {exc}") from None
+
+    # ---- running -------------------------------------------------------------------------------
+
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        if resume:
+            self.load_state()
+        self.save_state()
+        self.on_change(list(self.states.values()))
+        for name in self.order:
+            state = self.states[name]
+            if state.status in FINISHED:
+                continue
+            step, parent, branch = self.steps[name]
+            if not self._selected(name):
+                state.status, state.message = "skipped", "branch not taken"
+                self._changed()
+                continue
+            state.status, state.started, state.message = "running", time.time(), ""
+            self._changed()
+            try:
+                self._run_step(step, state)
+            except ExecutionFailed:
+                raise
+            except (JobFailed, JobSetupError, ExpressionError, ExecutorError, FileNotFoundError) as exc:
+                log = getattr(exc, "log", None) or (self.run_dir / "logs" / f"{name}.log")
+                self._fail(state, str(getattr(exc, "reason", exc)))
+                raise ExecutionFailed(name, state.message, log if log.exists() else None, self.write_report("Failed")) from None
+            except KeyboardInterrupt:
+                self._fail(state, "interrupted; resume with --resume " + self.execution_id)
+                self.write_report("Stopped")
+                raise
+        return json.loads(self.write_report("Succeeded").read_text())
+
+    def _changed(self) -> None:
+        self.save_state()
+        self.on_change(list(self.states.values()))
+
+    def _fail(self, state: StepState, message: str) -> None:
+        state.status, state.message = "failed", message
+        state.seconds = round(time.time() - (state.started or time.time()), 1)
+        self._changed()
+
+    def _selected(self, name: str) -> bool:
+        """A branch step runs only when its condition chose its branch (and so on up)."""
+        _, parent, branch = self.steps[name]
+        while parent is not None:
+            if parent not in self.outcomes or self.outcomes[parent] != (branch == "if"):
+                return False
+            _, parent, branch = self.steps[parent]
+        return True
+
+    def _run_step(self, step: dict[str, Any], state: StepState) -> None:
+        kind = step["Type"]
+        if kind == "Condition":
+            results = [evaluate_condition(c, self.ctx) for c in step["Arguments"]["Conditions"]]
+            outcome = all(r for r, _ in results)
+            self.outcomes[state.name] = outcome
+            state.properties = {"Outcome": outcome}
+            state.message = ("true: " if outcome else "false: ") + " and ".join(t for _, t in results)
+        elif kind == "Fail":
+            message = to_text(resolve(step["Arguments"].get("ErrorMessage", ""), self.ctx))
+            state.seconds = 0.0
+            self._fail(state, message)
+            raise ExecutionFailed(state.name, message, None, self.write_report("Failed"), by_fail_step=True)
+        elif kind == "RegisterModel":
+            from pipelines.local_registry import register_model_version
+
+            args = resolve(step["Arguments"], self.ctx)
+            state.properties = register_model_version(args, self.store, self.store_root)
+            state.message = f"{state.properties['ModelPackageGroupName']} version {state.properties['ModelPackageVersion']}"
+        else:
+            args = resolve(step["Arguments"], self.ctx)
+            if not self._cache_hit(step, args, state):
+                state.properties = self._run_job(step, args, state)
+                self._remember(step, args, state)
+        state.status = state.status if state.status == "cached" else "done"
+        state.seconds = round(time.time() - (state.started or time.time()), 1)
+        self.ctx.properties[state.name] = state.properties
+        self._changed()
+
+    def _run_job(self, step: dict[str, Any], args: dict[str, Any], state: StepState) -> dict[str, Any]:
+        name = step["Name"]
+        root = self.run_dir / name
+        log = self.run_dir / "logs" / f"{name}.log"
+        state.log = str(log)
+        job_name = f"{self.execution_id}-{name}"[:63]
+        on_line = self.on_line
+        line = (lambda text: on_line(name, text)) if on_line else None
+        if step["Type"] == "Processing":
+            spec, outputs = processing_job(name, args, root, self.store)
+            spec.env.update(self.job_env.get("Processing", {}))
+            run_job(spec, log, self.docker, line)
+            for local, uri, _ in outputs:
+                self.store.upload(local, uri)
+            return processing_properties(args, job_name)
+        spec = training_job(name, args, root, self.store, job_name)
+        spec.env.update(self.job_env.get("Training", {}))
+        run_job(spec, log, self.docker, line)
+        return training_properties(job_name, pack_model(root, self.store, args, job_name))
+
+    # ---- caching -------------------------------------------------------------------------------
+
+    def _cache_file(self, step: dict[str, Any], args: dict[str, Any]) -> Path | None:
+        config = step.get("CacheConfig") or {}
+        if not config.get("Enabled"):
+            return None
+        keyed = {"Type": step["Type"], **{k: args.get(k) for k in CACHE_FIELDS[step["Type"]]}}
+        key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()
+        return self.store_root / "cache" / self.pipeline / step["Name"] / f"{key}.json"
+
+    def _cache_hit(self, step: dict[str, Any], args: dict[str, Any], state: StepState) -> bool:
+        path = self._cache_file(step, args)
+        if path is None or not path.is_file():
+            return False
+        entry = json.loads(path.read_text())
+        expire = iso_duration_seconds(step["CacheConfig"].get("ExpireAfter", "P3650D"))
+        if time.time() - entry["created"] > expire:
+            return False
+        if not all(self.store.exists(uri) for uri in entry["outputs"]):
+            return False  # the earlier outputs are gone from the store: run again
+        state.properties, state.status = entry["properties"], "cached"
+        state.cache_key = path.stem
+        state.message = f"cache hit from execution {entry['execution_id']}"
+        return True
+
+    def _remember(self, step: dict[str, Any], args: dict[str, Any], state: StepState) -> None:
+        path = self._cache_file(step, args)
+        if path is None:
+            return
+        outputs = [o["S3Output"]["S3Uri"] for o in state.properties.get("ProcessingOutputConfig", {}).get("Outputs", {}).values()]
+        if "ModelArtifacts" in state.properties:
+            outputs.append(state.properties["ModelArtifacts"]["S3ModelArtifacts"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"created": time.time(), "execution_id": self.execution_id,
+                                    "properties": state.properties, "outputs": outputs}, indent=2) + "\n")
+        state.cache_key = path.stem
+
+    # ---- report --------------------------------------------------------------------------------
+
+    def write_report(self, status: str) -> Path:
+        report: dict[str, Any] = {
+            "pipeline": self.pipeline, "execution_id": self.execution_id, "status": status,
+            "parameters": self.parameters,
+            "steps": [{k: v for k, v in asdict(self.states[n]).items() if k not in ("started",)} for n in self.order],
+            "metrics": {}, "gates": {}, "registered": None, "artifacts": {},
+        }
+        for name in self.order:
+            state, (step, _, _) = self.states[name], self.steps[name]
+            if state.status not in FINISHED:
+                continue
+            if step["Type"] == "Condition":
+                report["gates"][name] = {"passed": state.properties.get("Outcome"), "detail": state.message}
+            if step["Type"] == "RegisterModel":
+                report["registered"] = state.properties
+            for output in state.properties.get("ProcessingOutputConfig", {}).get("Outputs", {}).values():
+                report["artifacts"][f"{name}.{output['OutputName']}"] = output["S3Output"]["S3Uri"]
+            if "ModelArtifacts" in state.properties:
+                report["artifacts"][f"{name}.model"] = state.properties["ModelArtifacts"]["S3ModelArtifacts"]
+            for spec in step.get("PropertyFiles", []):
+                try:
+                    data = self.read_property_file(name, spec["PropertyFileName"])
+                except ExpressionError:
+                    continue
+                if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
+                    report["metrics"].update({k: v.get("value") if isinstance(v, dict) else v
+                                              for k, v in data["metrics"].items()})
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / "report.json"
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        return path

@@ -1,0 +1,143 @@
+"""``mlops run --local``: the generated pipeline definition, executed on this machine, then served.
+
+1. Generate the definition (the same bytes ``mlops pipeline definition`` prints) and fill its
+   placeholders with local values (``pipelines/local_store.py``).
+2. Put the configured data and the local base model into the local S3 store under content-addressed
+   prefixes, and point the data and model parameters at them: SageMaker's cache keys on URIs, not
+   contents, so a changed file must get a new URI to run the steps again.
+3. Set the two parameters by which a laptop differs from the cloud: ``TrainBackend`` (the config's
+   ``training.backend``, ``auto`` by default) and ``CompileTarget=cpu``. Instance types are recorded
+   but mean nothing here.
+4. Run the executor; on success with a registered model, serve it on a loopback port and send a
+   smoke request through the OpenAI-style contract.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config.schema import ProjectConfig
+from pipelines.local_executor import Executor, ExecutorError, coerce_parameters, new_execution_id
+from pipelines.local_store import LocalStore, copy_tree, local_placeholder_values
+from training.errors import UserError
+
+LOCAL_PARAMETERS = ("TrainBackend", "CompileTarget", "TrainDataS3Uri", "ValidationDataS3Uri", "BaseModelS3Uri")
+
+
+@dataclass
+class LocalResult:
+    report: dict[str, Any]
+    report_path: Path
+    endpoint: dict[str, Any] | None
+    smoke: dict[str, Any] | None
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in ([path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())):
+        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+def seed_store(cfg: ProjectConfig, store: LocalStore, bucket: str) -> dict[str, str]:
+    """The configured data and base model in the local S3 store; returns the parameter values for them."""
+    from pipelines.local_train import local_base_model
+    from training.prepare_step import folder_sha256
+
+    values = {}
+    for name, source in (("TrainDataS3Uri", cfg.data.train), ("ValidationDataS3Uri", cfg.data.validation)):
+        if source is None:
+            raise UserError(f"data.{'train' if name.startswith('Train') else 'validation'} is not set; the pipeline "
+                            "needs both (Evaluate scores the held-out set)")
+        path = Path(source)
+        if not path.exists():
+            raise UserError(f"data.{'train' if name.startswith('Train') else 'validation'}={source!r}: no such file or folder")
+        channel = "train" if name.startswith("Train") else "validation"
+        uri = f"s3://{bucket}/datasets/{_file_sha256(path)[:16]}/{channel}/"
+        if not store.exists(uri):
+            copy_tree(path, store.path(uri))
+        values[name] = uri
+    model = local_base_model(cfg, store.root)
+    uri = f"s3://{bucket}/base-models/{model.name}-{folder_sha256(model)[:16]}/"
+    if not store.exists(uri):
+        copy_tree(model, store.path(uri))
+    values["BaseModelS3Uri"] = uri
+    return values
+
+
+def local_definition(cfg: ProjectConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    from pipelines.definition import pipeline_definition
+    from pipelines.placeholders import substitute
+
+    values = local_placeholder_values(cfg.pipeline.subnet_count, Path(__file__).resolve().parents[1])
+    return json.loads(substitute(pipeline_definition(cfg), values)), values
+
+
+def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None = None, docker: bool = False,
+              serve: bool = True, port: int | None = None, view: Any = None) -> LocalResult:
+    from pipelines.local_jobs import docker_engine
+
+    if docker:
+        reason = docker_engine()
+        if reason:
+            raise UserError(f"--docker: {reason}. Run without --docker to run each step's entrypoint as a local "
+                            "process (the same code the images run)")
+    store_root = Path(cfg.local.store_dir).resolve()
+    store = LocalStore(store_root)
+    definition, values = local_definition(cfg)
+    if resume:
+        state_file = store_root / "runs" / resume / "state.json"
+        if not state_file.is_file():
+            raise UserError(f"--resume {resume}: no such local execution (no {state_file})")
+        parameters = json.loads(state_file.read_text())["parameters"]
+        if overrides:
+            raise UserError("--resume continues an execution with its own parameters; drop --param")
+    else:
+        seeded = seed_store(cfg, store, values["DataBucket"])
+        local = {"TrainBackend": cfg.training.backend, "CompileTarget": "cpu", **seeded}
+        try:
+            parameters = coerce_parameters(definition, {**{k: str(v) for k, v in local.items()}, **overrides})
+        except ExecutorError as exc:
+            raise UserError(str(exc)) from None
+    job_env = {"Processing": {"MLOPS_PROGRESS": "0"}, "Training": {"MLOPS_PROGRESS": "0"}}
+    if cfg.local.mlflow == "sqlite":
+        from pipelines.local_registry import tracking_uri
+
+        job_env["Training"].update(MLFLOW_TRACKING_URI=tracking_uri(store_root),
+                                   MLFLOW_EXPERIMENT_NAME=cfg.pipeline_name)
+    executor = Executor(definition, store_root, cfg.pipeline_name, parameters, resume or new_execution_id(),
+                        docker=docker, job_env=job_env, on_change=getattr(view, "on_change", None),
+                        on_line=getattr(view, "on_line", None))
+    report = executor.run(resume=bool(resume))
+    report_path = executor.run_dir / "report.json"
+    endpoint = smoke = None
+    registered = report.get("registered")
+    if serve and registered:
+        from pipelines import local_endpoint
+
+        archive = store.path(registered["ModelDataUrl"])
+        endpoint = local_endpoint.start(store_root, archive, registered["ModelPackageGroupName"],
+                                        registered["ModelPackageVersion"], port)
+        smoke = local_endpoint.invoke(endpoint["url"], smoke_messages(cfg), max_tokens=32)
+        report["endpoint"] = {**endpoint, "smoke_reply": smoke["choices"][0]["message"]["content"]}
+        report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return LocalResult(report, report_path, endpoint, smoke)
+
+
+def smoke_messages(cfg: ProjectConfig) -> list[dict[str, str]]:
+    """The first held-out example's conversation up to the answer: a realistic request."""
+    from training.data import load_examples
+
+    examples = load_examples(Path(cfg.data.validation or cfg.data.train), channel="validation").examples
+    first = examples[0]
+    if first.get("messages"):
+        messages = [m for m in first["messages"]]
+        while messages and messages[-1]["role"] == "assistant":
+            messages.pop()
+        return [{"role": m["role"], "content": m["content"]} for m in messages]
+    return [{"role": "user", "content": first["prompt"]}]

@@ -1,0 +1,107 @@
+"""The local stand-in for S3 and for the deploy-time values: ``.mlops/s3/<bucket>/<key>``.
+
+``s3://bucket/key`` maps to ``<store>/s3/bucket/key``. "Uploading" and "downloading" hard-link files
+where the file system allows (a model is hundreds of MB) and copy otherwise; nothing writes into a
+file in place, so the links are safe.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from pipelines.placeholders import placeholder_names
+
+LOCAL_ACCOUNT = "000000000000"
+
+
+def local_placeholder_values(subnet_count: int, repo: Path | None = None) -> dict[str, str]:
+    """Values for every ``${Name}`` of the definition on this machine (CDK fills them in the cloud)."""
+    values = {
+        "AWS::Partition": "aws",
+        "AWS::AccountId": LOCAL_ACCOUNT,
+        "TrainingImageUri": "llm-neuron-mlops-train:local",
+        "InferenceImageUri": "llm-neuron-mlops-serve:local",
+        "DataBucket": "local-data",
+        "ArtifactsBucket": "local-artifacts",
+        "KmsKeyArn": f"arn:aws:kms:local:{LOCAL_ACCOUNT}:key/local",
+        "JobRoleName": "local",
+        "JobSecurityGroupId": "sg-local",
+        "SourceCommit": git_commit(repo or Path.cwd()),
+    }
+    for name in placeholder_names(subnet_count):
+        values.setdefault(name, f"subnet-local-{name[-1]}" if name.startswith("PrivateSubnet") else f"local-{name}")
+    return values
+
+
+def git_commit(repo: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip() if out.returncode == 0 else "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, timeout=10)
+    return commit + ("-dirty" if commit != "unknown" and dirty.stdout.strip() else "")
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def copy_tree(src: Path, dst: Path) -> int:
+    """Every file under ``src`` (a file or a folder) into ``dst``; returns how many."""
+    if src.is_file():
+        link_or_copy(src, dst / src.name)
+        return 1
+    count = 0
+    for path in sorted(src.rglob("*")):
+        real = path.resolve() if path.is_symlink() else path
+        if real.is_file():
+            link_or_copy(real, dst / path.relative_to(src))
+            count += 1
+    return count
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    @property
+    def s3_root(self) -> Path:
+        return self.root / "s3"
+
+    def path(self, uri: str) -> Path:
+        if not isinstance(uri, str) or not uri.startswith("s3://"):
+            raise ValueError(f"{uri!r} is not an s3:// URI")
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        if not bucket or ".." in key.split("/"):
+            raise ValueError(f"{uri!r} is not a usable s3:// URI")
+        return self.s3_root / bucket / key
+
+    def download(self, uri: str, dst: Path) -> int:
+        """An S3Prefix input: the object named by ``uri`` or every object under that prefix."""
+        src = self.path(uri)
+        if src.is_file():
+            return copy_tree(src, dst)
+        if src.is_dir():
+            return copy_tree(src, dst)
+        return 0
+
+    def upload(self, src: Path, uri: str) -> int:
+        dst = self.path(uri)
+        if src.is_file():
+            link_or_copy(src, dst)
+            return 1
+        return copy_tree(src, dst) if src.exists() else 0
+
+    def exists(self, uri: str) -> bool:
+        path = self.path(uri)
+        return path.is_file() or (path.is_dir() and any(path.iterdir()))
