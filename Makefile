@@ -47,7 +47,7 @@ bench: $(STAMP)
 
 # Serving load against the newest local fine-tune (run `make demo` first).
 bench-serve: $(STAMP)
-	@model=$$(ls -td .mlops/runs/*/model 2>/dev/null | head -1); \
+	@model=$$(ls -td .mlops/runs/*/FineTune/model .mlops/runs/*/model 2>/dev/null | head -1); \
 	if [ -z "$$model" ]; then echo "no fine-tuned model under .mlops/runs/: run 'make demo' first" >&2; exit 2; fi; \
 	$(BIN)/python bench/serve_load.py --model-dir $$model
 

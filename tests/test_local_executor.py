@@ -4,7 +4,6 @@ unsupported steps and parameter errors. The steps are tiny Python scripts run as
 import json
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
