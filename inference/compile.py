@@ -53,7 +53,8 @@ class CompileSettings:
                 problems.append(f"--{key.replace('_', '-')}={getattr(self, key)}: must be > 0")
         if self.dtype not in DTYPES:
             problems.append(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
-        if self.max_new_tokens >= self.sequence_length:
+        # The cap on one completion applies to the cpu server only (vLLM on inf2 takes max_tokens per request).
+        if self.target != "inf2" and self.max_new_tokens >= self.sequence_length:
             problems.append(f"--max-new-tokens={self.max_new_tokens} must be smaller than --sequence-length={self.sequence_length}")
         if problems:
             raise UserError("compile settings: " + "; ".join(problems))

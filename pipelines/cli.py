@@ -180,7 +180,9 @@ def run(
                       "QualityThreshold=..., more training steps) and run again: finished steps come from the cache",
                       markup=False)
         else:
-            err.print(f"resume after fixing the cause: mlops run --local --resume {exc.report.parent.name}", markup=False)
+            err.print(f"after a transient cause (the machine, an interruption), continue it: mlops run --local --resume "
+                      f"{exc.report.parent.name}\nafter fixing the data, the config or the code, run again without "
+                      "--resume: steps whose inputs did not change come from the cache", markup=False)
         raise typer.Exit(1) from None
     except (UserError, ExecutorError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)

@@ -251,10 +251,10 @@ class _Builder:
         """A checkpoint prefix keyed by everything that determines the training, never by the execution.
 
         SageMaker's cache key for a training step includes CheckpointConfig. Keyed this way (data and base
-        model hashes from the Prepare step), an execution with the same data, base model and
-        hyperparameters hits the cache (or, after an
-        interruption, resumes from the same checkpoints), while any change gets a fresh prefix: a job never
-        resumes from checkpoints of other training. Retries and spot interruptions resume within it.
+        model hashes from the Prepare step, the hyperparameters, the instance type and count, the image),
+        an execution with the same inputs can hit the cache, and a job never starts from checkpoints of
+        other training. Resuming from them (retries, spot, a rerun after an interruption) works with the
+        torch backend; the neuron backend cannot resume yet (optimum-neuron 0.4.5) and starts over.
         """
         from sagemaker.core.workflow.functions import JsonGet
 
@@ -262,10 +262,12 @@ class _Builder:
             return JsonGet(step_name=prepare.name, property_file=stats, json_path=path)
 
         settings = self.Join(on="-", values=[self.params[name] for name in (
-            *PARAMETER_HYPERPARAMETERS.values(), "TrainBackend", "TrainInstanceCount")])
+            *PARAMETER_HYPERPARAMETERS.values(), "TrainBackend", "TrainInstanceType", "TrainInstanceCount")])
         return self.Join(on="/", values=[
             f"s3://{ref('ArtifactsBucket')}", "checkpoints", self.cfg.pipeline_name, data("content_sha256"),
-            data("base_model_sha256"), self.fixed_training_inputs_sha256(), settings, "checkpoints"])
+            data("base_model_sha256"), self.fixed_training_inputs_sha256(), settings,
+            # The image (its URI carries the content hash CDK gives image assets): new code, new prefix.
+            ref("TrainingImageUri"), "checkpoints"])
 
     def finetune(self, prepare: Any, stats: Any) -> Any:
         from sagemaker.core.shapes import CheckpointConfig, MetricDefinition, OutputDataConfig
@@ -348,7 +350,8 @@ class _Builder:
             outputs=[self.output(COMPILE, "compiled")],
             arguments=["--target", self.params["CompileTarget"], "--batch-size", str(s.batch_size), "--sequence-length",
                        str(s.sequence_length), "--tensor-parallel-size", str(s.tensor_parallel_size),
-                       "--dtype", s.dtype, "--archive"],
+                       "--dtype", s.dtype, "--max-new-tokens", str(max(1, min(256, s.sequence_length // 2))),
+                       "--archive"],
         )
         report = PropertyFile(name="CompileReport", output_name="compiled", path="compile_report.json")
         step = ProcessingStep(

@@ -38,12 +38,20 @@ def free_port() -> int:
 
 
 def _alive(pid: int) -> bool:
+    """True while ``pid`` is our server: a recycled pid belonging to something else counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # Linux: check it is still `containers.entrypoint serve`
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return b"containers.entrypoint" in args and b"serve" in args
     return True
 
 
@@ -83,18 +91,22 @@ def start(store_root: Path, model_archive: Path, model_name: str, version: int, 
                                  "--model-name", model_name], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=Path(__file__).resolve().parents[1], start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
-    while _get(url + "/ping") != 200:
-        if proc.poll() is not None:
-            tail = "".join(log.read_text().splitlines(True)[-15:])
-            raise UserError(f"the local endpoint exited with status {proc.returncode} while loading; log {log}:\n{tail}")
-        if time.time() > deadline:
-            proc.terminate()
-            raise UserError(f"the local endpoint did not answer /ping within {timeout:.0f} s; log: {log}")
-        time.sleep(0.5)
     state = {"pid": proc.pid, "port": port, "url": url, "model": model_name, "version": version,
              "artifact": str(model_archive), "log": str(log), "started": time.time()}
+    # Written before waiting: whatever happens next, `mlops endpoint stop --local` can find the server.
     (folder / STATE).write_text(json.dumps(state, indent=2) + "\n")
+    deadline = time.time() + timeout
+    try:
+        while _get(url + "/ping") != 200:
+            if proc.poll() is not None:
+                tail = "".join(log.read_text().splitlines(True)[-15:])
+                raise UserError(f"the local endpoint exited with status {proc.returncode} while loading; log {log}:\n{tail}")
+            if time.time() > deadline:
+                raise UserError(f"the local endpoint did not answer /ping within {timeout:.0f} s; log: {log}")
+            time.sleep(0.5)
+    except BaseException:
+        stop(store_root, quiet=True)
+        raise
     return state
 
 
@@ -106,6 +118,8 @@ def invoke(url: str, messages: list[dict[str, str]], max_tokens: int = 32, timeo
             return dict(json.loads(response.read()))
     except urllib.error.HTTPError as exc:
         raise UserError(f"the local endpoint answered {exc.code}: {exc.read().decode(errors='replace')[:500]}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise UserError(f"the local endpoint at {url} did not answer the request: {exc}") from None
 
 
 def stop(store_root: Path, quiet: bool = False, timeout: float = 30.0) -> dict[str, Any] | None:

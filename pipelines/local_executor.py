@@ -128,6 +128,9 @@ def coerce_parameters(definition: dict[str, Any], overrides: dict[str, str]) -> 
             problems.append(f"--param {name}={raw!r}: not a valid {kind}")
             continue
         allowed = declared[name].get("EnumValues")
+        if name.endswith("S3Uri") and not str(value).startswith("s3://"):
+            problems.append(f"--param {name}={raw!r}: must be an s3:// URI (locally it maps to <store>/s3/<bucket>/<key>)")
+            continue
         if allowed and value not in allowed:
             problems.append(f"--param {name}={raw!r}: must be one of {', '.join(map(str, allowed))}")
             continue
@@ -182,7 +185,7 @@ class Executor:
     def __init__(self, definition: dict[str, Any], store_root: Path, pipeline_name: str, parameters: dict[str, Any],
                  execution_id: str, docker: bool = False, job_env: dict[str, dict[str, str]] | None = None,
                  on_change: Callable[[list[StepState]], None] | None = None,
-                 on_line: Callable[[str, str], None] | None = None) -> None:
+                 on_line: Callable[[str, str], None] | None = None, definition_sha256: str | None = None) -> None:
         check_supported(definition)
         self.definition = definition
         self.store_root = store_root.resolve()
@@ -207,7 +210,8 @@ class Executor:
             "PipelineExecutionArn": f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:pipeline/{pipeline_name}/execution/{execution_id}",
             "StartDateTime": started, "CurrentDateTime": started,
         }, read_property_file=self.read_property_file)
-        self.definition_sha256 = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+        self.definition_sha256 = definition_sha256 or hashlib.sha256(
+            json.dumps(definition, sort_keys=True).encode()).hexdigest()
 
     # ---- state ---------------------------------------------------------------------------------
 
@@ -283,6 +287,15 @@ class Executor:
                 self._fail(state, "interrupted; resume with --resume " + self.execution_id)
                 self.write_report("Stopped")
                 raise
+            except Exception as exc:  # a bug or the machine (disk, MLflow): keep the traceback, fail cleanly
+                import traceback
+
+                log = self.run_dir / "logs" / f"{name}.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with log.open("a") as handle:
+                    handle.write(traceback.format_exc())
+                self._fail(state, f"internal error in the local executor: {type(exc).__name__}: {exc} (traceback in {log})")
+                raise ExecutionFailed(name, state.message, log, self.write_report("Failed")) from exc
         return json.loads(self.write_report("Succeeded").read_text())
 
     def _changed(self) -> None:

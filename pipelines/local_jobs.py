@@ -111,9 +111,14 @@ def run_job(spec: JobSpec, log: Path, docker: bool, on_line: Callable[[str], Non
                 out.flush()
                 if on_line:
                     on_line(line.rstrip("\n"))
-        except KeyboardInterrupt:
+        except BaseException:
+            # Ctrl-C, or anything failing in this reader: the job must not outlive us.
             proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             raise
         code = proc.wait()
     if code != 0:
@@ -187,7 +192,10 @@ def training_job(step: str, args: dict[str, Any], root: Path, store: LocalStore,
             # SageMaker gives an empty prefix as an empty channel only for optional data; ours are files.
             if name == "train":
                 raise JobSetupError(f"{step}: channel 'train': no object at {uri} (local store: {store.path(uri)})")
-    (root / "model").mkdir(parents=True, exist_ok=True)
+    # SageMaker starts every attempt with an empty /opt/ml/model; leftovers would end up in model.tar.gz.
+    if (root / "model").exists():
+        shutil.rmtree(root / "model")
+    (root / "model").mkdir(parents=True)
     mounts = {}
     checkpoint = args.get("CheckpointConfig")
     if checkpoint:

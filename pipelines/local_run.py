@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ def _file_sha256(path: Path) -> str:
 
     digest = hashlib.sha256()
     for file in ([path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())):
-        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+        name = file.name if path.is_file() else str(file.relative_to(path))
+        digest.update(name.encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()
 
 
@@ -70,12 +72,18 @@ def seed_store(cfg: ProjectConfig, store: LocalStore, bucket: str) -> dict[str, 
     return values
 
 
-def local_definition(cfg: ProjectConfig) -> tuple[dict[str, Any], dict[str, str]]:
+def local_definition(cfg: ProjectConfig) -> tuple[dict[str, Any], dict[str, str], str]:
+    """The definition with local values, those values, and the key ``--resume`` checks: the definition
+    without the git commit, so committing work does not make an execution unresumable."""
+    import hashlib
+
     from pipelines.definition import pipeline_definition
     from pipelines.placeholders import substitute
 
     values = local_placeholder_values(cfg.pipeline.subnet_count, Path(__file__).resolve().parents[1])
-    return json.loads(substitute(pipeline_definition(cfg), values)), values
+    text = pipeline_definition(cfg)
+    key = hashlib.sha256(substitute(text, {**values, "SourceCommit": "-"}).encode()).hexdigest()
+    return json.loads(substitute(text, values)), values, key
 
 
 def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None = None, docker: bool = False,
@@ -89,8 +97,10 @@ def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None 
                             "process (the same code the images run)")
     store_root = Path(cfg.local.store_dir).resolve()
     store = LocalStore(store_root)
-    definition, values = local_definition(cfg)
+    definition, values, definition_key = local_definition(cfg)
     if resume:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", resume):
+            raise UserError(f"--resume {resume!r}: not an execution id (they look like 20261125-165532-767c)")
         state_file = store_root / "runs" / resume / "state.json"
         if not state_file.is_file():
             raise UserError(f"--resume {resume}: no such local execution (no {state_file})")
@@ -112,7 +122,7 @@ def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None 
                                    MLFLOW_EXPERIMENT_NAME=cfg.pipeline_name)
     executor = Executor(definition, store_root, cfg.pipeline_name, parameters, resume or new_execution_id(),
                         docker=docker, job_env=job_env, on_change=getattr(view, "on_change", None),
-                        on_line=getattr(view, "on_line", None))
+                        on_line=getattr(view, "on_line", None), definition_sha256=definition_key)
     report = executor.run(resume=bool(resume))
     report_path = executor.run_dir / "report.json"
     endpoint = smoke = None
@@ -123,7 +133,11 @@ def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None 
         archive = store.path(registered["ModelDataUrl"])
         endpoint = local_endpoint.start(store_root, archive, registered["ModelPackageGroupName"],
                                         registered["ModelPackageVersion"], port)
-        smoke = local_endpoint.invoke(endpoint["url"], smoke_messages(cfg), max_tokens=32)
+        try:
+            smoke = local_endpoint.invoke(endpoint["url"], smoke_messages(cfg), max_tokens=32)
+        except BaseException:
+            local_endpoint.stop(store_root, quiet=True)  # a failed smoke test leaves nothing running
+            raise
         report["endpoint"] = {**endpoint, "smoke_reply": smoke["choices"][0]["message"]["content"]}
         report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return LocalResult(report, report_path, endpoint, smoke)

@@ -17,19 +17,38 @@ from pipelines.placeholders import placeholder_names
 LOCAL_ACCOUNT = "000000000000"
 
 
+CODE_FOLDERS = ("containers", "training", "inference")
+
+
+def code_fingerprint(repo: Path) -> str:
+    """What the images would contain: a hash of the code they copy. The local "image URI" carries it,
+    so editing the code changes every step's cache key, as rebuilding the images changes their URIs
+    in the cloud (CDK tags image assets by content)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in CODE_FOLDERS:
+        for path in sorted((repo / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def local_placeholder_values(subnet_count: int, repo: Path | None = None) -> dict[str, str]:
     """Values for every ``${Name}`` of the definition on this machine (CDK fills them in the cloud)."""
+    repo = repo or Path(__file__).resolve().parents[1]
+    code = code_fingerprint(repo)
     values = {
         "AWS::Partition": "aws",
         "AWS::AccountId": LOCAL_ACCOUNT,
-        "TrainingImageUri": "llm-neuron-mlops-train:local",
-        "InferenceImageUri": "llm-neuron-mlops-serve:local",
+        "TrainingImageUri": f"llm-neuron-mlops-train:local-{code}",
+        "InferenceImageUri": f"llm-neuron-mlops-serve:local-{code}",
         "DataBucket": "local-data",
         "ArtifactsBucket": "local-artifacts",
         "KmsKeyArn": f"arn:aws:kms:local:{LOCAL_ACCOUNT}:key/local",
         "JobRoleName": "local",
         "JobSecurityGroupId": "sg-local",
-        "SourceCommit": git_commit(repo or Path.cwd()),
+        "SourceCommit": git_commit(repo),
     }
     for name in placeholder_names(subnet_count):
         values.setdefault(name, f"subnet-local-{name[-1]}" if name.startswith("PrivateSubnet") else f"local-{name}")
@@ -79,12 +98,17 @@ class LocalStore:
         return self.root / "s3"
 
     def path(self, uri: str) -> Path:
+        """The local file or folder for ``uri``; never outside ``<store>/s3/<bucket>/``."""
         if not isinstance(uri, str) or not uri.startswith("s3://"):
             raise ValueError(f"{uri!r} is not an s3:// URI")
         bucket, _, key = uri[len("s3://"):].partition("/")
-        if not bucket or ".." in key.split("/"):
-            raise ValueError(f"{uri!r} is not a usable s3:// URI")
-        return self.s3_root / bucket / key
+        parts = [part for part in key.split("/") if part]
+        if bucket in ("", ".", "..") or "/" in bucket or any(part in (".", "..") for part in parts):
+            raise ValueError(f"{uri!r} is not a usable s3:// URI (bucket and key must not be empty, '.' or '..')")
+        path = self.s3_root.joinpath(bucket, *parts)
+        if not path.resolve().is_relative_to(self.s3_root.resolve() / bucket):
+            raise ValueError(f"{uri!r} leads outside the local store")
+        return path
 
     def download(self, uri: str, dst: Path) -> int:
         """An S3Prefix input: the object named by ``uri`` or every object under that prefix."""

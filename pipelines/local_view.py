@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from pipelines.local_executor import StepState
 
@@ -45,8 +46,9 @@ class StepView:
         table = Table("step", "status", "time", "detail", expand=False)
         for state in self.states:
             detail = state.message or (self.last_line.get(state.name, "") if state.status == "running" else "")
-            table.add_row(state.display_name, f"[{STYLE.get(state.status, '')}]{state.status}[/]", _duration(state),
-                          detail[-100:], )
+            # Names and log lines are plain text: "[rank0]" or "[/opt/ml/...]" must not be read as markup.
+            table.add_row(Text(state.display_name), Text(state.status, style=STYLE.get(state.status, "")),
+                          _duration(state), Text(detail[-100:]))
         return table
 
     def on_change(self, states: list[StepState]) -> None:

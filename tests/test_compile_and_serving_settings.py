@@ -153,3 +153,9 @@ def test_provenance_without_a_training_report(tmp_path):
     assert provenance(tmp_path)["mlflow_run_id"] == "none"
     (tmp_path / "training_report.json").write_text("{broken")
     assert provenance(tmp_path)["mlflow_run_id"] == "none"
+
+
+def test_completion_cap_is_checked_for_the_cpu_server_only():
+    CompileSettings(target="inf2", sequence_length=128).check()  # vLLM takes max_tokens per request
+    with pytest.raises(UserError, match="--max-new-tokens=256 must be smaller than --sequence-length=128"):
+        CompileSettings(target="cpu", sequence_length=128).check()

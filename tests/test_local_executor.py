@@ -231,3 +231,53 @@ def test_step_commands_use_this_interpreter_and_docker_argv_mounts_opt_ml(tmp_pa
     assert f"{tmp_path}:/opt/ml" in argv and "/ck:/opt/ml/checkpoints" in argv
     assert argv[argv.index("--network") + 1] == "none" and "A=b" in argv
     assert argv[-8:] == ["--entrypoint", "python", "img:1", "-m", "containers.entrypoint", "prepare", "--x", "1"]
+
+
+def test_local_store_paths_never_leave_the_store(tmp_path):
+    from pipelines.local_store import LocalStore
+
+    store = LocalStore(tmp_path)
+    assert store.path("s3://b//etc/passwd") == tmp_path / "s3" / "b" / "etc" / "passwd"
+    for bad in ("s3://../x", "s3://b/../../x", "s3:///key", "/local/file.jsonl", "s3://./k"):
+        with pytest.raises(ValueError):
+            store.path(bad)
+
+
+def test_s3_parameters_must_be_s3_uris(env):
+    definition = pipeline(env)
+    definition["Parameters"].append({"Name": "TrainDataS3Uri", "Type": "String", "DefaultValue": "s3://b/d/"})
+    with pytest.raises(ExecutorError, match=r"--param TrainDataS3Uri='/home/me/train.jsonl': must be an s3:// URI"):
+        coerce_parameters(definition, {"TrainDataS3Uri": "/home/me/train.jsonl"})
+
+
+def test_live_view_shows_log_lines_as_text_not_markup():
+    import io
+
+    from rich.console import Console
+
+    from pipelines.local_executor import StepState
+    from pipelines.local_view import StepView
+
+    buffer = io.StringIO()
+    with StepView(Console(file=buffer, force_terminal=True, width=200)) as view:
+        view.on_change([StepState("Prepare", "Processing", "[rank0] Prepare", status="running")])
+        view.on_line("Prepare", "extracting to [/opt/ml/processing/model] [/]")
+    assert "[/opt/ml/processing/model]" in buffer.getvalue() and "[rank0] Prepare" in buffer.getvalue()
+
+
+def test_local_image_uri_follows_the_code(tmp_path):
+    from pipelines.local_store import code_fingerprint
+
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "a.py").write_text("x = 1\n")
+    before = code_fingerprint(tmp_path)
+    (tmp_path / "training" / "a.py").write_text("x = 2\n")
+    assert code_fingerprint(tmp_path) != before
+
+
+def test_endpoint_liveness_ignores_a_recycled_pid():
+    import os
+
+    from pipelines.local_endpoint import _alive
+
+    assert _alive(os.getpid()) is False  # this pytest process is not `containers.entrypoint serve`
