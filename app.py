@@ -1,9 +1,59 @@
-"""CDK app entry (`cdk synth` / `cdk deploy`). No stacks exist yet: they arrive with the infrastructure issue."""
+"""The CDK app (`cdk synth`, `cdk deploy --all`): reads the config once and builds the stacks.
 
-import sys
+Synth makes no AWS call and needs no Docker: account, region and AZs come from the config, the
+pipeline definition is generated offline, and image assets are only staged (built at deploy).
+"""
 
-from config import load_config
+import os
+import subprocess
+from pathlib import Path
+
+from aws_cdk import App, Environment
+
+from config import ConfigError, ProjectConfig, load_config
+from infra.names import PlatformNames
+from infra.nag import add_security_checks
+from infra.pipeline import PipelineSettings
+from infra.stacks import PlatformSettings, build_platform
+from pipelines.definition import pipeline_definition
+
+ROOT = Path(__file__).resolve().parent
+
+
+def source_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def build_app(cfg: ProjectConfig, outdir: str | None = None) -> App:
+    app = App(outdir=outdir)
+    settings = PlatformSettings(
+        name=cfg.project.name, names=PlatformNames.from_config(cfg),
+        env=Environment(account=cfg.project.account, region=cfg.project.region),
+        availability_zones=list(cfg.infra.availability_zones), vpc_cidr=cfg.infra.vpc_cidr,
+        log_retention_days=cfg.infra.log_retention_days, notification_email=cfg.infra.notification_email,
+        mlflow=cfg.infra.mlflow, mlflow_size=cfg.infra.mlflow_size, repo_root=ROOT,
+        pipeline=PipelineSettings(pipeline_name=cfg.pipeline_name, model_package_group=cfg.model_package_group,
+                                  definition_json=pipeline_definition(cfg), subnet_count=cfg.pipeline.subnet_count,
+                                  source_commit=source_commit(), schedule=cfg.infra.schedule),
+    )
+    build_platform(app, settings)
+    add_security_checks(app)
+    return app
+
+
+def main() -> App:
+    # Extra config files, as the mlops CLI takes them with --config: MLOPS_CONFIG=a.yaml:b.yaml.
+    files = [Path(p) for p in os.environ.get("MLOPS_CONFIG", "").split(":") if p]
+    try:
+        cfg = load_config(files)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return build_app(cfg)
+
 
 if __name__ == "__main__":
-    load_config()  # fail early on a bad config even now
-    sys.exit("error: no CDK stacks are implemented yet (infrastructure issue); nothing to synthesize")
+    main().synth()

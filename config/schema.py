@@ -23,8 +23,10 @@ class ProjectSection(_Strict):
     @field_validator("name")
     @classmethod
     def _name_shape(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9-]{1,38}[a-z0-9]", v):
-            raise ValueError("must be 3-40 lowercase letters, digits or hyphens, starting with a letter")
+        # At most 25: bucket names are <name>-artifacts-<account>-<region>, and S3 allows 63 characters.
+        if not re.fullmatch(r"[a-z][a-z0-9-]{1,23}[a-z0-9]", v):
+            raise ValueError("must be 3-25 lowercase letters, digits or hyphens, starting with a letter "
+                             "(it prefixes bucket names, which S3 limits to 63 characters)")
         return v
 
     @field_validator("region")
@@ -201,6 +203,78 @@ class ServingSection(_Strict):
         return v
 
 
+class EndpointSection(_Strict):
+    """The inf2 endpoint the deployer creates from an approved model package."""
+
+    name: str | None = Field(None, description="Endpoint name; default `<project.name>-endpoint`.")
+    instance_type: str = Field("ml.inf2.xlarge", description="Endpoint instance type (ml.inf2.*).")
+    initial_instance_count: int = Field(1, ge=1, le=20, description="Instances when the endpoint is created.")
+    max_instance_count: int = Field(2, ge=1, le=40, description="Autoscaling ceiling.")
+    invocations_per_instance: int = Field(
+        60, ge=1, description="Autoscaling target: SageMakerVariantInvocationsPerInstance (per minute)."
+    )
+    canary_percent: int = Field(10, ge=1, le=50, description="Capacity that takes traffic first in a blue/green update.")
+    canary_wait_seconds: int = Field(600, ge=0, le=3600, description="How long the canary is watched before the rest.")
+    data_capture_percent: int = Field(100, ge=0, le=100, description="Requests and responses captured to S3 (0: off).")
+    latency_alarm_ms: int = Field(5000, ge=1, description="ModelLatency (p90, ms) above which a rollout rolls back.")
+
+    @field_validator("instance_type")
+    @classmethod
+    def _inf2(cls, v: str) -> str:
+        _check_instance_type(v, "ProductionVariantInstanceType", "endpoints")
+        if not v.startswith("ml.inf2."):
+            raise ValueError(f"{v!r}: the compiled artifact runs on Inferentia 2 only (ml.inf2.*)")
+        return v
+
+
+class InfraSection(_Strict):
+    """What `cdk deploy` creates (app.py, infra/). Synth makes no AWS call: every value is here."""
+
+    availability_zones: list[str] = Field(
+        default_factory=lambda: ["us-east-1a", "us-east-1b"], min_length=2, max_length=6,
+        description="AZs of the private subnets (explicit, so synth never looks them up); one subnet each.",
+    )
+    vpc_cidr: str = Field("10.42.0.0/16", description="CIDR of the VPC the jobs and endpoints run in.")
+    mlflow: bool = Field(True, description="SageMaker managed MLflow tracking server (billed while it exists).")
+    mlflow_size: Literal["Small", "Medium", "Large"] = Field("Small", description="Tracking server size.")
+    schedule: str | None = Field(
+        None, description="EventBridge schedule expression that starts the pipeline, e.g. `rate(7 days)`; null: none."
+    )
+    notification_email: str | None = Field(None, description="Subscribed to the failure topic (pipeline and deployer).")
+    log_retention_days: int = Field(
+        365, description="CloudWatch log retention in days (HIPAA/NIST packs want at least a year)."
+    )
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        allowed = (365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+        if v not in allowed:
+            raise ValueError(f"must be a CloudWatch Logs retention of a year or more: {', '.join(map(str, allowed))}")
+        return v
+    endpoint: EndpointSection = Field(default_factory=EndpointSection)
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        import ipaddress
+
+        try:
+            net = ipaddress.ip_network(v)
+        except ValueError as exc:
+            raise ValueError(f"not a CIDR block: {exc}") from None
+        if not 16 <= net.prefixlen <= 24:
+            raise ValueError("use a /16 to /24 block (the subnets are carved out of it)")
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))", v):
+            raise ValueError("must be an EventBridge schedule expression: rate(7 days) or cron(0 3 ? * MON *)")
+        return v
+
+
 class LocalSection(_Strict):
     store_dir: str = Field(".mlops", description="Where local runs, converted models and MLflow live.")
     mlflow: Literal["sqlite", "off"] = Field(
@@ -216,11 +290,26 @@ class ProjectConfig(_Strict):
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     serving: ServingSection = Field(default_factory=ServingSection)
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
+    infra: InfraSection = Field(default_factory=InfraSection)
     local: LocalSection = Field(default_factory=LocalSection)
 
     @property
     def pipeline_name(self) -> str:
         return self.pipeline.name or f"{self.project.name}-finetune"
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.infra.endpoint.name or f"{self.project.name}-endpoint"
+
+    @model_validator(mode="after")
+    def _zones_in_region(self) -> ProjectConfig:
+        wrong = [z for z in self.infra.availability_zones if not z.startswith(self.project.region)]
+        if wrong:
+            raise ValueError(f"infra.availability_zones {wrong} are not in project.region={self.project.region}")
+        if self.pipeline.subnet_count != len(self.infra.availability_zones):
+            raise ValueError(f"pipeline.subnet_count={self.pipeline.subnet_count} must equal the number of "
+                             f"infra.availability_zones ({len(self.infra.availability_zones)}): one private subnet per AZ")
+        return self
 
     @property
     def model_package_group(self) -> str:
