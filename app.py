@@ -12,6 +12,8 @@ from aws_cdk import App, Environment
 
 from config import ConfigError, ProjectConfig, load_config
 from infra.names import PlatformNames
+from infra.deploy.endpoint_deployer import EndpointSettings
+from infra.foundation import retention
 from infra.nag import add_security_checks
 from infra.pipeline import PipelineSettings
 from infra.stacks import PlatformSettings, build_platform
@@ -30,6 +32,7 @@ def source_commit() -> str:
 
 def build_app(cfg: ProjectConfig, outdir: str | None = None) -> App:
     app = App(outdir=outdir)
+    e = cfg.infra.endpoint
     settings = PlatformSettings(
         name=cfg.project.name, names=PlatformNames.from_config(cfg),
         env=Environment(account=cfg.project.account, region=cfg.project.region),
@@ -39,6 +42,13 @@ def build_app(cfg: ProjectConfig, outdir: str | None = None) -> App:
         pipeline=PipelineSettings(pipeline_name=cfg.pipeline_name, model_package_group=cfg.model_package_group,
                                   definition_json=pipeline_definition(cfg), subnet_count=cfg.pipeline.subnet_count,
                                   source_commit=source_commit(), schedule=cfg.infra.schedule),
+        endpoint=EndpointSettings(
+            endpoint_name=cfg.endpoint_name, model_package_group=cfg.model_package_group,
+            pipeline_name=cfg.pipeline_name, instance_type=e.instance_type,
+            initial_instance_count=e.initial_instance_count, max_instance_count=e.max_instance_count,
+            invocations_per_instance=e.invocations_per_instance, canary_percent=e.canary_percent,
+            canary_wait_seconds=e.canary_wait_seconds, data_capture_percent=e.data_capture_percent,
+            latency_alarm_ms=e.latency_alarm_ms, log_retention=retention(cfg.infra.log_retention_days)),
     )
     build_platform(app, settings)
     add_security_checks(app)

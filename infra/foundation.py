@@ -35,6 +35,9 @@ INTERFACE_ENDPOINTS = {
     "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
     "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
     "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
+    # The endpoint deployer (a Lambda in these subnets) reports to SNS and registers autoscaling.
+    "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
+    "ApplicationAutoscaling": ec2.InterfaceVpcEndpointAwsService.APPLICATION_AUTOSCALING,
 }
 # Prefixes of the artifacts bucket with a lifecycle (the pipeline writes them; pipelines/definition.py).
 CHECKPOINT_PREFIX = "checkpoints/"
@@ -105,7 +108,7 @@ class JobNetwork(Construct):
                                                           cidr_mask=20)],
             gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
         )
-        flow_logs = logs.LogGroup(self, "FlowLogs", encryption_key=key, retention=_retention(log_retention_days),
+        flow_logs = logs.LogGroup(self, "FlowLogs", encryption_key=key, retention=retention(log_retention_days),
                                   removal_policy=RemovalPolicy.RETAIN)
         flow_log = self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
                                          traffic_type=ec2.FlowLogTrafficType.ALL)
@@ -134,7 +137,7 @@ class JobNetwork(Construct):
                                             security_groups=[endpoint_sg])
 
 
-def _retention(days: int) -> logs.RetentionDays:
+def retention(days: int) -> logs.RetentionDays:
     """The config allows a year or more (config/schema.py, InfraSection.log_retention_days)."""
     by_days = {365: logs.RetentionDays.ONE_YEAR, 400: logs.RetentionDays.THIRTEEN_MONTHS,
                545: logs.RetentionDays.EIGHTEEN_MONTHS, 731: logs.RetentionDays.TWO_YEARS,

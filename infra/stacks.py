@@ -11,6 +11,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from infra.deploy.endpoint_deployer import EndpointDeployer, EndpointSettings
 from infra.foundation import EncryptionKey, JobNetwork, PlatformBuckets
 from infra.images import ContainerImages
 from infra.names import PlatformNames
@@ -33,6 +34,7 @@ class PlatformSettings:
     mlflow_size: str
     repo_root: Path
     pipeline: PipelineSettings
+    endpoint: EndpointSettings
 
 
 class FoundationStack(Stack):
@@ -97,6 +99,21 @@ class PipelineStack(Stack):
         CfnOutput(self, "JobRoleArn", value=self.job_role.role_arn)
 
 
+class DeployStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: PlatformSettings,
+                 foundation: FoundationStack, images: ImagesStack) -> None:
+        super().__init__(scope, construct_id, env=settings.env,
+                         description=f"{settings.name}: approved model packages -> inf2 endpoint (blue/green)")
+        artifacts = s3.Bucket.from_bucket_name(self, "Artifacts", settings.names.bucket("artifacts"))
+        self.deployer = EndpointDeployer(
+            self, "Deployer", settings=settings.endpoint, names=settings.names, artifacts=artifacts,
+            key=foundation.key, vpc=foundation.vpc, security_group=foundation.security_group,
+            inference_repository=images.images.inference.repository, alarm_topic=foundation.alarm_topic)
+        CfnOutput(self, "EndpointName", value=settings.endpoint.endpoint_name)
+        CfnOutput(self, "DeployerFunctionName", value=self.deployer.function.function_name)
+        CfnOutput(self, "DashboardName", value=f"{settings.endpoint.endpoint_name}-overview")
+
+
 def build_platform(scope: Construct, settings: PlatformSettings) -> list[Stack]:
     name = settings.name
     foundation = FoundationStack(scope, f"{name}-foundation", settings=settings)
@@ -104,8 +121,9 @@ def build_platform(scope: Construct, settings: PlatformSettings) -> list[Stack]:
     tracking = TrackingStack(scope, f"{name}-tracking", settings=settings, foundation=foundation) if settings.mlflow else None
     pipeline = PipelineStack(scope, f"{name}-pipeline", settings=settings, foundation=foundation, images=images,
                              tracking=tracking)
+    deploy = DeployStack(scope, f"{name}-deploy", settings=settings, foundation=foundation, images=images)
     # Imported by name: the order CloudFormation needs is declared, not inferred from tokens.
-    pipeline.add_stack_dependency(foundation)
-    if tracking is not None:
-        tracking.add_stack_dependency(foundation)
-    return [s for s in (foundation, images, tracking, pipeline) if s is not None]
+    for stack in (pipeline, deploy, tracking):
+        if stack is not None:
+            stack.add_stack_dependency(foundation)
+    return [s for s in (foundation, images, tracking, pipeline, deploy) if s is not None]

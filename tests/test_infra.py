@@ -15,7 +15,7 @@ from app import build_app
 from config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-STACKS = ("foundation", "images", "tracking", "pipeline")
+STACKS = ("foundation", "images", "tracking", "pipeline", "deploy")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
@@ -222,3 +222,49 @@ def test_cdk_app_synthesizes_with_no_credentials_and_no_docker(tmp_path):
     for name in STACKS:
         assert (out / f"llm-neuron-mlops-{name}.template.json").exists()
     assert list(out.glob("asset.*/containers/Dockerfile.train"))  # staged, not built
+
+
+# ---- deploy ----------------------------------------------------------------------------------------
+
+
+def test_approval_rule_matches_only_approved_packages_of_this_group(platform):
+    t = assertions.Template.from_json(platform["templates"]["deploy"])
+    t.has_resource_properties("AWS::Events::Rule", {"EventPattern": {
+        "source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
+        "detail": {"ModelPackageGroupName": ["llm-neuron-mlops-models"], "ModelApprovalStatus": ["Approved"]}},
+        "Targets": assertions.Match.array_with([assertions.Match.object_like({
+            "RetryPolicy": {"MaximumRetryAttempts": 2}, "DeadLetterConfig": assertions.Match.any_value()})])})
+
+
+def test_deployer_runs_alone_in_the_vpc_with_a_dead_letter_queue_and_the_endpoint_settings(platform):
+    template = platform["templates"]["deploy"]
+    (function,) = [f for f in resources(template, "AWS::Lambda::Function")
+                   if f["Properties"].get("Handler") == "deployer.handler"]
+    props = function["Properties"]
+    assert props["ReservedConcurrentExecutions"] == 1
+    assert props["VpcConfig"]["SubnetIds"] and "TargetArn" in json.dumps(props["DeadLetterConfig"])
+    env = props["Environment"]["Variables"]
+    assert env["INSTANCE_TYPE"] == "ml.inf2.xlarge" and env["CANARY_PERCENT"] == "10"
+    assert env["ALARM_NAMES"] == "llm-neuron-mlops-endpoint-5xx,llm-neuron-mlops-endpoint-latency"
+    assert "KmsKeyArn" in props
+
+
+def test_rollback_alarms_watch_the_endpoint_and_notify(platform):
+    t = assertions.Template.from_json(platform["templates"]["deploy"])
+    dims = [{"Name": "EndpointName", "Value": "llm-neuron-mlops-endpoint"}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    t.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "AlarmName": "llm-neuron-mlops-endpoint-5xx", "MetricName": "Invocation5XXErrors", "Namespace": "AWS/SageMaker",
+        "Dimensions": dims, "Threshold": 1, "AlarmActions": assertions.Match.any_value()})
+    t.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "AlarmName": "llm-neuron-mlops-endpoint-latency", "MetricName": "ModelLatency", "ExtendedStatistic": "p90",
+        "Threshold": 5_000_000, "Dimensions": dims})
+    t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+def test_deployer_may_deploy_but_not_delete_and_passes_only_the_endpoint_role(platform):
+    statements = {s["Sid"]: s for s in _statements(platform["templates"]["deploy"], "endpoint deployer does")}
+    actions = json.dumps([s["Action"] for s in statements.values()])
+    assert "sagemaker:DeleteEndpoint" not in actions and "sagemaker:DeleteModel" not in actions
+    assert statements["PassEndpointRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert statements["ReadPackages"]["Action"] == "sagemaker:DescribeModelPackage"

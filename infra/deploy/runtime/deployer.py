@@ -1,0 +1,248 @@
+"""Deploys an approved model package to the inf2 endpoint (the Lambda behind the Deploy stack's rule).
+
+Triggered by "SageMaker Model Package State Change" events. It deploys exactly the package ARN in
+the event, and only when that package belongs to this project's group and is Approved now (the event
+may be stale). Steps, each idempotent so a repeated event changes nothing:
+
+1. check the package: its serving settings (``SM_ON_*``) must equal the shapes in its compile report
+   (``compile_report.json`` beside ``model.tar.gz``) and its metadata, and the artifact must exist;
+   otherwise refuse, tell the alarm topic, and change nothing;
+2. create the model ``<endpoint>-v<version>`` (VPC, network isolation) unless it exists;
+3. create the endpoint config ``<endpoint>-v<version>`` (inf2 variant, data capture to the KMS bucket)
+   unless it exists;
+4. create the endpoint, or update it with a blue/green canary deployment that rolls back on the
+   CloudWatch alarms (5XX errors, model latency); nothing when it already serves this config;
+5. on creation, register autoscaling on invocations per instance.
+
+Failures are published to the alarm topic. Standard library and boto3 only (the Lambda runtime's).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger()
+log.setLevel(logging.INFO)
+
+VARIANT = "AllTraffic"
+SHAPES = {"SM_ON_BATCH_SIZE": "batch_size", "SM_ON_SEQUENCE_LENGTH": "sequence_length",
+          "SM_ON_TENSOR_PARALLEL_SIZE": "tensor_parallel_size"}
+METADATA = {"SM_ON_BATCH_SIZE": "compiled_batch_size", "SM_ON_SEQUENCE_LENGTH": "compiled_sequence_length",
+            "SM_ON_TENSOR_PARALLEL_SIZE": "compiled_tensor_parallel_size"}
+BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
+
+
+class Refused(Exception):
+    """The package cannot be deployed as it is (a user-side problem); nothing was changed."""
+
+
+class Busy(Exception):
+    """The endpoint is changing; the event is retried by the Lambda's async retry policy."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint_name: str
+    model_package_group: str
+    instance_type: str
+    initial_instance_count: int
+    max_instance_count: int
+    invocations_per_instance: int
+    canary_percent: int
+    canary_wait_seconds: int
+    data_capture_percent: int
+    capture_s3_uri: str
+    kms_key_arn: str
+    endpoint_role_arn: str
+    subnets: list[str]
+    security_groups: list[str]
+    alarm_names: list[str]
+    topic_arn: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Settings:
+        return cls(
+            endpoint_name=env["ENDPOINT_NAME"], model_package_group=env["MODEL_PACKAGE_GROUP"],
+            instance_type=env["INSTANCE_TYPE"], initial_instance_count=int(env["INITIAL_INSTANCE_COUNT"]),
+            max_instance_count=int(env["MAX_INSTANCE_COUNT"]),
+            invocations_per_instance=int(env["INVOCATIONS_PER_INSTANCE"]),
+            canary_percent=int(env["CANARY_PERCENT"]), canary_wait_seconds=int(env["CANARY_WAIT_SECONDS"]),
+            data_capture_percent=int(env["DATA_CAPTURE_PERCENT"]), capture_s3_uri=env["CAPTURE_S3_URI"],
+            kms_key_arn=env["KMS_KEY_ARN"], endpoint_role_arn=env["ENDPOINT_ROLE_ARN"],
+            subnets=env["SUBNETS"].split(","), security_groups=env["SECURITY_GROUPS"].split(","),
+            alarm_names=env["ALARM_NAMES"].split(","), topic_arn=env["TOPIC_ARN"],
+        )
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def check_package(package: dict[str, Any], s3: Any) -> dict[str, str]:
+    """The container environment to deploy, after checking it against the compile report and metadata."""
+    container = package["InferenceSpecification"]["Containers"][0]
+    env = dict(container.get("Environment", {}))
+    data_url = container.get("ModelDataUrl", "")
+    if not data_url.startswith("s3://"):
+        raise Refused(f"package {package['ModelPackageArn']} has no S3 ModelDataUrl ({data_url!r})")
+    bucket, key = _split_s3(data_url)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:  # botocore ClientError 404/403
+        raise Refused(f"the artifact {data_url} of package {package['ModelPackageArn']} cannot be read ({exc}); "
+                      "re-run the pipeline's compile step or restore the object") from None
+    report_key = key.rsplit("/", 1)[0] + "/compile_report.json" if "/" in key else "compile_report.json"
+    try:
+        report = json.loads(s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
+    except Exception as exc:
+        raise Refused(f"no readable compile report at s3://{bucket}/{report_key} ({exc}); the package's serving "
+                      "settings cannot be checked, so it is not deployed") from None
+    metadata = package.get("CustomerMetadataProperties", {})
+    problems = []
+    for variable, shape in SHAPES.items():
+        compiled = report.get(shape)
+        if env.get(variable) != str(compiled):
+            problems.append(f"{variable}={env.get(variable)!r} but the model was compiled with {compiled!r}")
+        if METADATA[variable] in metadata and metadata[METADATA[variable]] != str(compiled):
+            problems.append(f"metadata {METADATA[variable]}={metadata[METADATA[variable]]!r} disagrees with the "
+                            f"compile report ({compiled!r})")
+    if report.get("target") != "inf2":
+        problems.append(f"the artifact was compiled for target={report.get('target')!r}, not inf2")
+    if problems:
+        raise Refused(f"package {package['ModelPackageArn']} is inconsistent: " + "; ".join(problems)
+                      + ". The vLLM Neuronx container would fail at startup; register a package whose SM_ON_* "
+                      "come from its compile report")
+    return env
+
+
+def _exists(call: Any, **kwargs: Any) -> dict[str, Any] | None:
+    try:
+        return dict(call(**kwargs))
+    except Exception as exc:
+        if "Could not find" in str(exc) or "does not exist" in str(exc) or "ValidationException" in str(exc):
+            return None
+        raise
+
+
+def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscaling: Any) -> dict[str, Any]:
+    detail = event.get("detail", {})
+    arn = detail.get("ModelPackageArn")
+    group = detail.get("ModelPackageGroupName")
+    if group != settings.model_package_group:
+        return {"status": "ignored", "reason": f"group {group!r} is not {settings.model_package_group!r}"}
+    if detail.get("ModelApprovalStatus") != "Approved":
+        return {"status": "ignored", "reason": f"status {detail.get('ModelApprovalStatus')!r} is not Approved"}
+    if not arn:
+        raise Refused("the event carries no ModelPackageArn")
+    package = sm.describe_model_package(ModelPackageName=arn)
+    if package.get("ModelApprovalStatus") != "Approved":  # changed since the event was sent
+        return {"status": "ignored", "reason": f"{arn} is {package.get('ModelApprovalStatus')} now"}
+    env = check_package(package, s3)
+    container = package["InferenceSpecification"]["Containers"][0]
+    version = package.get("ModelPackageVersion") or arn.rsplit("/", 1)[-1]
+    name = f"{settings.endpoint_name}-v{version}"[:63]
+
+    endpoint = _exists(sm.describe_endpoint, EndpointName=settings.endpoint_name)
+    if endpoint and endpoint.get("EndpointConfigName") == name and endpoint.get("EndpointStatus") not in BUSY:
+        return {"status": "unchanged", "endpoint": settings.endpoint_name, "config": name, "package": arn}
+    if endpoint and endpoint.get("EndpointStatus") in BUSY:
+        raise Busy(f"endpoint {settings.endpoint_name} is {endpoint['EndpointStatus']}; the event will be retried")
+
+    if not _exists(sm.describe_model, ModelName=name):
+        sm.create_model(
+            ModelName=name, ExecutionRoleArn=settings.endpoint_role_arn,
+            PrimaryContainer={"Image": container["Image"], "ModelDataUrl": container["ModelDataUrl"],
+                              "Environment": env},
+            VpcConfig={"Subnets": settings.subnets, "SecurityGroupIds": settings.security_groups},
+            # The container loads /opt/ml/model and serves; it calls nothing.
+            EnableNetworkIsolation=True,
+            Tags=[{"Key": "ModelPackageArn", "Value": arn}])
+    if not _exists(sm.describe_endpoint_config, EndpointConfigName=name):
+        config: dict[str, Any] = {
+            "EndpointConfigName": name, "KmsKeyId": settings.kms_key_arn,
+            "ProductionVariants": [{
+                "VariantName": VARIANT, "ModelName": name, "InstanceType": settings.instance_type,
+                "InitialInstanceCount": settings.initial_instance_count, "InitialVariantWeight": 1.0,
+                # Loading and warming a compiled model on Neuron takes minutes, not the default seconds.
+                "ModelDataDownloadTimeoutInSeconds": 1800, "ContainerStartupHealthCheckTimeoutInSeconds": 1800,
+            }],
+            "Tags": [{"Key": "ModelPackageArn", "Value": arn}],
+        }
+        if settings.data_capture_percent > 0:
+            config["DataCaptureConfig"] = {
+                "EnableCapture": True, "InitialSamplingPercentage": settings.data_capture_percent,
+                "DestinationS3Uri": settings.capture_s3_uri, "KmsKeyId": settings.kms_key_arn,
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+            }
+        sm.create_endpoint_config(**config)
+
+    if endpoint is None:
+        sm.create_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=name,
+                           Tags=[{"Key": "ModelPackageArn", "Value": arn}])
+        register_autoscaling(autoscaling, settings)
+        return {"status": "created", "endpoint": settings.endpoint_name, "config": name, "package": arn}
+    sm.update_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=name,
+                       DeploymentConfig=deployment_config(settings))
+    return {"status": "updating", "endpoint": settings.endpoint_name, "config": name, "package": arn,
+            "previous_config": endpoint.get("EndpointConfigName")}
+
+
+def deployment_config(settings: Settings) -> dict[str, Any]:
+    """Blue/green: a canary share of the new fleet first, watched by the alarms, then the rest."""
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": settings.canary_percent},
+                "WaitIntervalInSeconds": settings.canary_wait_seconds},
+            "TerminationWaitInSeconds": 600,
+            "MaximumExecutionTimeoutInSeconds": 3600 + settings.canary_wait_seconds,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in settings.alarm_names]},
+    }
+
+
+def register_autoscaling(autoscaling: Any, settings: Settings) -> None:
+    resource = f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=settings.initial_instance_count, MaxCapacity=settings.max_instance_count)
+    autoscaling.put_scaling_policy(
+        PolicyName=f"{settings.endpoint_name}-invocations", ServiceNamespace="sagemaker", ResourceId=resource,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount", PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": float(settings.invocations_per_instance),
+            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            "ScaleInCooldown": 600, "ScaleOutCooldown": 300})
+
+
+def notify(sns: Any, settings: Settings, subject: str, message: str) -> None:
+    sns.publish(TopicArn=settings.topic_arn, Subject=subject[:100], Message=message)
+
+
+def handler(event: dict[str, Any], context: Any = None, clients: dict[str, Any] | None = None) -> dict[str, Any]:
+    settings = Settings.from_env(dict(os.environ))
+    if clients is None:
+        import boto3
+
+        clients = {name: boto3.client(name) for name in ("sagemaker", "s3", "application-autoscaling", "sns")}
+    detail = event.get("detail", {})
+    try:
+        result = deploy(event, settings, clients["sagemaker"], clients["s3"], clients["application-autoscaling"])
+    except Refused as exc:
+        notify(clients["sns"], settings, f"{settings.endpoint_name}: package not deployed", str(exc))
+        log.error("refused: %s", exc)
+        return {"status": "refused", "reason": str(exc), "package": detail.get("ModelPackageArn")}
+    except Busy:
+        raise  # retried by Lambda's asynchronous retry policy
+    except Exception as exc:
+        notify(clients["sns"], settings, f"{settings.endpoint_name}: deployment failed",
+               f"deploying {detail.get('ModelPackageArn')} failed: {type(exc).__name__}: {exc}")
+        raise
+    log.info(json.dumps(result))
+    return result

@@ -1,0 +1,252 @@
+"""The endpoint deployer Lambda (infra/deploy/runtime/deployer.py) under moto."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+GROUP = "llm-neuron-mlops-models"
+ENDPOINT = "llm-neuron-mlops-endpoint"
+BUCKET = "llm-neuron-mlops-artifacts-123456789012-us-east-1"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:abc"
+REPORT = {"target": "inf2", "batch_size": 4, "sequence_length": 512, "tensor_parallel_size": 2}
+GOOD_ENV = {"SM_ON_BATCH_SIZE": "4", "SM_ON_SEQUENCE_LENGTH": "512", "SM_ON_TENSOR_PARALLEL_SIZE": "2",
+            "SM_ON_MODEL": "/opt/ml/model"}
+
+
+def _load_deployer():
+    spec = importlib.util.spec_from_file_location("deployer", ROOT / "infra/deploy/runtime/deployer.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["deployer"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+deployer = _load_deployer()
+
+
+class SageMakerWithUpdate:
+    """moto's SageMaker client plus update_endpoint, which moto does not implement: the fake moves the
+    endpoint to the new config in moto's backend and records the DeploymentConfig. Nothing else is faked."""
+
+    def __init__(self, client):
+        self._client = client
+        self.updates = []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def update_endpoint(self, EndpointName, EndpointConfigName, DeploymentConfig=None):  # noqa: N803 - boto3 names
+        from moto.sagemaker.models import sagemaker_backends
+
+        self._client.describe_endpoint_config(EndpointConfigName=EndpointConfigName)  # must exist, as in AWS
+        endpoint = sagemaker_backends["123456789012"][REGION].endpoints[EndpointName]
+        endpoint.endpoint_config_name = EndpointConfigName
+        self.updates.append({"EndpointName": EndpointName, "EndpointConfigName": EndpointConfigName,
+                             "DeploymentConfig": DeploymentConfig})
+        return {"EndpointArn": endpoint.arn}
+
+
+@pytest.fixture
+def world(monkeypatch):
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        # moto's endpoint-config validation lists no ml.inf2.* type (AWS accepts them): accept exactly those.
+        from moto.sagemaker.models import FakeEndpointConfig
+
+        original = FakeEndpointConfig.validate_instance_type
+        monkeypatch.setattr(FakeEndpointConfig, "validate_instance_type",
+                            lambda self, t: None if t.startswith("ml.inf2.") else original(self, t))
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        sm = SageMakerWithUpdate(boto3.client("sagemaker", region_name=REGION))
+        sm.create_model_package_group(ModelPackageGroupName=GROUP)
+        sm.create_model_package_group(ModelPackageGroupName="someone-elses-models")
+        sns = boto3.client("sns", region_name=REGION)
+        topic = sns.create_topic(Name="alarms")["TopicArn"]
+        sqs = boto3.client("sqs", region_name=REGION)
+        queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        autoscaling = boto3.client("application-autoscaling", region_name=REGION)
+        env = {"ENDPOINT_NAME": ENDPOINT, "MODEL_PACKAGE_GROUP": GROUP, "INSTANCE_TYPE": "ml.inf2.xlarge",
+               "INITIAL_INSTANCE_COUNT": "1", "MAX_INSTANCE_COUNT": "2", "INVOCATIONS_PER_INSTANCE": "60",
+               "CANARY_PERCENT": "10", "CANARY_WAIT_SECONDS": "600", "DATA_CAPTURE_PERCENT": "100",
+               "CAPTURE_S3_URI": f"s3://{BUCKET}/data-capture/{ENDPOINT}",
+               "KMS_KEY_ARN": "arn:aws:kms:us-east-1:123456789012:key/abc",
+               "ENDPOINT_ROLE_ARN": "arn:aws:iam::123456789012:role/endpoint", "SUBNETS": "subnet-1,subnet-2",
+               "SECURITY_GROUPS": "sg-1", "ALARM_NAMES": f"{ENDPOINT}-5xx,{ENDPOINT}-latency", "TOPIC_ARN": topic}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        clients = {"sagemaker": sm, "s3": s3, "application-autoscaling": autoscaling, "sns": sns}
+
+        def messages():
+            got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+            return [json.loads(m["Body"])["Message"] for m in got]
+
+        yield {"sm": sm, "s3": s3, "clients": clients, "messages": messages, "autoscaling": autoscaling}
+
+
+def package(world, run="run1", env=None, status="Approved", group=GROUP, upload=True, report=None, metadata=None):
+    prefix = f"llm-neuron-mlops-finetune/{run}/CompileForInferentia/compiled"
+    if upload:
+        world["s3"].put_object(Bucket=BUCKET, Key=f"{prefix}/model.tar.gz", Body=b"archive")
+        world["s3"].put_object(Bucket=BUCKET, Key=f"{prefix}/compile_report.json", Body=json.dumps(report or REPORT))
+    arn = world["sm"].create_model_package(
+        ModelPackageGroupName=group, ModelApprovalStatus=status,
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/{prefix}/model.tar.gz",
+                            "Environment": env or GOOD_ENV}],
+            "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"],
+            "SupportedRealtimeInferenceInstanceTypes": ["ml.inf2.xlarge"]},
+        CustomerMetadataProperties=metadata or {"compiled_batch_size": "4", "compiled_sequence_length": "512",
+                                                "compiled_tensor_parallel_size": "2"},
+    )["ModelPackageArn"]
+    return arn
+
+
+def event(arn, status="Approved", group=GROUP):
+    return {"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
+            "detail": {"ModelPackageArn": arn, "ModelPackageGroupName": group, "ModelApprovalStatus": status}}
+
+
+def run(world, evt):
+    return deployer.handler(evt, clients=world["clients"])
+
+
+def test_first_deploy_creates_model_config_endpoint_and_autoscaling(world):
+    arn = package(world)
+    result = run(world, event(arn))
+    assert result["status"] == "created" and result["package"] == arn
+    sm = world["sm"]
+    name = result["config"]
+    model = sm.describe_model(ModelName=name)
+    assert model["PrimaryContainer"]["Environment"] == GOOD_ENV
+    assert model["PrimaryContainer"]["Image"] == IMAGE
+    assert model["VpcConfig"] == {"Subnets": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
+    config = sm.describe_endpoint_config(EndpointConfigName=name)
+    variant = config["ProductionVariants"][0]
+    assert variant["InstanceType"] == "ml.inf2.xlarge" and variant["ModelName"] == name
+    assert config["KmsKeyId"].startswith("arn:aws:kms:")
+    capture = config["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True and capture["DestinationS3Uri"].endswith(f"data-capture/{ENDPOINT}")
+    assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == name
+    targets = world["autoscaling"].describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert targets[0]["ResourceId"] == f"endpoint/{ENDPOINT}/variant/AllTraffic" and targets[0]["MaxCapacity"] == 2
+    policies = world["autoscaling"].describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    assert policies[0]["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
+
+
+def test_repeated_event_changes_nothing(world):
+    arn = package(world)
+    first = run(world, event(arn))
+    again = run(world, event(arn))
+    assert again["status"] == "unchanged" and again["config"] == first["config"]
+    assert len(world["sm"].list_models()["Models"]) == 1
+    assert len(world["sm"].list_endpoint_configs()["EndpointConfigs"]) == 1
+    assert world["sm"].updates == []
+
+
+def test_update_of_a_live_endpoint_is_blue_green_canary_with_rollback_alarms(world):
+    run(world, event(package(world, "run1")))
+    second = package(world, "run2")
+    result = run(world, event(second))
+    assert result["status"] == "updating" and result["package"] == second
+    (update,) = world["sm"].updates
+    assert update["EndpointConfigName"] == result["config"] != result["previous_config"]
+    policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"] == {
+        "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}, "WaitIntervalInSeconds": 600}
+    assert update["DeploymentConfig"]["AutoRollbackConfiguration"] == {
+        "Alarms": [{"AlarmName": f"{ENDPOINT}-5xx"}, {"AlarmName": f"{ENDPOINT}-latency"}]}
+
+
+@pytest.mark.parametrize("status", ["Rejected", "PendingManualApproval"])
+def test_rejected_and_pending_events_are_ignored(world, status):
+    arn = package(world, status=status)
+    result = run(world, event(arn, status=status))
+    assert result["status"] == "ignored" and status in result["reason"]
+    assert world["sm"].list_models()["Models"] == []
+
+
+def test_a_foreign_group_is_ignored(world):
+    arn = package(world, group="someone-elses-models")
+    result = run(world, event(arn, group="someone-elses-models"))
+    assert result == {"status": "ignored", "reason": f"group 'someone-elses-models' is not {GROUP!r}"}
+
+
+def test_a_stale_approval_is_ignored(world):
+    arn = package(world, status="Rejected")
+    assert run(world, event(arn, status="Approved"))["status"] == "ignored"
+
+
+def test_inconsistent_serving_settings_are_refused_and_reported(world):
+    arn = package(world, env={**GOOD_ENV, "SM_ON_BATCH_SIZE": "8"})
+    result = run(world, event(arn))
+    assert result["status"] == "refused"
+    assert "SM_ON_BATCH_SIZE='8' but the model was compiled with 4" in result["reason"]
+    assert world["sm"].list_models()["Models"] == []
+    (message,) = world["messages"]()
+    assert "SM_ON_BATCH_SIZE='8' but the model was compiled with 4" in message
+
+
+def test_metadata_disagreeing_with_the_report_is_refused(world):
+    arn = package(world, metadata={"compiled_batch_size": "2", "compiled_sequence_length": "512",
+                                   "compiled_tensor_parallel_size": "2"})
+    result = run(world, event(arn))
+    assert result["status"] == "refused" and "metadata compiled_batch_size='2' disagrees" in result["reason"]
+
+
+def test_a_missing_artifact_is_refused_and_reported(world):
+    arn = package(world, upload=False)
+    result = run(world, event(arn))
+    assert result["status"] == "refused" and "cannot be read" in result["reason"]
+    assert "re-run the pipeline's compile step" in world["messages"]()[0]
+
+
+def test_a_busy_endpoint_is_retried_later(world):
+    from moto.sagemaker.models import sagemaker_backends
+
+    run(world, event(package(world, "run1")))
+    sagemaker_backends["123456789012"][REGION].endpoints[ENDPOINT].endpoint_status = "Updating"
+    with pytest.raises(deployer.Busy, match="is Updating; the event will be retried"):
+        run(world, event(package(world, "run2")))
+
+
+def test_an_unexpected_failure_is_reported_and_raised(world, monkeypatch):
+    arn = package(world)
+
+    def broken(**kwargs):
+        raise RuntimeError("throttled beyond retries")
+
+    monkeypatch.setattr(world["sm"]._client, "create_model", broken)
+    with pytest.raises(RuntimeError, match="throttled"):
+        run(world, event(arn))
+    assert "RuntimeError: throttled beyond retries" in world["messages"]()[0]
+
+
+def test_the_request_shapes_match_botocore():
+    """The deployer's calls against botocore's service model (moto accepts more than AWS does)."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    settings = deployer.Settings(
+        endpoint_name=ENDPOINT, model_package_group=GROUP, instance_type="ml.inf2.xlarge", initial_instance_count=1,
+        max_instance_count=2, invocations_per_instance=60, canary_percent=10, canary_wait_seconds=600,
+        data_capture_percent=100, capture_s3_uri=f"s3://{BUCKET}/data-capture", kms_key_arn="arn:aws:kms:us-east-1:1:key/a",
+        endpoint_role_arn="arn:aws:iam::123456789012:role/endpoint", subnets=["subnet-1"], security_groups=["sg-1"],
+        alarm_names=["a", "b"], topic_arn="arn:aws:sns:us-east-1:1:t")
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    shape = model.operation_model("UpdateEndpoint").input_shape
+    report = ParamValidator().validate({"EndpointName": ENDPOINT, "EndpointConfigName": "c",
+                                        "DeploymentConfig": deployer.deployment_config(settings)}, shape)
+    assert not report.has_errors(), report.generate_report()
