@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, Fn, Stack
+from aws_cdk import Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
@@ -33,6 +33,7 @@ from constructs import Construct
 
 from infra.nag import acknowledge
 from infra.names import PlatformNames
+from infra.sagemaker_hosting import acknowledge_container_wildcards, container_statements
 from pipelines.placeholders import placeholder_names, used_placeholders
 
 
@@ -74,27 +75,7 @@ class JobRole(Construct):
             iam.PolicyStatement(sid="PullImages", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
                                                            "ecr:BatchCheckLayerAvailability"],
                                 resources=sorted({image.repository.repository_arn for image in images})),
-            # GetAuthorizationToken has no resource-level permissions (ECR API reference).
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(sid="JobLogs", actions=["logs:CreateLogGroup", "logs:CreateLogStream",
-                                                        "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                                resources=[stack.format_arn(service="logs", resource="log-group",
-                                                            resource_name="/aws/sagemaker/*",
-                                                            arn_format=ArnFormat.COLON_RESOURCE_NAME)]),
-            iam.PolicyStatement(sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-                                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}}),
-            # VPC jobs: SageMaker creates the network interfaces in our subnets with this role. EC2's
-            # Describe* actions support no resource-level permissions.
-            iam.PolicyStatement(sid="VpcJobDescribe", actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
-                                                               "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
-                                                               "ec2:DescribeDhcpOptions"], resources=["*"]),
-            iam.PolicyStatement(sid="VpcJobInterfaces", actions=["ec2:CreateNetworkInterface",
-                                                                 "ec2:CreateNetworkInterfacePermission",
-                                                                 "ec2:DeleteNetworkInterface",
-                                                                 "ec2:DeleteNetworkInterfacePermission"],
-                                resources=[stack.format_arn(service="ec2", resource="network-interface", resource_name="*"),
-                                           stack.format_arn(service="ec2", resource="subnet", resource_name="*"),
-                                           stack.format_arn(service="ec2", resource="security-group", resource_name="*")]),
+            *container_statements(stack, "/aws/sagemaker/*"),
         ]
         if mlflow_arn:
             statements.append(iam.PolicyStatement(sid="MlflowTracking", actions=MLFLOW_LOGGING_ACTIONS,
@@ -102,19 +83,10 @@ class JobRole(Construct):
         self.policy = iam.ManagedPolicy(self, "Policy", roles=[self.role], statements=statements,
                                         description="What the pipeline's containers do")
         policy = self.policy.node.default_child
-        for resource in ("*",):
-            acknowledge(policy, f"AwsSolutions-IAM5[Resource::{resource}]",
-                        "APIs without resource-level permissions: ecr:GetAuthorizationToken and EC2 Describe*; "
-                        "cloudwatch:PutMetricData is limited to the /aws/sagemaker/* namespaces by condition")
         for kind in ("data", "artifacts"):
             acknowledge(policy, f"AwsSolutions-IAM5[Resource::{names.objects_text(kind)}]",
                         f"Objects of the project's {kind} bucket: datasets, models and job outputs have run-specific keys")
-        for resource in ("network-interface/*", "subnet/*", "security-group/*"):
-            acknowledge(policy, f"AwsSolutions-IAM5[Resource::{names.arn_text('ec2', resource)}]",
-                        "SageMaker creates a job's network interfaces in our subnets and security group at run time; "
-                        "their ids are unknown before")
-        acknowledge(policy, f"AwsSolutions-IAM5[Resource::{names.arn_text('logs', 'log-group:/aws/sagemaker/*')}]",
-                    "SageMaker job log groups (/aws/sagemaker/ProcessingJobs, /TrainingJobs) and their streams")
+        acknowledge_container_wildcards(policy, names, "/aws/sagemaker/*")
 
 
 # The MLflow REST calls the training job makes through the sagemaker-mlflow plugin.

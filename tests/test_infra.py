@@ -185,7 +185,7 @@ def test_roles_are_least_privilege(platform):
     assert jobs["ReadData"]["Action"] == "s3:GetObject"  # read-only on the data bucket
     assert not any(a.startswith("sagemaker:") for s in jobs.values()
                    for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
-    assert jobs["JobMetrics"]["Condition"] == {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}}
+    assert jobs["Metrics"]["Condition"] == {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}}
 
 
 def test_mlflow_server_and_its_switch(platform, tmp_path):

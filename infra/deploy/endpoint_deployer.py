@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ec2 as ec2
@@ -30,6 +30,7 @@ from constructs import Construct
 
 from infra.nag import acknowledge
 from infra.names import PlatformNames
+from infra.sagemaker_hosting import acknowledge_container_wildcards, container_statements
 
 RUNTIME = Path(__file__).with_name("runtime")
 CAPTURE_PREFIX = "data-capture"
@@ -75,37 +76,14 @@ class EndpointDeployer(Construct):
             iam.PolicyStatement(sid="PullImage", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
                                                           "ecr:BatchCheckLayerAvailability"],
                                 resources=[inference_repository.repository_arn]),
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(sid="Logs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                                                     "logs:DescribeLogStreams"],
-                                resources=[stack.format_arn(service="logs", resource="log-group",
-                                                            resource_name="/aws/sagemaker/Endpoints/*",
-                                                            arn_format=ArnFormat.COLON_RESOURCE_NAME)]),
-            iam.PolicyStatement(sid="Metrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-                                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}}),
-            iam.PolicyStatement(sid="VpcDescribe", actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
-                                                            "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
-                                                            "ec2:DescribeDhcpOptions"], resources=["*"]),
-            iam.PolicyStatement(sid="VpcInterfaces", actions=["ec2:CreateNetworkInterface",
-                                                              "ec2:CreateNetworkInterfacePermission",
-                                                              "ec2:DeleteNetworkInterface",
-                                                              "ec2:DeleteNetworkInterfacePermission"],
-                                resources=[stack.format_arn(service="ec2", resource=r, resource_name="*")
-                                           for r in ("network-interface", "subnet", "security-group")]),
+            *container_statements(stack, "/aws/sagemaker/Endpoints/*"),
         ], description=f"What the {s.endpoint_name} endpoint's hosting does")
         policy = endpoint_policy.node.default_child
         acknowledge(policy, f"AwsSolutions-IAM5[Resource::{names.objects_text('artifacts')}]",
                     "Model artifacts live under per-execution prefixes of the artifacts bucket")
         acknowledge(policy, f"AwsSolutions-IAM5[Resource::{names.objects_text('artifacts', CAPTURE_PREFIX + '/')}]",
                     "Data capture writes one object per captured batch under data-capture/")
-        acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
-                    "APIs without resource-level permissions: ecr:GetAuthorizationToken and EC2 Describe*; "
-                    "cloudwatch:PutMetricData is limited to the /aws/sagemaker/* namespaces by condition")
-        acknowledge(policy, f"AwsSolutions-IAM5[Resource::{names.arn_text('logs', 'log-group:/aws/sagemaker/Endpoints/*')}]",
-                    "SageMaker endpoint log groups are named after the endpoint and its variants at run time")
-        for resource in ("network-interface/*", "subnet/*", "security-group/*"):
-            acknowledge(policy, f"AwsSolutions-IAM5[Resource::{names.arn_text('ec2', resource)}]",
-                        "SageMaker creates the endpoint's network interfaces in our subnets at run time")
+        acknowledge_container_wildcards(policy, names, "/aws/sagemaker/Endpoints/*")
 
         # ---- rollback alarms and the dashboard ----------------------------------------------------------
         dims = {"EndpointName": s.endpoint_name, "VariantName": VARIANT}
