@@ -23,9 +23,10 @@ class ProjectSection(_Strict):
     @field_validator("name")
     @classmethod
     def _name_shape(cls, v: str) -> str:
-        # At most 25: bucket names are <name>-artifacts-<account>-<region>, and S3 allows 63 characters.
-        if not re.fullmatch(r"[a-z][a-z0-9-]{1,23}[a-z0-9]", v):
-            raise ValueError("must be 3-25 lowercase letters, digits or hyphens, starting with a letter "
+        # At most 23: the longest bucket name is <name>-access-logs-<12-digit account>-<region of up to
+        # 14 characters>, and S3 allows 63 characters.
+        if not re.fullmatch(r"[a-z][a-z0-9-]{1,21}[a-z0-9]", v):
+            raise ValueError("must be 3-23 lowercase letters, digits or hyphens, starting with a letter "
                              "(it prefixes bucket names, which S3 limits to 63 characters)")
         return v
 

@@ -25,7 +25,7 @@ from infra.names import PlatformNames
 
 # Interface endpoints jobs and endpoints use with no internet: SageMaker API and runtime (the
 # pipeline's jobs, the deployer), ECR (image pulls), CloudWatch Logs and Monitoring, STS, KMS, and
-# the managed MLflow tracking server (sagemaker-mlflow is served by the SageMaker API endpoint).
+# SageMaker Experiments, which serves the managed MLflow tracking servers (<region>.experiments.sagemaker.aws).
 INTERFACE_ENDPOINTS = {
     "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
     "SageMakerRuntime": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME,
@@ -35,6 +35,7 @@ INTERFACE_ENDPOINTS = {
     "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
     "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
     "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
+    "SageMakerExperiments": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_EXPERIMENTS,
     # The endpoint deployer (a Lambda in these subnets) reports to SNS and registers autoscaling.
     "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
     "ApplicationAutoscaling": ec2.InterfaceVpcEndpointAwsService.APPLICATION_AUTOSCALING,
@@ -57,6 +58,12 @@ class EncryptionKey(Construct):
             resources=["*"],  # in a key policy "*" means this key
             conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
                                     f"arn:{Stack.of(self).partition}:logs:{Stack.of(self).region}:{Stack.of(self).account}:*"}},
+        ))
+        # CloudWatch alarms publish to the encrypted alarm topic (their actions are silently dropped otherwise).
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
         ))
 
 
@@ -122,6 +129,11 @@ class JobNetwork(Construct):
         # Multi-node training (torchrun, EFA-less collectives) talks between its own instances.
         self.security_group.add_ingress_rule(self.security_group, ec2.Port.all_tcp(), "between nodes of one job")
         self.security_group.add_egress_rule(self.security_group, ec2.Port.all_tcp(), "between nodes of one job")
+        # Inter-container traffic encryption (IPsec) between the nodes of a job needs IKE and ESP.
+        for port, what in ((ec2.Port.udp(500), "IKE for inter-container encryption"),
+                           (ec2.Port(protocol=ec2.Protocol.ESP, string_representation="ESP"), "ESP for inter-container encryption")):
+            self.security_group.add_ingress_rule(self.security_group, port, what)
+            self.security_group.add_egress_rule(self.security_group, port, what)
         # HTTPS to any address: the subnets are isolated (no NAT, no internet gateway), so the only places
         # reachable are the interface endpoints and S3 through the gateway endpoint, whose addresses are
         # a regional prefix list that synth cannot know without a lookup.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Environment, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -49,6 +50,10 @@ class FoundationStack(Stack):
         self.vpc, self.security_group = network.vpc, network.security_group
         self.alarm_topic = sns.Topic(self, "Alarms", display_name=f"{settings.name} failures", master_key=self.key,
                                      enforce_ssl=True)
+        self.alarm_topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchAlarms", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"], resources=[self.alarm_topic.topic_arn],
+            conditions={"StringEquals": {"aws:SourceAccount": self.account}}))
         if settings.notification_email:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(settings.notification_email))
         CfnOutput(self, "DataBucketName", value=self.data.bucket_name, description="Upload datasets and base models here")
@@ -126,4 +131,7 @@ def build_platform(scope: Construct, settings: PlatformSettings) -> list[Stack]:
     for stack in (pipeline, deploy, tracking):
         if stack is not None:
             stack.add_stack_dependency(foundation)
+    # The image URIs are plain strings in the pipeline definition: deploy the images first.
+    pipeline.add_stack_dependency(images)
+    deploy.add_stack_dependency(images)
     return [s for s in (foundation, images, tracking, pipeline, deploy) if s is not None]

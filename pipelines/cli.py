@@ -239,25 +239,15 @@ def endpoint_stop(
                else "no local endpoint is running")
 
 
-@endpoint_app.command("status")
-def endpoint_status(
-    local: bool = typer.Option(False, "--local", help="The endpoint `mlops run --local` started."),
-    config: list[Path] = ConfigFiles,
-    set_: list[str] = SetItems,
-) -> None:
-    """Show the local endpoint: URL, model version, pid, log."""
-    if not local:
-        err.print("error: only `mlops endpoint status --local` exists so far", markup=False)
-        raise typer.Exit(2)
-    from pipelines.local_endpoint import read_state
-
-    state = read_state(Path(_load(config, set_).local.store_dir).resolve())
-    if state is None:
-        typer.echo("no local endpoint is running (start one with `mlops run --local`)")
-        raise typer.Exit(1)
-    typer.echo(f"{state['url']}  model {state['model']} v{state['version']}  pid {state['pid']}  log {state['log']}")
+STATE = {"debug": False}
 
 
 @app.callback()
-def _root() -> None:
-    """Keep subcommands explicit even while there are few."""
+def _root(debug: bool = typer.Option(False, "--debug", help="Show the raw AWS error and traceback.")) -> None:
+    """Keep subcommands explicit; --debug applies to all of them."""
+    STATE["debug"] = debug
+
+
+# The cloud commands (pipeline start|status|watch, models, endpoint status|invoke|rollback) register
+# themselves on the groups above.
+from pipelines import cli_cloud  # noqa: E402,F401

@@ -1,4 +1,9 @@
+import os
+
 import pytest
+
+# jsii prints a Node end-of-life banner on every start; the CDK app works on this Node.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
 @pytest.fixture(scope="session")

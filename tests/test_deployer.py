@@ -139,6 +139,13 @@ def test_first_deploy_creates_model_config_endpoint_and_autoscaling(world):
     capture = config["DataCaptureConfig"]
     assert capture["EnableCapture"] is True and capture["DestinationS3Uri"].endswith(f"data-capture/{ENDPOINT}")
     assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == name
+    # Autoscaling waits for the endpoint's IN_SERVICE state change (it cannot register while Creating).
+    assert world["autoscaling"].describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    in_service = {"source": "aws.sagemaker", "detail-type": "SageMaker Endpoint State Change",
+                  "detail": {"EndpointName": ENDPOINT, "EndpointStatus": "IN_SERVICE"}}
+    assert run(world, in_service)["status"] == "autoscaling registered"
+    assert run(world, in_service)["status"] == "unchanged"
+    assert run(world, {**in_service, "detail": {"EndpointName": "other", "EndpointStatus": "IN_SERVICE"}})["status"] == "ignored"
     targets = world["autoscaling"].describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert targets[0]["ResourceId"] == f"endpoint/{ENDPOINT}/variant/AllTraffic" and targets[0]["MaxCapacity"] == 2
     policies = world["autoscaling"].describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
@@ -164,8 +171,8 @@ def test_update_of_a_live_endpoint_is_blue_green_canary_with_rollback_alarms(wor
     (update,) = world["sm"].updates
     assert update["EndpointConfigName"] == result["config"] != result["previous_config"]
     policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
-    assert policy["TrafficRoutingConfiguration"] == {
-        "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}, "WaitIntervalInSeconds": 600}
+    # One instance: a canary may be at most half the fleet, so all at once, watched for the same interval.
+    assert policy["TrafficRoutingConfiguration"] == {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600}
     assert update["DeploymentConfig"]["AutoRollbackConfiguration"] == {
         "Alarms": [{"AlarmName": f"{ENDPOINT}-5xx"}, {"AlarmName": f"{ENDPOINT}-latency"}]}
 
@@ -211,6 +218,30 @@ def test_a_missing_artifact_is_refused_and_reported(world):
     result = run(world, event(arn))
     assert result["status"] == "refused" and "cannot be read" in result["reason"]
     assert "re-run the pipeline's compile step" in world["messages"]()[0]
+
+
+def test_canary_with_two_or_more_instances(monkeypatch):
+    monkeypatch.setenv("INITIAL_INSTANCE_COUNT", "2")
+    settings = deployer.Settings.from_env({**_env_for_settings(), "INITIAL_INSTANCE_COUNT": "2"})
+    assert deployer.deployment_config(settings)["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {
+        "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}, "WaitIntervalInSeconds": 600}
+
+
+def _env_for_settings():
+    return {"ENDPOINT_NAME": ENDPOINT, "MODEL_PACKAGE_GROUP": GROUP, "INSTANCE_TYPE": "ml.inf2.xlarge",
+            "INITIAL_INSTANCE_COUNT": "1", "MAX_INSTANCE_COUNT": "2", "INVOCATIONS_PER_INSTANCE": "60",
+            "CANARY_PERCENT": "10", "CANARY_WAIT_SECONDS": "600", "DATA_CAPTURE_PERCENT": "100",
+            "CAPTURE_S3_URI": "s3://b/c", "KMS_KEY_ARN": "k", "ENDPOINT_ROLE_ARN": "r", "SUBNETS": "s",
+            "SECURITY_GROUPS": "g", "ALARM_NAMES": "a,b", "TOPIC_ARN": "t"}
+
+
+def test_a_failed_endpoint_is_refused_with_what_to_do(world):
+    from moto.sagemaker.models import sagemaker_backends
+
+    run(world, event(package(world, "run1")))
+    sagemaker_backends["123456789012"][REGION].endpoints[ENDPOINT].endpoint_status = "Failed"
+    result = run(world, event(package(world, "run2")))
+    assert result["status"] == "refused" and "is Failed" in result["reason"] and "delete-endpoint" in result["reason"]
 
 
 def test_a_busy_endpoint_is_retried_later(world):

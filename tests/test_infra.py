@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from aws_cdk import assertions
 
+import app as app_module
 import infra.nag as nag
 from app import build_app
 from config import load_config
@@ -17,6 +18,22 @@ from config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ("foundation", "images", "tracking", "pipeline", "deploy")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+
+_DEFINITIONS: dict[str, str] = {}
+
+
+def _cached_definition(cfg):
+    """The SageMaker SDK takes ~6 s per definition; the infra variants here share one config for it."""
+    from pipelines.definition import pipeline_definition
+
+    key = cfg.model_dump_json(include={"project", "training", "evaluation", "serving", "pipeline"})
+    if key not in _DEFINITIONS:
+        _DEFINITIONS[key] = pipeline_definition(cfg)
+    return _DEFINITIONS[key]
+
+
+app_module.pipeline_definition = _cached_definition
 
 
 def synth(tmp_path, overrides=(), acknowledgements=True):
@@ -268,3 +285,48 @@ def test_deployer_may_deploy_but_not_delete_and_passes_only_the_endpoint_role(pl
     assert statements["PassEndpointRole"]["Condition"] == {
         "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     assert statements["ReadPackages"]["Action"] == "sagemaker:DescribeModelPackage"
+
+
+def test_deployer_policy_allows_every_call_the_deployer_makes(platform):
+    """moto does not enforce IAM: map each boto3 call in the Lambda's code to its IAM action instead."""
+    import re
+
+    source = (ROOT / "infra/deploy/runtime/deployer.py").read_text()
+    prefixes = {"sm": "sagemaker", "autoscaling": "application-autoscaling", "sns": "sns"}
+    wanted = set()
+    for client, method in re.findall(r"\b(sm|autoscaling|sns|s3)\.([a-z_]+)\(", source):
+        if client == "s3":
+            wanted.add("s3:GetObject")  # head_object and get_object both need GetObject
+            continue
+        wanted.add(f"{prefixes[client]}:{''.join(part.title() for part in method.split('_'))}")
+    wanted |= {"sagemaker:UpdateEndpointWeightsAndCapacities", "cloudwatch:PutMetricAlarm", "kms:CreateGrant"}
+    granted = set()
+    for statement in _statements(platform["templates"]["deploy"], "endpoint deployer does"):
+        granted |= set([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    assert wanted - granted == set()
+
+
+def test_alarms_can_publish_to_the_encrypted_topic(platform):
+    template = platform["templates"]["foundation"]
+    (key,) = resources(template, "AWS::KMS::Key")
+    principals = json.dumps([s.get("Principal") for s in key["Properties"]["KeyPolicy"]["Statement"]])
+    assert "cloudwatch.amazonaws.com" in principals
+    topic_policy = json.dumps(resources(template, "AWS::SNS::TopicPolicy"))
+    assert "cloudwatch.amazonaws.com" in topic_policy and "sns:Publish" in topic_policy
+
+
+def test_vpc_endpoints_cover_the_deployer_and_mlflow(platform):
+    services = json.dumps([e["Properties"]["ServiceName"]
+                           for e in resources(platform["templates"]["foundation"], "AWS::EC2::VPCEndpoint")])
+    for service in (".sns", ".application-autoscaling", "experiments"):
+        assert service in services, service
+
+
+def test_longest_project_name_and_region_fit_s3_bucket_names():
+    from infra.names import PlatformNames
+
+    names = PlatformNames(project="a" * 23, region="ap-southeast-3", account="123456789012")
+    for kind in ("access-logs", "artifacts", "data"):
+        assert len(names.bucket(kind)) <= 63, names.bucket(kind)
+    with pytest.raises(Exception, match="3-23 lowercase"):
+        load_config(overrides=["project.name=" + "a" * 24])

@@ -100,6 +100,24 @@ def test_bad_param_and_docker_without_engine_are_clear(first_run, settings):
     assert proc.returncode == 2 and "--docker:" in proc.stderr and "Run without --docker" in proc.stderr
 
 
+def test_local_twins_of_the_operator_commands(first_run, settings):
+    env = {**__import__("os").environ, "COLUMNS": "300"}
+    run = lambda *a: subprocess.run([MLOPS, *a, *settings["args"]], cwd=ROOT, capture_output=True, text=True,  # noqa: E731
+                                    timeout=300, env=env)
+    listed = run("models", "list", "--local")
+    assert listed.returncode == 0 and "PendingManualApproval" in listed.stdout
+    shown = run("models", "show", "1", "--local")
+    assert shown.returncode == 0 and "exact_match" in shown.stdout and "data_sha256" in shown.stdout
+    approved = run("models", "approve", "1", "--local", "--reason", "smoke test passed")
+    assert approved.returncode == 0 and "model-package/llm-neuron-mlops-models/1: Approved" in approved.stdout
+    assert "Approved" in run("models", "list", "--local").stdout
+    status = run("pipeline", "status", "--local")
+    assert "CompileForInferentia" in status.stdout and "cached" in status.stdout
+    invoked = run("endpoint", "invoke", "--local", "--prompt", "Convert this date to ISO 8601: 1 May 1990",
+                  "--max-tokens", "8")
+    assert invoked.returncode == 0 and invoked.stdout.strip(), invoked.stderr
+
+
 def test_endpoint_stop(first_run, settings):
     proc = mlops("endpoint", "stop", "--local", *settings["args"])
     assert proc.returncode == 0 and "stopped the local endpoint at http://127.0.0.1:" in proc.stdout

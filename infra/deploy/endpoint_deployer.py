@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ec2 as ec2
@@ -132,20 +132,32 @@ class EndpointDeployer(Construct):
                         description="Deploys approved model packages to the endpoint")
         group_arn = stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{s.model_package_group}/*")
         named = stack.format_arn(service="sagemaker", resource="model", resource_name=f"{s.endpoint_name}-v*")
+        tracking_alarms = stack.format_arn(service="cloudwatch", resource="alarm",
+                                           resource_name=f"TargetTracking-endpoint/{s.endpoint_name}/*",
+                                           arn_format=ArnFormat.COLON_RESOURCE_NAME)
         configs = stack.format_arn(service="sagemaker", resource="endpoint-config", resource_name=f"{s.endpoint_name}-v*")
         deployer_policy = iam.ManagedPolicy(self, "DeployerPolicy", roles=[role], statements=[
             iam.PolicyStatement(sid="ReadPackages", actions=["sagemaker:DescribeModelPackage"], resources=[group_arn]),
             iam.PolicyStatement(sid="ModelsAndConfigs", actions=[
                 "sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:CreateEndpointConfig",
                 "sagemaker:DescribeEndpointConfig", "sagemaker:AddTags"], resources=[named, configs]),
+            # UpdateEndpointWeightsAndCapacities: Application Auto Scaling's RegisterScalableTarget checks it
+            # on the caller.
             iam.PolicyStatement(sid="Endpoint", actions=[
                 "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint",
-                "sagemaker:AddTags"], resources=[endpoint_arn, configs]),
+                "sagemaker:UpdateEndpointWeightsAndCapacities", "sagemaker:AddTags"], resources=[endpoint_arn, configs]),
+            # Target tracking creates and manages its own alarms with the caller's permissions.
+            iam.PolicyStatement(sid="TargetTrackingAlarms", actions=[
+                "cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+                resources=[tracking_alarms]),
             iam.PolicyStatement(sid="PassEndpointRole", actions=["iam:PassRole"], resources=[self.endpoint_role.role_arn],
                                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
             iam.PolicyStatement(sid="CheckArtifacts", actions=["s3:GetObject"], resources=[artifacts.arn_for_objects("*")]),
             iam.PolicyStatement(sid="DecryptArtifacts", actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                                 resources=[key.key_arn]),
+            # An endpoint config with KmsKeyId: SageMaker creates grants on the key for the caller's request.
+            iam.PolicyStatement(sid="GrantKeyToSageMaker", actions=["kms:CreateGrant"], resources=[key.key_arn],
+                                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
             iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[alarm_topic.topic_arn]),
             # Application Auto Scaling has no resource-level permissions for these calls.
             iam.PolicyStatement(sid="Autoscaling", actions=[
@@ -158,7 +170,8 @@ class EndpointDeployer(Construct):
                 conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}),
             iam.PolicyStatement(sid="Logs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                 resources=[log_group.log_group_arn, f"{log_group.log_group_arn}:*"]),
-            iam.PolicyStatement(sid="VpcDescribe", actions=["ec2:DescribeNetworkInterfaces"], resources=["*"]),
+            iam.PolicyStatement(sid="VpcDescribe", actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+                                resources=["*"]),
             iam.PolicyStatement(sid="VpcInterfaces", actions=["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
                                                               "ec2:AssignPrivateIpAddresses",
                                                               "ec2:UnassignPrivateIpAddresses"],
@@ -173,7 +186,9 @@ class EndpointDeployer(Construct):
             (names.arn_text("sagemaker", f"endpoint-config/{s.endpoint_name}-v*"),
              "one endpoint config per deployed package version"),
             (names.objects_text("artifacts"), "compile reports and artifacts under per-execution prefixes"),
-            ("*", "Application Auto Scaling and ec2:DescribeNetworkInterfaces have no resource-level permissions"),
+            ("*", "Application Auto Scaling and EC2 Describe* have no resource-level permissions"),
+            (names.arn_text("cloudwatch", f"alarm:TargetTracking-endpoint/{s.endpoint_name}/*"),
+             "target tracking names its alarms after the endpoint at run time"),
             (f"<{_logical(log_group)}.Arn>:*", "the log streams of the deployer's own log group"),
         ):
             acknowledge(policy, f"AwsSolutions-IAM5[Resource::{text}]", f"Wildcard needed: {why}")
@@ -210,6 +225,23 @@ class EndpointDeployer(Construct):
             acknowledge(role.node.find_child("DefaultPolicy").node.default_child, f"{pack}-IAMNoInlinePolicy",
                         "CDK's Lambda adds its dead-letter grant here: sqs:SendMessage on this one queue, nothing else")
 
+        # A deployment that ran out of retries (e.g. the endpoint stayed busy) must not vanish silently.
+        dead_letter_alarm = cloudwatch.Alarm(
+            self, "DeadLetterAlarm", alarm_name=f"{s.endpoint_name}-deployer-dead-letters",
+            metric=self.dead_letters.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
+            threshold=1, evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            alarm_description="An approval event could not be deployed after retries; see the deployer's log")
+        dead_letter_alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+        dead_letter_alarm.add_ok_action(cw_actions.SnsAction(alarm_topic))
+        dead_letter_alarm.add_insufficient_data_action(cw_actions.SnsAction(alarm_topic))
+        # Autoscaling is registered when the new endpoint is InService (not possible while Creating).
+        events.Rule(
+            self, "OnEndpointInService", description=f"{s.endpoint_name} in service -> register autoscaling",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"], detail_type=["SageMaker Endpoint State Change"],
+                detail={"EndpointName": [s.endpoint_name], "EndpointStatus": ["IN_SERVICE"]}),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=2, dead_letter_queue=self.dead_letters)])
         self.rule = events.Rule(
             self, "OnApproval", description=f"Approved packages of {s.model_package_group} -> {s.endpoint_name}",
             event_pattern=events.EventPattern(

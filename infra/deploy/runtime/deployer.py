@@ -12,7 +12,10 @@ may be stale). Steps, each idempotent so a repeated event changes nothing:
    unless it exists;
 4. create the endpoint, or update it with a blue/green canary deployment that rolls back on the
    CloudWatch alarms (5XX errors, model latency); nothing when it already serves this config;
-5. on creation, register autoscaling on invocations per instance.
+5. when the endpoint's state-change event says IN_SERVICE, register autoscaling on invocations per
+   instance if it is not registered (it cannot be while the endpoint is still Creating).
+
+A Failed endpoint is refused (only DeleteEndpoint works on it, and this deployer never deletes).
 
 Failures are published to the alarm topic. Standard library and boto3 only (the Lambda runtime's).
 """
@@ -34,6 +37,7 @@ SHAPES = {"SM_ON_BATCH_SIZE": "batch_size", "SM_ON_SEQUENCE_LENGTH": "sequence_l
 METADATA = {"SM_ON_BATCH_SIZE": "compiled_batch_size", "SM_ON_SEQUENCE_LENGTH": "compiled_sequence_length",
             "SM_ON_TENSOR_PARALLEL_SIZE": "compiled_tensor_parallel_size"}
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
+ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
 
 
 class Refused(Exception):
@@ -121,10 +125,12 @@ def check_package(package: dict[str, Any], s3: Any) -> dict[str, str]:
 
 
 def _exists(call: Any, **kwargs: Any) -> dict[str, Any] | None:
+    """The Describe* response, or None when SageMaker says the resource does not exist."""
     try:
         return dict(call(**kwargs))
     except Exception as exc:
-        if "Could not find" in str(exc) or "does not exist" in str(exc) or "ValidationException" in str(exc):
+        error = getattr(exc, "response", {}).get("Error", {})
+        if error.get("Code") == "ValidationException" and "Could not find" in error.get("Message", ""):
             return None
         raise
 
@@ -148,10 +154,16 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
     name = f"{settings.endpoint_name}-v{version}"[:63]
 
     endpoint = _exists(sm.describe_endpoint, EndpointName=settings.endpoint_name)
+    if endpoint and endpoint.get("EndpointStatus") == "Failed":
+        # DeleteEndpoint is the only call a Failed endpoint accepts, and this deployer never deletes.
+        raise Refused(f"endpoint {settings.endpoint_name} is Failed ({endpoint.get('FailureReason', 'no reason given')}); "
+                      f"delete it (`aws sagemaker delete-endpoint --endpoint-name {settings.endpoint_name}`) and "
+                      f"approve {arn} again")
     if endpoint and endpoint.get("EndpointConfigName") == name and endpoint.get("EndpointStatus") not in BUSY:
         return {"status": "unchanged", "endpoint": settings.endpoint_name, "config": name, "package": arn}
     if endpoint and endpoint.get("EndpointStatus") in BUSY:
-        raise Busy(f"endpoint {settings.endpoint_name} is {endpoint['EndpointStatus']}; the event will be retried")
+        raise Busy(f"endpoint {settings.endpoint_name} is {endpoint['EndpointStatus']}; the event will be retried "
+                   "(a retry that finds it still busy ends in the dead-letter queue, which alarms)")
 
     if not _exists(sm.describe_model, ModelName=name):
         sm.create_model(
@@ -185,7 +197,7 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
     if endpoint is None:
         sm.create_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=name,
                            Tags=[{"Key": "ModelPackageArn", "Value": arn}])
-        register_autoscaling(autoscaling, settings)
+        # Autoscaling can only be registered once the endpoint is InService: its state-change event does it.
         return {"status": "created", "endpoint": settings.endpoint_name, "config": name, "package": arn}
     sm.update_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=name,
                        DeploymentConfig=deployment_config(settings))
@@ -194,17 +206,39 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
 
 
 def deployment_config(settings: Settings) -> dict[str, Any]:
-    """Blue/green: a canary share of the new fleet first, watched by the alarms, then the rest."""
+    """Blue/green: a canary share of the new fleet first, watched by the alarms, then the rest.
+
+    A canary must be at most half the fleet, so a one-instance endpoint shifts all at once and is
+    watched (baked) for the same interval instead; the alarms roll it back either way.
+    """
+    routing: dict[str, Any] = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": settings.canary_wait_seconds}
+    if settings.initial_instance_count >= 2:
+        routing = {"Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": settings.canary_percent},
+                   "WaitIntervalInSeconds": settings.canary_wait_seconds}
     return {
         "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {
-                "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": settings.canary_percent},
-                "WaitIntervalInSeconds": settings.canary_wait_seconds},
+            "TrafficRoutingConfiguration": routing,
             "TerminationWaitInSeconds": 600,
             "MaximumExecutionTimeoutInSeconds": 3600 + settings.canary_wait_seconds,
         },
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in settings.alarm_names]},
     }
+
+
+def ensure_autoscaling(event: dict[str, Any], settings: Settings, autoscaling: Any) -> dict[str, Any]:
+    """On the endpoint's "SageMaker Endpoint State Change" to IN_SERVICE: register autoscaling if missing."""
+    detail = event.get("detail", {})
+    if detail.get("EndpointName") != settings.endpoint_name:
+        return {"status": "ignored", "reason": f"endpoint {detail.get('EndpointName')!r} is not ours"}
+    if detail.get("EndpointStatus") != "IN_SERVICE":
+        return {"status": "ignored", "reason": f"endpoint status {detail.get('EndpointStatus')!r}"}
+    resource = f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
+    existing = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource],
+                                                     ScalableDimension="sagemaker:variant:DesiredInstanceCount")
+    if existing.get("ScalableTargets"):
+        return {"status": "unchanged", "autoscaling": resource}
+    register_autoscaling(autoscaling, settings)
+    return {"status": "autoscaling registered", "autoscaling": resource}
 
 
 def register_autoscaling(autoscaling: Any, settings: Settings) -> None:
@@ -233,7 +267,10 @@ def handler(event: dict[str, Any], context: Any = None, clients: dict[str, Any] 
         clients = {name: boto3.client(name) for name in ("sagemaker", "s3", "application-autoscaling", "sns")}
     detail = event.get("detail", {})
     try:
-        result = deploy(event, settings, clients["sagemaker"], clients["s3"], clients["application-autoscaling"])
+        if event.get("detail-type") == ENDPOINT_STATE_CHANGE:
+            result = ensure_autoscaling(event, settings, clients["application-autoscaling"])
+        else:
+            result = deploy(event, settings, clients["sagemaker"], clients["s3"], clients["application-autoscaling"])
     except Refused as exc:
         notify(clients["sns"], settings, f"{settings.endpoint_name}: package not deployed", str(exc))
         log.error("refused: %s", exc)

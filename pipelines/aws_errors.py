@@ -1,0 +1,39 @@
+"""AWS errors as one line that says what to do; the raw error stays available behind ``--debug``."""
+
+from __future__ import annotations
+
+
+class NothingThere(Exception):
+    """The account holds nothing of this kind yet (no stack, no model, no endpoint): not a failure of the
+    command, a fact to state plainly."""
+
+
+def translate(exc: BaseException, region: str) -> str | None:
+    """The one-line explanation of a botocore error, or None for anything that is not one."""
+    from botocore import exceptions as bex
+
+    if isinstance(exc, (bex.NoCredentialsError, bex.PartialCredentialsError)):
+        return ("no AWS credentials found: run `aws configure` or `aws sso login`, or set AWS_PROFILE "
+                "(for a moto server on loopback: AWS_ENDPOINT_URL plus any key pair)")
+    if isinstance(exc, bex.NoRegionError):
+        return "no AWS region: set project.region in the config"
+    if isinstance(exc, bex.EndpointConnectionError):
+        return f"cannot reach the AWS endpoint ({exc.kwargs.get('endpoint_url')}): check the network, the region " \
+               f"({region}) and AWS_ENDPOINT_URL"
+    if isinstance(exc, bex.ClientError):
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", ""), error.get("Message", "")
+        operation = getattr(exc, "operation_name", "the call")
+        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):
+            return "the AWS session has expired: log in again (`aws sso login`) and retry"
+        if code in ("UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException"):
+            return "AWS rejected the credentials: check AWS_PROFILE / the access key and that they belong to this account"
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+            return f"access denied for {operation} in {region}: your identity lacks this permission ({message})"
+        if code in ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"):
+            return f"AWS throttled {operation}: wait a minute and retry"
+        if code in ("ResourceNotFound", "ResourceNotFoundException", "ValidationException") and (
+                "not exist" in message or "Could not find" in message or "not found" in message.lower()):
+            return f"{message.rstrip('.')} in {region}: deploy the stacks first (`cdk deploy --all`) or check project.region"
+        return f"{operation} failed with {code}: {message}"
+    return None
