@@ -219,6 +219,14 @@ class EndpointSection(_Strict):
     data_capture_percent: int = Field(100, ge=0, le=100, description="Requests and responses captured to S3 (0: off).")
     latency_alarm_ms: int = Field(5000, ge=1, description="ModelLatency (p90, ms) above which a rollout rolls back.")
 
+    @field_validator("name")
+    @classmethod
+    def _endpoint_name(cls, v: str | None) -> str | None:
+        # Models and endpoint configs are named <endpoint>-v<version>, within SageMaker's 63 characters.
+        if v is not None and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,49}", v):
+            raise ValueError("must be 1-50 letters, digits or single hyphens (models are named <name>-v<version>)")
+        return v
+
     @field_validator("instance_type")
     @classmethod
     def _inf2(cls, v: str) -> str:

@@ -66,3 +66,9 @@ def test_pipeline_cache_duration_must_be_iso8601():
     with pytest.raises(ConfigError, match=r"pipeline.cache_expire_after: must be an ISO 8601 duration such as P30D"):
         load_config(overrides=["pipeline.cache_expire_after=30 days"])
     assert load_config(overrides=["pipeline.cache_expire_after=PT12H"]).pipeline.cache_expire_after == "PT12H"
+
+
+def test_endpoint_name_leaves_room_for_version_suffixes():
+    with pytest.raises(ConfigError, match=r"infra.endpoint.name: must be 1-50 letters, digits or single hyphens"):
+        load_config(overrides=["infra.endpoint.name=bad_name"])
+    assert load_config(overrides=["infra.endpoint.name=my-endpoint"]).endpoint_name == "my-endpoint"
