@@ -8,6 +8,18 @@ class NothingThere(Exception):
     command, a fact to state plainly."""
 
 
+NOT_FOUND_CODES = ("ResourceNotFound", "ResourceNotFoundException", "ValidationException")
+NOT_FOUND_WORDS = ("does not exist", "could not find", "not found")
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """SageMaker reports a missing resource as a ValidationException (or ResourceNotFound) whose message
+    says so; other ValidationExceptions are real errors."""
+    error = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+    message = str(error.get("Message", "")).lower()
+    return error.get("Code") in NOT_FOUND_CODES and any(word in message for word in NOT_FOUND_WORDS)
+
+
 def translate(exc: BaseException, region: str) -> str | None:
     """The one-line explanation of a botocore error, or None for anything that is not one."""
     from botocore import exceptions as bex
@@ -32,8 +44,7 @@ def translate(exc: BaseException, region: str) -> str | None:
             return f"access denied for {operation} in {region}: your identity lacks this permission ({message})"
         if code in ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"):
             return f"AWS throttled {operation}: wait a minute and retry"
-        if code in ("ResourceNotFound", "ResourceNotFoundException", "ValidationException") and (
-                "not exist" in message or "Could not find" in message or "not found" in message.lower()):
+        if is_not_found(exc):
             return f"{message.rstrip('.')} in {region}: deploy the stacks first (`cdk deploy --all`) or check project.region"
         return f"{operation} failed with {code}: {message}"
     return None

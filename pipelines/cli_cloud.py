@@ -257,17 +257,22 @@ def models_reject(version: int = typer.Argument(..., help="Version number."), re
 # ---- endpoint -----------------------------------------------------------------------------------------
 
 
+def _local_endpoint(cfg: ProjectConfig) -> dict[str, Any]:
+    from pipelines.local_endpoint import read_state
+
+    state = read_state(_store(cfg))
+    if state is None:
+        raise NothingThere("no local endpoint is running (start one with `mlops run --local`)")
+    return state
+
+
 @endpoint_app.command("status")
 def endpoint_status(local: bool = Local, config: list[Path] = ConfigFiles, set_: list[str] = SetItems) -> None:
     """The endpoint's status, the model version it serves and its instances."""
     cfg = _load(config, set_)
     with guarded(cfg):
         if local:
-            from pipelines.local_endpoint import read_state
-
-            state = read_state(_store(cfg))
-            if state is None:
-                raise NothingThere("no local endpoint is running (start one with `mlops run --local`)")
+            state = _local_endpoint(cfg)
             out.print(f"{state['url']}  model {state['model']} v{state['version']}  pid {state['pid']}  "
                       f"log {state['log']}", markup=False)
             return
@@ -294,11 +299,8 @@ def endpoint_invoke(
     with guarded(cfg):
         if local:
             from pipelines.local_endpoint import invoke as local_invoke
-            from pipelines.local_endpoint import read_state
 
-            state = read_state(_store(cfg))
-            if state is None:
-                raise NothingThere("no local endpoint is running (start one with `mlops run --local`)")
+            state = _local_endpoint(cfg)
             reply = local_invoke(state["url"], [{"role": "user", "content": prompt}], max_tokens)
             out.print(reply["choices"][0]["message"]["content"], markup=False, highlight=False)
             return

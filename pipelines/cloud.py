@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from config.schema import ProjectConfig
-from pipelines.aws_errors import NothingThere
+from pipelines.aws_errors import NothingThere, is_not_found
 from training.errors import UserError
 
 TERMINAL = ("Succeeded", "Failed", "Stopped")
@@ -31,28 +31,16 @@ def clients(cfg: ProjectConfig) -> dict[str, Any]:
 
 
 def validate_parameters(cfg: ProjectConfig, overrides: dict[str, str]) -> list[dict[str, str]]:
-    """Overrides checked by name, type and allowed values before any AWS call; every problem at once."""
+    """Overrides checked before any AWS call, by the same rules as a local run (name, type, allowed
+    values, s3:// URIs); every problem at once."""
     from pipelines.definition import parameter_specs
+    from pipelines.local_executor import ExecutorError, coerce_parameters
 
-    specs = {spec.name: spec for spec in parameter_specs(cfg)}
-    problems, out = [], []
-    for name, raw in overrides.items():
-        spec = specs.get(name)
-        if spec is None:
-            problems.append(f"--param {name}: no such parameter; the pipeline has {', '.join(specs)}")
-            continue
-        try:
-            {"Integer": int, "Float": float}.get(spec.kind, str)(raw)
-        except ValueError:
-            problems.append(f"--param {name}={raw!r}: not a valid {spec.kind}")
-            continue
-        if spec.enum and raw not in spec.enum:
-            problems.append(f"--param {name}={raw!r}: must be one of {', '.join(spec.enum)}")
-            continue
-        out.append({"Name": name, "Value": raw})
-    if problems:
-        raise UserError("; ".join(problems))
-    return out
+    try:
+        coerce_parameters({"Parameters": [spec.as_definition() for spec in parameter_specs(cfg)]}, overrides)
+    except ExecutorError as exc:
+        raise UserError(str(exc)) from None
+    return [{"Name": name, "Value": raw} for name, raw in overrides.items()]
 
 
 def start_execution(sm: Any, cfg: ProjectConfig, overrides: dict[str, str]) -> str:
@@ -129,7 +117,7 @@ def list_models(sm: Any, cfg: ProjectConfig) -> list[dict[str, Any]]:
     try:
         sm.describe_model_package_group(ModelPackageGroupName=group)
     except Exception as exc:
-        if "does not exist" in str(exc) or "Could not find" in str(exc) or "ValidationException" in str(exc):
+        if is_not_found(exc):
             raise NothingThere(f"no model package group {group} in {cfg.project.region}: deploy the stacks "
                                "(`cdk deploy --all`)") from None
         raise
@@ -185,7 +173,7 @@ def endpoint_status(sm: Any, cfg: ProjectConfig) -> dict[str, Any]:
     try:
         endpoint = sm.describe_endpoint(EndpointName=name)
     except Exception as exc:
-        if "Could not find" in str(exc) or "does not exist" in str(exc):
+        if is_not_found(exc):
             raise NothingThere(f"no endpoint {name} in {cfg.project.region}: approve a model "
                                "(`mlops models approve VERSION`) and the deployer creates it") from None
         raise
@@ -234,7 +222,7 @@ def rollback(sm: Any, cfg: ProjectConfig) -> dict[str, Any]:
     try:
         sm.describe_endpoint_config(EndpointConfigName=config)
     except Exception as exc:
-        if "Could not find" not in str(exc):
+        if not is_not_found(exc):
             raise
         raise UserError(f"v{target['version']} was never deployed (no endpoint config {config}); approve it again "
                         "to let the deployer build it") from None

@@ -47,6 +47,13 @@ class ParameterSpec:
     description: str
     enum: tuple[str, ...] | None = None
 
+    def as_definition(self) -> dict[str, Any]:
+        """The parameter as the definition JSON declares it (what the local executor reads)."""
+        declared: dict[str, Any] = {"Name": self.name, "Type": self.kind, "DefaultValue": self.default}
+        if self.enum:
+            declared["EnumValues"] = list(self.enum)
+        return declared
+
 
 def parameter_specs(cfg: ProjectConfig) -> list[ParameterSpec]:
     p, hp, inst = cfg.pipeline, cfg.training, cfg.pipeline.instances

@@ -129,7 +129,7 @@ def coerce_parameters(definition: dict[str, Any], overrides: dict[str, str]) -> 
             continue
         allowed = declared[name].get("EnumValues")
         if name.endswith("S3Uri") and not str(value).startswith("s3://"):
-            problems.append(f"--param {name}={raw!r}: must be an s3:// URI (locally it maps to <store>/s3/<bucket>/<key>)")
+            problems.append(f"--param {name}={raw!r}: must be an s3:// URI")
             continue
         if allowed and value not in allowed:
             problems.append(f"--param {name}={raw!r}: must be one of {', '.join(map(str, allowed))}")

@@ -36,16 +36,6 @@ class LocalResult:
     smoke: dict[str, Any] | None
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for file in ([path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())):
-        name = file.name if path.is_file() else str(file.relative_to(path))
-        digest.update(name.encode() + b"\0" + file.read_bytes())
-    return digest.hexdigest()
-
-
 def seed_store(cfg: ProjectConfig, store: LocalStore, bucket: str) -> dict[str, str]:
     """The configured data and base model in the local S3 store; returns the parameter values for them."""
     from pipelines.local_train import local_base_model
@@ -60,7 +50,7 @@ def seed_store(cfg: ProjectConfig, store: LocalStore, bucket: str) -> dict[str, 
         if not path.exists():
             raise UserError(f"data.{'train' if name.startswith('Train') else 'validation'}={source!r}: no such file or folder")
         channel = "train" if name.startswith("Train") else "validation"
-        uri = f"s3://{bucket}/datasets/{_file_sha256(path)[:16]}/{channel}/"
+        uri = f"s3://{bucket}/datasets/{folder_sha256(path)[:16]}/{channel}/"
         if not store.exists(uri):
             copy_tree(path, store.path(uri))
         values[name] = uri

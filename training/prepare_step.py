@@ -37,15 +37,18 @@ class PrepareSettings:
 
 
 def folder_sha256(folder: Path) -> str:
-    """sha256 over every file of a model folder (relative names and contents, in a fixed order).
+    """sha256 over every file of a model folder (relative names and contents, in a fixed order); a
+    single file hashes as a folder holding just it.
 
     The identity of the base model: the fine-tune's checkpoints are keyed by it, and two models that
     share a tokenizer and a config (sizes, or a re-trained checkpoint) must not share checkpoints.
     Streaming, ~1 GB/s: seconds for billions of parameters.
     """
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in files:
+        name = path.name if path == folder else str(path.relative_to(folder))
+        digest.update(name.encode() + b"\0")
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
