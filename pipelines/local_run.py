@@ -87,16 +87,17 @@ def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None 
                             "process (the same code the images run)")
     store_root = Path(cfg.local.store_dir).resolve()
     store = LocalStore(store_root)
-    definition, values, definition_key = local_definition(cfg)
-    if resume:
+    if resume:  # checked before the (seconds-long) definition is generated
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", resume):
             raise UserError(f"--resume {resume!r}: not an execution id (they look like 20261125-165532-767c)")
         state_file = store_root / "runs" / resume / "state.json"
         if not state_file.is_file():
             raise UserError(f"--resume {resume}: no such local execution (no {state_file})")
-        parameters = json.loads(state_file.read_text())["parameters"]
         if overrides:
             raise UserError("--resume continues an execution with its own parameters; drop --param")
+    definition, values, definition_key = local_definition(cfg)
+    if resume:
+        parameters = json.loads(state_file.read_text())["parameters"]
     else:
         seeded = seed_store(cfg, store, values["DataBucket"])
         local = {"TrainBackend": cfg.training.backend, "CompileTarget": "cpu", **seeded}

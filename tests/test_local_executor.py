@@ -281,3 +281,19 @@ def test_endpoint_liveness_ignores_a_recycled_pid():
     from pipelines.local_endpoint import _alive
 
     assert _alive(os.getpid()) is False  # this pytest process is not `containers.entrypoint serve`
+
+
+def test_resume_requests_that_cannot_be_honoured_say_why(tmp_path):
+    from config import load_config
+    from pipelines.local_run import run_local
+    from training.errors import UserError
+
+    cfg = load_config(overrides=[f"local.store_dir={tmp_path}"])
+    with pytest.raises(UserError, match=r"--resume '\.\./\.\./x': not an execution id"):
+        run_local(cfg, {}, resume="../../x")
+    with pytest.raises(UserError, match=r"--resume 20260101-000000-abcd: no such local execution"):
+        run_local(cfg, {}, resume="20260101-000000-abcd")
+    (tmp_path / "runs" / "r1").mkdir(parents=True)
+    (tmp_path / "runs" / "r1" / "state.json").write_text('{"parameters": {}}')
+    with pytest.raises(UserError, match="continues an execution with its own parameters; drop --param"):
+        run_local(cfg, {"MaxSteps": "3"}, resume="r1")
