@@ -248,6 +248,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show the raw AWS er
     STATE["debug"] = debug
 
 
-# The cloud commands (pipeline start|status|watch, models, endpoint status|invoke|rollback) register
-# themselves on the groups above.
+# The cloud commands (pipeline start|status|watch, models, endpoint status|invoke|rollback) and `cost`
+# register themselves on the groups above.
 from pipelines import cli_cloud  # noqa: E402,F401
+from pipelines import cli_cost  # noqa: E402,F401

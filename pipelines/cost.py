@@ -1,0 +1,144 @@
+"""What one pipeline run and one day of the endpoint cost, from the config and the price table.
+
+A pipeline run is priced at its ceiling: every step on its configured instances for its whole
+MaxRuntimeInSeconds. SageMaker bills the seconds a job runs, so a real run costs less, and a cached
+step costs nothing. The endpoint is priced per day at its initial size and at its autoscaling ceiling.
+Only instance time is counted; what is left out is listed with each estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from config.schema import ProjectConfig
+from pipelines.definition import COMPILE, EVALUATE, FINETUNE, PREPARE
+from pipelines.prices import PriceTable, RegionPrices
+from training.errors import UserError
+
+STALE_AFTER_DAYS = 120  # SageMaker prices change rarely; older figures get a warning, not a refusal
+
+
+@dataclass(frozen=True)
+class CostLine:
+    item: str
+    usage: str  # training | processing | hosting: which price list applies
+    instance_type: str
+    count: int
+    hours: float
+    usd_per_hour: float
+    config_key: str  # where the instance type comes from
+
+    @property
+    def usd(self) -> float:
+        return self.count * self.hours * self.usd_per_hour
+
+
+@dataclass(frozen=True)
+class Estimate:
+    region: str
+    prices: RegionPrices
+    run: list[CostLine]
+    endpoint: list[CostLine]  # per day: initial size, then the autoscaling ceiling
+    notes: list[str]
+
+    @property
+    def run_usd(self) -> float:
+        return sum(line.usd for line in self.run)
+
+    def as_json(self) -> dict[str, object]:
+        def rows(lines: list[CostLine]) -> list[dict[str, object]]:
+            return [{"item": x.item, "usage": x.usage, "instance_type": x.instance_type, "count": x.count,
+                     "hours": x.hours, "usd_per_hour": x.usd_per_hour, "usd": round(x.usd, 4),
+                     "config_key": x.config_key} for x in lines]
+
+        return {"region": self.region, "currency": "USD",
+                "prices": {"source": self.prices.source, "published": self.prices.published,
+                           "fetched": self.prices.fetched},
+                "pipeline_run_max": {"steps": rows(self.run), "usd": round(self.run_usd, 4)},
+                "endpoint_per_day": rows(self.endpoint), "notes": self.notes}
+
+
+def _planned(cfg: ProjectConfig) -> tuple[list[tuple[str, str, str, int, float, str]], list[tuple[str, str, int, str]]]:
+    p, inst, ep = cfg.pipeline, cfg.pipeline.instances, cfg.infra.endpoint
+    processing_hours = p.processing_max_runtime_seconds / 3600
+    run = [
+        (PREPARE, "processing", inst.prepare, 1, processing_hours, "pipeline.instances.prepare"),
+        (FINETUNE, "training", inst.train, inst.train_count, p.train_max_runtime_seconds / 3600,
+         "pipeline.instances.train"),
+        (EVALUATE, "processing", inst.evaluate, 1, processing_hours, "pipeline.instances.evaluate"),
+        (COMPILE, "processing", inst.compile, 1, processing_hours, "pipeline.instances.compile"),
+    ]
+    endpoint = [
+        (f"{cfg.endpoint_name} (initial)", ep.instance_type, ep.initial_instance_count,
+         "infra.endpoint.initial_instance_count"),
+        (f"{cfg.endpoint_name} (autoscaling ceiling)", ep.instance_type, ep.max_instance_count,
+         "infra.endpoint.max_instance_count"),
+    ]
+    return run, endpoint
+
+
+def estimate(cfg: ProjectConfig, table: PriceTable, prices_path: Path, today: date | None = None) -> Estimate:
+    region = cfg.project.region
+    prices = table.regions.get(region)
+    if prices is None:
+        have = f" (it has {', '.join(sorted(table.regions))})" if table.regions else " (it has no region yet)"
+        raise UserError(
+            f"{prices_path} has no SageMaker prices for {region} (project.region){have}. Fill it from the AWS Price "
+            f"List: `mlops cost refresh --region {region}` (needs pricing:GetProducts), or without credentials "
+            f"download the public offer file and run `mlops cost refresh --region {region} --from-file FILE` "
+            "(README, \"What it costs\")")
+    run_plan, endpoint_plan = _planned(cfg)
+    missing: list[str] = []
+
+    def price(usage: str, instance_type: str, key: str) -> float:
+        usd = prices.usage(usage).get(instance_type)
+        if usd is None:
+            missing.append(f"{key}={instance_type}: no {usage} price in {region}")
+            return 0.0
+        return usd
+
+    run = [CostLine(item, usage, t, n, h, price(usage, t, key), key) for item, usage, t, n, h, key in run_plan]
+    endpoint = [CostLine(item, "hosting", t, n, 24.0, price("hosting", t, "infra.endpoint.instance_type"), key)
+                for item, t, n, key in endpoint_plan]
+    if missing:
+        raise UserError(
+            f"{prices_path} (prices published {prices.published}) lacks: " + "; ".join(dict.fromkeys(missing))
+            + f". Either SageMaker does not offer that type for that use in {region}, or the table predates it: "
+            f"`mlops cost refresh --region {region}`, or pick another type with --set")
+    return Estimate(region, prices, run, endpoint, _notes(cfg, prices, today or date.today()))
+
+
+def _notes(cfg: ProjectConfig, prices: RegionPrices, today: date) -> list[str]:
+    p = cfg.pipeline
+    notes = [
+        f"The run is a ceiling: each step for its whole MaxRuntimeInSeconds (pipeline.train_max_runtime_seconds="
+        f"{p.train_max_runtime_seconds}, pipeline.processing_max_runtime_seconds={p.processing_max_runtime_seconds}). "
+        "SageMaker bills the seconds a job runs; a cached step costs nothing; CompileForInferentia runs only when "
+        "the quality gate passes.",
+    ]
+    if p.spot:
+        notes.append("pipeline.spot is on: FineTune is shown at the on-demand price; managed spot bills less, by a "
+                     "discount that varies and is not in the Price List.")
+    notes.append(
+        f"During a blue/green rollout the new fleet runs beside the old one for about "
+        f"infra.endpoint.canary_wait_seconds={cfg.infra.endpoint.canary_wait_seconds} plus the shift: up to twice "
+        "the endpoint's instances for that time.")
+    left_out = [f"EBS volumes (pipeline.volume_size_gb={p.volume_size_gb} per job instance)", "S3", "CloudWatch",
+                "KMS", "VPC interface endpoints", "data transfer"]
+    if cfg.infra.mlflow:
+        left_out.append(f"the MLflow tracking server (infra.mlflow, size {cfg.infra.mlflow_size}, billed per hour "
+                        "while it exists)")
+    notes.append("Not counted: " + ", ".join(left_out) + ".")
+    age = _age_days(prices.published, today)
+    if age is not None and age > STALE_AFTER_DAYS:
+        notes.append(f"These prices were published {age} days ago: `mlops cost refresh --region {cfg.project.region}`.")
+    return notes
+
+
+def _age_days(published: str, today: date) -> int | None:
+    try:
+        return (today - datetime.fromisoformat(published.replace("Z", "+00:00")).date()).days
+    except ValueError:
+        return None
