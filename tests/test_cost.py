@@ -323,3 +323,23 @@ def test_mlops_cost_refresh_without_credentials_says_how_to_get_them_or_use_a_fi
     assert result.exit_code == 1
     assert "error: no AWS credentials found: run `aws configure`" in result.output
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_mlops_cost_refresh_from_the_query_api_writes_the_table_and_shows_progress(tmp_path, monkeypatch):
+    client, stub = stubbed_pricing()
+    made = []
+
+    class Session:  # boto3.Session as the command makes it, handing out the stubbed client
+        def client(self, name, region_name=None):
+            made.append((name, region_name))
+            return client
+
+    monkeypatch.setattr(boto3, "Session", Session)
+    path = tmp_path / "prices.yaml"
+    with stub:
+        result = runner.invoke(app, ["cost", "refresh", "--prices", str(path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    stub.assert_no_pending_responses()
+    assert made == [("pricing", "us-east-1")]
+    assert "us-east-1 training: page 2, 6 products" in result.output
+    assert load_prices(path).regions["us-east-1"].hosting == {"ml.inf2.xlarge": 1.5, "ml.inf2.8xlarge": 3.0}
