@@ -110,6 +110,8 @@ def cost_refresh(
         client = None
         for name in regions:
             if from_file is not None:
+                if from_file.exists():  # a region's offer file runs to tens of MB: say what the wait is
+                    err.print(f"reading {from_file} ({from_file.stat().st_size / 1e6:.1f} MB)", markup=False)
                 fresh, conflicts = read_offer_file(from_file, name)
             else:
                 if client is None:
