@@ -290,6 +290,12 @@ class LocalSection(_Strict):
         "sqlite", description="`sqlite`: track local runs in <store_dir>/mlflow.db; `off`: no tracking."
     )
 
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        # YAML 1.1 reads a bare `off` as false: take it as the word the user wrote.
+        return "off" if v is False else v
+
 
 class ProjectConfig(_Strict):
     project: ProjectSection = Field(default_factory=ProjectSection)

@@ -34,7 +34,7 @@ from constructs import Construct
 from infra.nag import acknowledge
 from infra.names import PlatformNames
 from infra.sagemaker_hosting import acknowledge_container_wildcards, container_statements
-from pipelines.placeholders import placeholder_names, used_placeholders
+from pipelines.placeholders import MLFLOW_TRACKING, placeholder_names, used_placeholders
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class FinetunePipeline(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: PipelineSettings, job_role: iam.IRole,
                  data: s3.IBucket, artifacts: s3.IBucket, key: kms.IKey, vpc: ec2.IVpc,
                  security_group: ec2.ISecurityGroup, training_image: str, inference_image: str,
-                 alarm_topic: sns.ITopic, names: PlatformNames) -> None:
+                 alarm_topic: sns.ITopic, names: PlatformNames, mlflow_arn: str | None) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.group = sagemaker.CfnModelPackageGroup(
@@ -148,7 +148,9 @@ class FinetunePipeline(Construct):
         subnets = vpc.isolated_subnets
         for i, name in enumerate(f"PrivateSubnet{n}" for n in range(1, settings.subnet_count + 1)):
             values[name] = subnets[i].subnet_id
-        expected = set(placeholder_names(settings.subnet_count))
+        if mlflow_arn is not None:
+            values[MLFLOW_TRACKING] = mlflow_arn
+        expected = set(placeholder_names(settings.subnet_count, mlflow=mlflow_arn is not None))
         used = used_placeholders(settings.definition_json) - {"AWS::Partition", "AWS::AccountId"}
         if used - set(values) or set(values) - expected:
             raise ValueError(f"pipeline placeholders and stack values disagree: unfilled {sorted(used - set(values))}, "

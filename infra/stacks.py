@@ -98,7 +98,8 @@ class PipelineStack(Stack):
             self, "Finetune", settings=settings.pipeline, job_role=self.job_role, data=data,
             artifacts=artifacts, key=foundation.key, vpc=foundation.vpc, names=settings.names,
             security_group=foundation.security_group, training_image=container_images.training.image_uri,
-            inference_image=container_images.inference.image_uri, alarm_topic=foundation.alarm_topic)
+            inference_image=container_images.inference.image_uri, alarm_topic=foundation.alarm_topic,
+            mlflow_arn=tracking.tracking.arn if tracking else None)
         CfnOutput(self, "PipelineName", value=settings.pipeline.pipeline_name)
         CfnOutput(self, "ModelPackageGroupName", value=settings.pipeline.model_package_group)
         CfnOutput(self, "JobRoleArn", value=self.job_role.role_arn)

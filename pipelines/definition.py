@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.schema import ProjectConfig
-from pipelines.placeholders import job_role_arn, ref, subnet_placeholders
+from pipelines.placeholders import MLFLOW_TRACKING, job_role_arn, ref, subnet_placeholders
 from training.hyperparameters import to_sagemaker_strings
 from training.metrics import METRIC_REGEXES
 
@@ -308,6 +308,10 @@ class _Builder:
                 "NEURON_CC_FLAGS": NEURON_CC_FLAGS,
                 "MALLOC_ARENA_MAX": "64",
                 "PYTHONUNBUFFERED": "1",
+                # The tracking server's ARN is its MLFLOW_TRACKING_URI: the sagemaker-mlflow plugin in the
+                # training image turns it into SigV4-signed calls through the experiments VPC endpoint.
+                **({"MLFLOW_TRACKING_URI": ref(MLFLOW_TRACKING), "MLFLOW_EXPERIMENT_NAME": self.cfg.pipeline_name}
+                   if self.cfg.infra.mlflow else {}),
             },
         ).with_metric_definitions(
             [MetricDefinition(name=name, regex=regex) for name, regex in METRIC_REGEXES.items()])

@@ -68,9 +68,12 @@ def local_definition(cfg: ProjectConfig) -> tuple[dict[str, Any], dict[str, str]
     import hashlib
 
     from pipelines.definition import pipeline_definition
-    from pipelines.placeholders import substitute
+    from pipelines.local_registry import tracking_uri
+    from pipelines.placeholders import MLFLOW_TRACKING, substitute
 
     values = local_placeholder_values(cfg.pipeline.subnet_count, Path(__file__).resolve().parents[1])
+    # The cloud fine-tune tracks to the managed MLflow server; the local one to the local MLflow, or nowhere.
+    values[MLFLOW_TRACKING] = tracking_uri(Path(cfg.local.store_dir).resolve()) if cfg.local.mlflow == "sqlite" else ""
     text = pipeline_definition(cfg)
     key = hashlib.sha256(substitute(text, {**values, "SourceCommit": "-"}).encode()).hexdigest()
     return json.loads(substitute(text, values)), values, key

@@ -31,6 +31,11 @@ _FIXED = {
     "SourceCommit": "Git commit the pipeline was deployed from (model package metadata).",
 }
 
+# Only with infra.mlflow: the tracking server exists only then.
+MLFLOW_TRACKING = "MlflowTrackingServerArn"
+_MLFLOW = {MLFLOW_TRACKING: "ARN of the managed MLflow tracking server: the fine-tune's MLFLOW_TRACKING_URI, which the "
+                            "sagemaker-mlflow plugin resolves (infra.mlflow only)."}
+
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -38,9 +43,9 @@ def subnet_placeholders(count: int) -> list[str]:
     return [f"PrivateSubnet{i}" for i in range(1, count + 1)]
 
 
-def placeholder_names(subnet_count: int) -> dict[str, str]:
+def placeholder_names(subnet_count: int, mlflow: bool = False) -> dict[str, str]:
     """Every placeholder the definition may hold, with what it stands for."""
-    names = dict(_FIXED)
+    names = {**_FIXED, **(_MLFLOW if mlflow else {})}
     for name in subnet_placeholders(subnet_count):
         names[name] = "A private (isolated) subnet of the VPC the jobs run in."
     return names

@@ -7,7 +7,9 @@ from config import ConfigError, load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "config").rglob("*.yaml")), ids=lambda p: p.name)
+# config/prices.yaml is the price table of `mlops cost`, not a config override; tests/test_cost.py loads it.
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "config").rglob("*.yaml") if p.name != "prices.yaml"),
+                         ids=lambda p: p.name)
 def test_every_shipped_yaml_loads(path):
     load_config([path])
 
@@ -72,3 +74,10 @@ def test_endpoint_name_leaves_room_for_version_suffixes():
     with pytest.raises(ConfigError, match=r"infra.endpoint.name: must be 1-50 letters, digits or single hyphens"):
         load_config(overrides=["infra.endpoint.name=bad_name"])
     assert load_config(overrides=["infra.endpoint.name=my-endpoint"]).endpoint_name == "my-endpoint"
+
+
+def test_a_bare_yaml_off_for_local_mlflow_means_off(tmp_path):
+    override = tmp_path / "mine.yaml"
+    override.write_text("local:\n  mlflow: off\n")
+    assert load_config([override]).local.mlflow == "off"
+    assert load_config(overrides=["local.mlflow=off"]).local.mlflow == "off"

@@ -27,7 +27,8 @@ def _cached_definition(cfg):
     """The SageMaker SDK takes ~6 s per definition; the infra variants here share one config for it."""
     from pipelines.definition import pipeline_definition
 
-    key = cfg.model_dump_json(include={"project", "training", "evaluation", "serving", "pipeline"})
+    key = cfg.model_dump_json(include={"project": True, "training": True, "evaluation": True, "serving": True,
+                                       "pipeline": True, "infra": {"mlflow"}})  # what the definition reads
     if key not in _DEFINITIONS:
         _DEFINITIONS[key] = pipeline_definition(cfg)
     return _DEFINITIONS[key]
@@ -175,7 +176,13 @@ def test_pipeline_body_is_the_generated_definition_with_deploy_time_values(platf
     assert generated["Parameters"] == json.loads(golden)["Parameters"]
     assert [s["Name"] for s in generated["Steps"]] == ["Prepare", "FineTune", "Evaluate", "QualityGate"]
     assert set(values) == {"TrainingImageUri", "InferenceImageUri", "DataBucket", "ArtifactsBucket", "KmsKeyArn",
-                           "JobRoleName", "JobSecurityGroupId", "SourceCommit", "PrivateSubnet1", "PrivateSubnet2"}
+                           "JobRoleName", "JobSecurityGroupId", "SourceCommit", "PrivateSubnet1", "PrivateSubnet2",
+                           "MlflowTrackingServerArn"}
+    # The fine-tune tracks to the tracking stack's server: its ARN, imported from that stack.
+    (finetune,) = [s for s in generated["Steps"] if s["Name"] == "FineTune"]
+    assert finetune["Arguments"]["Environment"]["MLFLOW_TRACKING_URI"] == "${MlflowTrackingServerArn}"
+    assert "Fn::ImportValue" in values["MlflowTrackingServerArn"]
+    assert "TrackingServerArn" in json.dumps(values["MlflowTrackingServerArn"])
     assert pipeline["Properties"]["PipelineName"] == "llm-neuron-mlops-finetune"
     t = assertions.Template.from_json(template)
     t.has_resource_properties("AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": "llm-neuron-mlops-models"})
@@ -218,6 +225,7 @@ def test_mlflow_server_and_its_switch(platform, tmp_path):
     assertions.Template.from_json(pipeline).has_resource_properties(
         "AWS::Events::Rule", {"ScheduleExpression": "rate(7 days)"})
     assert "sagemaker-mlflow" not in json.dumps(pipeline)
+    assert "MLFLOW_TRACKING_URI" not in json.dumps(pipeline) and "MlflowTrackingServerArn" not in json.dumps(pipeline)
 
 
 def test_images_are_staged_from_containers_and_published_as_parameters(platform):

@@ -41,6 +41,7 @@ DEPLOY_VALUES = {
     "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
     "JobRoleName": "llm-jobs", "JobSecurityGroupId": "sg-0123456789abcdef0", "SourceCommit": "0" * 40,
     "PrivateSubnet1": "subnet-0123456789abcdef0", "PrivateSubnet2": "subnet-0123456789abcdef1",
+    "MlflowTrackingServerArn": "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/llm-neuron-mlops-mlflow",
 }
 
 
@@ -96,7 +97,7 @@ def test_no_timestamps_or_local_paths_leak_in(text):
 
 def test_every_placeholder_is_known_and_substitutable(text):
     cfg = load_config([], [])
-    known = set(placeholder_names(cfg.pipeline.subnet_count)) | set(PSEUDO_PARAMETERS)
+    known = set(placeholder_names(cfg.pipeline.subnet_count, mlflow=cfg.infra.mlflow)) | set(PSEUDO_PARAMETERS)
     used = used_placeholders(text)
     assert used <= known, f"unknown placeholders: {used - known}"
     assert {"TrainingImageUri", "InferenceImageUri", "KmsKeyArn", "JobRoleName", "JobSecurityGroupId",
@@ -104,6 +105,16 @@ def test_every_placeholder_is_known_and_substitutable(text):
     assert "${" not in substitute(text, DEPLOY_VALUES)
     with pytest.raises(KeyError, match="no value for placeholder.*KmsKeyArn"):
         substitute(text, {k: v for k, v in DEPLOY_VALUES.items() if k != "KmsKeyArn"})
+
+
+def test_the_fine_tune_tracks_to_the_managed_mlflow_server_only_when_it_exists(definition):
+    (finetune,) = [s for s in definition["Steps"] if s["Name"] == "FineTune"]
+    env = finetune["Arguments"]["Environment"]
+    assert env["MLFLOW_TRACKING_URI"] == "${MlflowTrackingServerArn}"
+    assert env["MLFLOW_EXPERIMENT_NAME"] == "llm-neuron-mlops-finetune"
+    without = pipeline_definition(load_config([], ["infra.mlflow=false"]))
+    assert "MLFLOW_TRACKING_URI" not in without and "MlflowTrackingServerArn" not in without
+    assert "MlflowTrackingServerArn" not in placeholder_names(2, mlflow=False)
 
 
 # ---- request shapes against botocore --------------------------------------------------------------
