@@ -219,6 +219,14 @@ class EndpointSection(_Strict):
     data_capture_percent: int = Field(100, ge=0, le=100, description="Requests and responses captured to S3 (0: off).")
     latency_alarm_ms: int = Field(5000, ge=1, description="ModelLatency (p90, ms) above which a rollout rolls back.")
 
+    @model_validator(mode="after")
+    def _initial_within_ceiling(self) -> EndpointSection:
+        if self.initial_instance_count > self.max_instance_count:
+            raise ValueError(f"initial_instance_count={self.initial_instance_count} is above max_instance_count="
+                             f"{self.max_instance_count}: autoscaling would be registered with min > max; raise "
+                             "max_instance_count or lower initial_instance_count")
+        return self
+
     @field_validator("name")
     @classmethod
     def _endpoint_name(cls, v: str | None) -> str | None:

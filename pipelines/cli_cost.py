@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -41,6 +42,11 @@ def cost(
     Example: mlops cost --set pipeline.instances.train=ml.trn1.32xlarge --set pipeline.train_max_runtime_seconds=7200
     """
     if ctx.invoked_subcommand is not None:
+        if prices != PRICES_FILE or as_json or config or set_:
+            # Options before the subcommand would belong to `cost`, and `refresh` would silently ignore them.
+            err.print(f"error: put the options after `{ctx.invoked_subcommand}`, e.g. "
+                      f"`mlops cost {ctx.invoked_subcommand} --prices FILE`", markup=False, highlight=False)
+            raise typer.Exit(2)
         return
     cfg = _load(config, set_)
     from pipelines.cost import estimate
@@ -58,7 +64,7 @@ def cost(
     out.print(f"Prices for {result.region}: {p.source}, published {p.published}, fetched {p.fetched} ({prices})",
               markup=False, highlight=False)
     run = Table("step", "use", "instance", "count", "max hours", "USD/hour", "USD",
-                title=f"One run of {cfg.pipeline_name}, at most", title_justify="left")
+                title=f"One run of {cfg.pipeline_name}, every step to its max runtime", title_justify="left")
     for line in result.run:
         run.add_row(line.item, line.usage, line.instance_type, str(line.count), f"{line.hours:g}",
                     f"{line.usd_per_hour:g}", _usd(line.usd))
@@ -96,7 +102,6 @@ def cost_refresh(
         PRICING_API_REGION,
         PriceTable,
         check_region,
-        fetch_region,
         load_prices,
         read_offer_file,
         save_prices,
@@ -118,7 +123,7 @@ def cost_refresh(
                     import boto3
 
                     client = boto3.Session().client("pricing", region_name=PRICING_API_REGION)
-                fresh, conflicts = fetch_region(client, name, lambda msg: err.print(msg, markup=False, highlight=False))
+                fresh, conflicts = _fetch(client, name)
             for conflict in conflicts:
                 err.print(f"warning: two prices for {conflict}", markup=False, highlight=False)
             table.regions[name] = fresh
@@ -126,3 +131,18 @@ def cost_refresh(
             counts = ", ".join(f"{len(fresh.usage(u))} {u}" for u in ("training", "processing", "hosting"))
             out.print(f"{prices}: {name} now has {counts} prices, published {fresh.published}", markup=False,
                       highlight=False)
+
+
+def _fetch(client: Any, region: str) -> tuple[Any, list[str]]:
+    from botocore.exceptions import ClientError
+
+    from pipelines.prices import fetch_region
+
+    try:
+        return fetch_region(client, region, lambda msg: err.print(msg, markup=False, highlight=False))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("AccessDenied", "AccessDeniedException"):
+            raise  # the generic translation in guarded() covers the rest
+        raise UserError("access denied for pricing:GetProducts (the Price List Query API, called in us-east-1): "
+                        "allow that action to your identity, or download the public offer file and use --from-file "
+                        "(`mlops cost refresh --help`)") from None

@@ -116,11 +116,12 @@ def _notes(cfg: ProjectConfig, prices: RegionPrices, today: date) -> list[str]:
         f"The run is a ceiling: each step for its whole MaxRuntimeInSeconds (pipeline.train_max_runtime_seconds="
         f"{p.train_max_runtime_seconds}, pipeline.processing_max_runtime_seconds={p.processing_max_runtime_seconds}). "
         "SageMaker bills the seconds a job runs; a cached step costs nothing; CompileForInferentia runs only when "
-        "the quality gate passes.",
+        "the quality gate passes. A job the retry policy reruns after an internal error bills each attempt "
+        "(up to 4); the figure counts one.",
     ]
     if p.spot:
         notes.append("pipeline.spot is on: FineTune is shown at the on-demand price; managed spot bills less, by a "
-                     "discount that varies and is not in the Price List.")
+                     "discount that varies and that this estimate does not price.")
     notes.append(
         f"During a blue/green rollout the new fleet runs beside the old one for about "
         f"infra.endpoint.canary_wait_seconds={cfg.infra.endpoint.canary_wait_seconds} plus the shift: up to twice "
@@ -132,7 +133,10 @@ def _notes(cfg: ProjectConfig, prices: RegionPrices, today: date) -> list[str]:
                         "while it exists)")
     notes.append("Not counted: " + ", ".join(left_out) + ".")
     age = _age_days(prices.published, today)
-    if age is not None and age > STALE_AFTER_DAYS:
+    if age is None:
+        notes.append(f"The table gives no publication date for these prices (published: {prices.published!r}): "
+                     f"`mlops cost refresh --region {cfg.project.region}` records it.")
+    elif age > STALE_AFTER_DAYS:
         notes.append(f"These prices were published {age} days ago: `mlops cost refresh --region {cfg.project.region}`.")
     return notes
 

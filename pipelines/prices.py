@@ -13,12 +13,12 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from training.errors import UserError
 
@@ -33,7 +33,8 @@ QUERY_SOURCE = "AWS Price List Query API (pricing:GetProducts, AmazonSageMaker, 
 BULK_URL = "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/{region}/index.json"
 
 _REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
-_INSTANCE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+# Families may hold a hyphen (ml.p6-b200.48xlarge).
+_INSTANCE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
 
 HEADER = """\
 # SageMaker on-demand prices, USD per instance-hour, by region and use; read by `mlops cost`.
@@ -43,8 +44,9 @@ HEADER = """\
 """
 
 
-InstanceType = Annotated[str, StringConstraints(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")]
+InstanceType = Annotated[str, StringConstraints(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")]
 HourlyUSD = Annotated[float, Field(gt=0)]
+RegionName = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")]
 
 
 class RegionPrices(BaseModel):
@@ -57,6 +59,12 @@ class RegionPrices(BaseModel):
     processing: dict[InstanceType, HourlyUSD] = Field(default_factory=dict)
     hosting: dict[InstanceType, HourlyUSD] = Field(default_factory=dict)
 
+    @field_validator("published", "fetched", mode="before")
+    @classmethod
+    def _date_text(cls, v: object) -> object:
+        # A hand-written `published: 2026-11-20` is a YAML date, not a string: keep it as the text it was.
+        return v.isoformat() if isinstance(v, (date, datetime)) else v
+
     def usage(self, name: str) -> dict[str, float]:
         return dict(getattr(self, name))
 
@@ -64,7 +72,7 @@ class RegionPrices(BaseModel):
 class PriceTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    regions: dict[str, RegionPrices] = Field(default_factory=dict)
+    regions: dict[RegionName, RegionPrices] = Field(default_factory=dict)
 
 
 def load_prices(path: Path = PRICES_FILE) -> PriceTable:
@@ -73,13 +81,16 @@ def load_prices(path: Path = PRICES_FILE) -> PriceTable:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: price table not found; create it with `mlops cost refresh --prices {path}`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the price table ({exc}); --prices takes a YAML file") from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc}); fix it, or delete the "
+                        "file and fill it again with `mlops cost refresh`") from None
     try:
         return PriceTable.model_validate(data)
     except ValidationError as exc:
@@ -89,7 +100,8 @@ def load_prices(path: Path = PRICES_FILE) -> PriceTable:
             loc = tuple(str(p) for p in error["loc"])
             line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), 1)
             problems.append(f"{path}:{line}: {'.'.join(loc)}: {error['msg'].removeprefix('Value error, ')}")
-        raise UserError("price table problems (fix them, or rewrite the region with `mlops cost refresh`):\n  "
+        raise UserError("price table problems: fix these lines, or delete the file and fill it again with "
+                        "`mlops cost refresh` (other regions in it would have to be refreshed too):\n  "
                         + "\n  ".join(problems)) from None
 
 
@@ -143,7 +155,7 @@ def instance_type_of(attributes: dict[str, str]) -> str | None:
         value = attributes.get(key, "")
         if _INSTANCE.fullmatch(value):
             return value
-    match = re.search(r":(ml\.[a-z0-9]+\.[a-z0-9]+)$", attributes.get("usagetype", ""))
+    match = re.search(r":(ml\.[a-z0-9-]+\.[a-z0-9]+)$", attributes.get("usagetype", ""))
     return match.group(1) if match else None
 
 
@@ -151,12 +163,12 @@ def hourly_usd(on_demand: list[dict[str, Any]]) -> float | None:
     """The on-demand USD price per hour, from the terms' price dimensions (unit Hrs); None when free or absent."""
     prices = []
     for term in on_demand:
-        for dimension in term.get("priceDimensions", {}).values():
+        for dimension in map(_mapping, _mapping(term.get("priceDimensions")).values()):
             if str(dimension.get("unit", "")).lower() not in ("hrs", "hours", "hour"):
                 continue
             try:
-                usd = float(dimension.get("pricePerUnit", {}).get("USD", "nan"))
-            except ValueError:
+                usd = float(_mapping(dimension.get("pricePerUnit")).get("USD", "nan"))
+            except (TypeError, ValueError):
                 continue
             if usd > 0:
                 prices.append(usd)
@@ -186,22 +198,32 @@ def parse_products(products: Iterable[Product], region: str) -> ParsedPrices:
     return parsed
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """`value` when it is a mapping, else empty: a product laid out unexpectedly is skipped, not a crash."""
+    return value if isinstance(value, dict) else {}
+
+
+def _terms(value: Any) -> list[dict[str, Any]]:
+    return [t for t in _mapping(value).values() if isinstance(t, dict)]
+
+
 def products_from_query_items(items: Iterable[Any]) -> Iterator[Product]:
     """GetProducts' PriceList: one JSON document per product, as a string (botocore does not decode it)."""
     for item in items:
-        doc = json.loads(item) if isinstance(item, str) else item
-        product = doc.get("product", {})
-        yield Product(attributes=product.get("attributes", {}), product_family=product.get("productFamily", ""),
-                      on_demand=list(doc.get("terms", {}).get("OnDemand", {}).values()),
+        doc = _mapping(json.loads(item) if isinstance(item, str) else item)
+        product = _mapping(doc.get("product"))
+        yield Product(attributes=_mapping(product.get("attributes")), product_family=str(product.get("productFamily", "")),
+                      on_demand=_terms(_mapping(doc.get("terms")).get("OnDemand")),
                       published=doc.get("publicationDate"))
 
 
 def products_from_offer_file(doc: dict[str, Any]) -> Iterator[Product]:
     """The bulk offer file: products by SKU, and terms.OnDemand by SKU then by offer term."""
-    on_demand = doc.get("terms", {}).get("OnDemand", {})
-    for sku, product in doc.get("products", {}).items():
-        yield Product(attributes=product.get("attributes", {}), product_family=product.get("productFamily", ""),
-                      on_demand=list(on_demand.get(sku, {}).values()), published=doc.get("publicationDate"))
+    on_demand = _mapping(_mapping(doc.get("terms")).get("OnDemand"))
+    for sku, product in _mapping(doc.get("products")).items():
+        product = _mapping(product)
+        yield Product(attributes=_mapping(product.get("attributes")), product_family=str(product.get("productFamily", "")),
+                      on_demand=_terms(on_demand.get(sku)), published=doc.get("publicationDate"))
 
 
 def query_price_list(client: Any, region: str, progress: Callable[[str], None] = lambda _: None) -> Iterator[Any]:
@@ -249,13 +271,14 @@ def read_offer_file(path: Path, region: str) -> tuple[RegionPrices, list[str]]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f"{path}:{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(path)
         raise UserError(f"{where}: not a JSON price list ({exc}); download it again: {BULK_URL.format(region=region)}") from None
-    if not isinstance(doc, dict) or doc.get("offerCode") != SERVICE_CODE or "products" not in doc:
+    if not isinstance(doc, dict) or doc.get("offerCode") != SERVICE_CODE or not isinstance(doc.get("products"), dict):
         found = doc.get("offerCode") if isinstance(doc, dict) else type(doc).__name__
-        raise UserError(f"{path}: not an AmazonSageMaker offer file (offerCode: {found!r}); use "
-                        f"{BULK_URL.format(region=region)}")
+        raise UserError(f"{path}: not an AmazonSageMaker offer file (offerCode: {found!r}, or no `products` "
+                        f"mapping); use {BULK_URL.format(region=region)}")
     parsed = parse_products(products_from_offer_file(doc), region)
     if not any(parsed.prices.values()):
-        regions = sorted({p["attributes"].get("regionCode", "") for p in doc["products"].values()} - {""})
+        regions = sorted({str(_mapping(_mapping(p).get("attributes")).get("regionCode", ""))
+                          for p in doc["products"].values()} - {""})
         raise UserError(f"{path} holds no SageMaker training, processing or hosting prices for region {region!r}"
                         + (f"; it covers {', '.join(regions[:8])}{' ...' if len(regions) > 8 else ''}" if regions else "")
                         + f". Download that region's file: {BULK_URL.format(region=region)}")
@@ -266,4 +289,8 @@ def read_offer_file(path: Path, region: str) -> tuple[RegionPrices, list[str]]:
 def check_region(region: str) -> str:
     if not _REGION.fullmatch(region):
         raise UserError(f"--region {region!r}: must look like an AWS region, e.g. us-east-1")
+    if region.startswith("cn-"):
+        raise UserError(f"--region {region}: China regions publish prices in CNY from their own Price List "
+                        "endpoint, which this command does not read; add that region to the table by hand, "
+                        "naming the source")
     return region

@@ -81,3 +81,8 @@ def test_a_bare_yaml_off_for_local_mlflow_means_off(tmp_path):
     override.write_text("local:\n  mlflow: off\n")
     assert load_config([override]).local.mlflow == "off"
     assert load_config(overrides=["local.mlflow=off"]).local.mlflow == "off"
+
+
+def test_an_endpoint_starting_above_its_autoscaling_ceiling_is_refused():
+    with pytest.raises(ConfigError, match="initial_instance_count=3 is above max_instance_count=2"):
+        load_config(overrides=["infra.endpoint.initial_instance_count=3"])

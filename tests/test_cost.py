@@ -195,7 +195,7 @@ def test_refresh_from_a_bulk_offer_file_reads_the_same_prices(tmp_path):
 @pytest.mark.parametrize("content, message", [
     (None, "no such file; download it with `curl -o"),
     ("{\n  \"products\": [,\n", "offer.json:2:16: not a JSON price list"),
-    (json.dumps(offer_file(GOOD, offer_code="AmazonEC2")), "not an AmazonSageMaker offer file (offerCode: 'AmazonEC2')"),
+    (json.dumps(offer_file(GOOD, offer_code="AmazonEC2")), "not an AmazonSageMaker offer file (offerCode: 'AmazonEC2'"),
     (json.dumps(offer_file(GOOD)), "holds no SageMaker training, processing or hosting prices for region 'eu-west-1'; "
                                    "it covers us-east-1. Download that region's file: https://pricing.us-east-1."
                                    "amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/eu-west-1/index.json"),
@@ -343,3 +343,82 @@ def test_mlops_cost_refresh_from_the_query_api_writes_the_table_and_shows_progre
     assert made == [("pricing", "us-east-1")]
     assert "us-east-1 training: page 2, 6 products" in result.output
     assert load_prices(path).regions["us-east-1"].hosting == {"ml.inf2.xlarge": 1.5, "ml.inf2.8xlarge": 3.0}
+
+
+# ---- review fixes: hand edits, odd files, options in the wrong place, access denied ---------------------
+
+
+def test_a_hand_edited_table_may_leave_dates_unquoted_but_not_misspell_a_region(tmp_path):
+    path = tmp_path / "prices.yaml"
+    path.write_text("regions:\n  us-east-1:\n    source: negotiated rates\n    published: 2026-11-20\n"
+                    "    fetched: 2026-11-25\n    hosting:\n      ml.inf2.xlarge: 1.2\n"
+                    "  us-east1:\n    source: s\n    published: p\n    fetched: f\n")
+    with pytest.raises(UserError) as info:
+        load_prices(path)
+    message = str(info.value)
+    assert "prices.yaml:8: regions.us-east1.[key]: String should match pattern" in message
+    assert "published" not in message  # the unquoted dates were taken as text
+    assert "delete the file and fill it again with `mlops cost refresh`" in message
+
+
+def test_prices_with_no_publication_date_say_so_in_the_estimate():
+    cfg = load_config()
+    notes = " ".join(estimate(cfg, PriceTable(regions={"us-east-1": region_prices(published="unknown")}),
+                              Path("p.yaml")).notes)
+    assert "The table gives no publication date for these prices (published: 'unknown')" in notes
+
+
+def test_hyphenated_instance_families_are_kept():
+    from pipelines.prices import parse_products, products_from_offer_file
+
+    doc = offer_file([product("us-east-1", "Training", "ml.p6-b200.48xlarge", 100.0, instance_name="NA")])
+    assert parse_products(products_from_offer_file(doc), "us-east-1").prices["training"] == {"ml.p6-b200.48xlarge": 100.0}
+
+
+def test_an_offer_file_with_odd_products_skips_them_instead_of_crashing(tmp_path):
+    doc = offer_file(GOOD)
+    doc["products"]["BROKEN1"] = ["not", "a", "product"]
+    doc["products"]["BROKEN2"] = {"productFamily": "ML Instance"}  # no attributes
+    doc["terms"]["OnDemand"][GOOD[0]["product"]["sku"]] = "not terms"  # its price becomes unreadable
+    path = tmp_path / "offer.json"
+    path.write_text(json.dumps(doc))
+    prices, _ = read_offer_file(path, "us-east-1")
+    assert "ml.trn1.2xlarge" not in prices.training and prices.training == {"ml.trn1.32xlarge": 30.0}
+    path.write_text(json.dumps({**doc, "products": []}))
+    with pytest.raises(UserError, match="not an AmazonSageMaker offer file .*no `products` mapping"):
+        read_offer_file(path, "us-east-1")
+
+
+def test_a_directory_as_the_price_table_is_an_error_not_a_traceback(tmp_path):
+    with pytest.raises(UserError, match="cannot read the price table .*--prices takes a YAML file"):
+        load_prices(tmp_path)
+
+
+def test_options_before_refresh_are_refused_instead_of_ignored(tmp_path):
+    result = runner.invoke(app, ["cost", "--prices", str(tmp_path / "p.yaml"), "refresh"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "put the options after `refresh`, e.g. `mlops cost refresh --prices FILE`" in result.output
+
+
+def test_china_regions_are_refused_with_the_reason():
+    result = runner.invoke(app, ["cost", "refresh", "--region", "cn-north-1"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "China regions publish prices in CNY" in result.output
+
+
+def test_access_denied_on_the_price_list_says_which_action_and_the_offline_way(tmp_path, monkeypatch):
+    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    stub = Stubber(client)
+    stub.add_client_error("get_products", service_error_code="AccessDeniedException", http_status_code=400,
+                          service_message="User is not authorized to perform: pricing:GetProducts",
+                          expected_params=_request("us-east-1", "Training"))
+
+    class Session:
+        def client(self, name, region_name=None):
+            return client
+
+    monkeypatch.setattr(boto3, "Session", Session)
+    with stub:
+        result = runner.invoke(app, ["cost", "refresh", "--prices", str(tmp_path / "p.yaml")], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "access denied for pricing:GetProducts (the Price List Query API, called in us-east-1)" in result.output
+    assert "use --from-file" in result.output and not (tmp_path / "p.yaml").exists()
