@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipelines.cli import ConfigFiles, SetItems, _load, app, err
-from pipelines.cli_cloud import guarded
+from pipelines import cli_cloud  # the module, not its names: it may still be loading (cli imports both)
 from pipelines.prices import PRICES_FILE
 from training.errors import UserError
 
@@ -107,7 +107,7 @@ def cost_refresh(
         save_prices,
     )
 
-    with guarded(cfg):
+    with cli_cloud.guarded(cfg):
         regions = [check_region(r) for r in region] or [cfg.project.region]
         if from_file is not None and len(regions) > 1:
             raise UserError("--from-file holds one region's prices: give one --region with it")

@@ -274,6 +274,40 @@ def test_deployer_runs_alone_in_the_vpc_with_a_dead_letter_queue_and_the_endpoin
     assert "KmsKeyArn" in props
 
 
+def test_the_deployer_lambda_reads_exactly_the_environment_the_stack_gives_it(platform):
+    """The Lambda package is standalone (stdlib + boto3), so its Settings mirror the construct's by hand:
+    every variable the stack sets is read, every one read is set, and the config's values arrive intact."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deployer_runtime", ROOT / "infra/deploy/runtime/deployer.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["deployer_runtime"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    Settings = module.Settings  # noqa: N806
+    template = platform["templates"]["deploy"]
+    (function,) = [f for f in resources(template, "AWS::Lambda::Function")
+                   if f["Properties"].get("Handler") == "deployer.handler"]
+    given = {k: v if isinstance(v, str) else "deploy-time-token" for k, v in
+             function["Properties"]["Environment"]["Variables"].items()}
+    read = set()
+
+    class Recorder(dict):
+        def __getitem__(self, key):
+            read.add(key)
+            return super().__getitem__(key)
+
+    settings = Settings.from_env(Recorder(given))  # a variable the stack does not set: KeyError here
+    assert read == set(given), f"set but never read: {sorted(set(given) - read)}"
+    e = load_config().infra.endpoint
+    assert (
+        settings.instance_type, settings.initial_instance_count, settings.max_instance_count,
+        settings.invocations_per_instance, settings.canary_percent, settings.canary_wait_seconds,
+        settings.data_capture_percent, settings.endpoint_name, settings.model_package_group) == (
+        e.instance_type, e.initial_instance_count, e.max_instance_count, e.invocations_per_instance,
+        e.canary_percent, e.canary_wait_seconds, e.data_capture_percent, "llm-neuron-mlops-endpoint",
+        "llm-neuron-mlops-models")
+
+
 def test_rollback_alarms_watch_the_endpoint_and_notify(platform):
     t = assertions.Template.from_json(platform["templates"]["deploy"])
     dims = [{"Name": "EndpointName", "Value": "llm-neuron-mlops-endpoint"}, {"Name": "VariantName", "Value": "AllTraffic"}]
