@@ -91,6 +91,10 @@ def load_prices(path: Path = PRICES_FILE) -> PriceTable:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc}); fix it, or delete the "
                         "file and fill it again with `mlops cost refresh`") from None
+    duplicates = _duplicate_keys(node)
+    if duplicates:  # YAML would keep the last silently; a price table must not have two answers
+        raise UserError("price table problems: " + "; ".join(f"{path}:{line}: {key}: duplicate key, keep one"
+                                                              for key, line in duplicates))
     try:
         return PriceTable.model_validate(data)
     except ValidationError as exc:
@@ -113,6 +117,19 @@ def _key_lines(node: yaml.Node | None, prefix: tuple[str, ...] = ()) -> dict[tup
             lines[path] = key_node.start_mark.line + 1
             lines.update(_key_lines(value_node, path))
     return lines
+
+
+def _duplicate_keys(node: yaml.Node | None, prefix: str = "") -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            if key in seen:
+                found.append((key, key_node.start_mark.line + 1))
+            seen.add(key)
+            found += _duplicate_keys(value_node, key + ".")
+    return found
 
 
 def save_prices(table: PriceTable, path: Path = PRICES_FILE) -> None:

@@ -422,3 +422,11 @@ def test_access_denied_on_the_price_list_says_which_action_and_the_offline_way(t
     assert result.exit_code == 2
     assert "access denied for pricing:GetProducts (the Price List Query API, called in us-east-1)" in result.output
     assert "use --from-file" in result.output and not (tmp_path / "p.yaml").exists()
+
+
+def test_a_type_priced_twice_in_a_hand_edit_is_refused_at_its_line(tmp_path):
+    path = tmp_path / "prices.yaml"
+    path.write_text("regions:\n  us-east-1:\n    source: s\n    published: p\n    fetched: f\n    hosting:\n"
+                    "      ml.inf2.xlarge: 1.2\n      ml.inf2.xlarge: 1.3\n")
+    with pytest.raises(UserError, match=r"prices.yaml:8: regions.us-east-1.hosting.ml.inf2.xlarge: duplicate key, keep one"):
+        load_prices(path)
