@@ -28,7 +28,8 @@ class ConfigError(Exception):
         super().__init__(f"{n} configuration problem{'s' if n != 1 else ''}:\n" + "\n".join(f"  {p}" for p in problems))
 
 
-def _locate(node: yaml.Node, file: Path, prefix: Key, where: dict[Key, str], problems: list[str]) -> None:
+def locate_keys(node: yaml.Node | None, file: Path, prefix: Key, where: dict[Key, str], problems: list[str]) -> None:
+    """Record `file:line` of every key path in `where`, and each duplicate key (YAML keeps the last) in `problems`."""
     if not isinstance(node, yaml.MappingNode):
         return
     seen: set[str] = set()
@@ -41,7 +42,7 @@ def _locate(node: yaml.Node, file: Path, prefix: Key, where: dict[Key, str], pro
             problems.append(f"{loc}: {dotted}: duplicate key; keep one")
         seen.add(key)
         where[path] = loc
-        _locate(value_node, file, path, where, problems)
+        locate_keys(value_node, file, path, where, problems)
 
 
 def _read_yaml(file: Path, where: dict[Key, str], problems: list[str]) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def _read_yaml(file: Path, where: dict[Key, str], problems: list[str]) -> dict[s
         problems.append(f"{file}:1: the top level must be a mapping of sections (project, training, ...)")
         return {}
     if node is not None:
-        _locate(node, file, (), where, problems)
+        locate_keys(node, file, (), where, problems)
     return data
 
 

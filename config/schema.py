@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from training.hyperparameters import TrainHyperparameters
 
 
+# What an AWS region name looks like (us-east-1, us-gov-west-1); the price table checks its keys with it too.
+REGION_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -33,7 +37,7 @@ class ProjectSection(_Strict):
     @field_validator("region")
     @classmethod
     def _region_shape(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", v):
+        if not re.fullmatch(REGION_PATTERN, v):
             raise ValueError("must look like an AWS region, e.g. us-east-1")
         return v
 

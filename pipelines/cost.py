@@ -28,7 +28,7 @@ class CostLine:
     count: int
     hours: float
     usd_per_hour: float
-    config_key: str  # where the instance type comes from
+    config_key: str  # the key that sets this line: its instance type, or for the endpoint its count
 
     @property
     def usd(self) -> float:
@@ -60,25 +60,6 @@ class Estimate:
                 "endpoint_per_day": rows(self.endpoint), "notes": self.notes}
 
 
-def _planned(cfg: ProjectConfig) -> tuple[list[tuple[str, str, str, int, float, str]], list[tuple[str, str, int, str]]]:
-    p, inst, ep = cfg.pipeline, cfg.pipeline.instances, cfg.infra.endpoint
-    processing_hours = p.processing_max_runtime_seconds / 3600
-    run = [
-        (PREPARE, "processing", inst.prepare, 1, processing_hours, "pipeline.instances.prepare"),
-        (FINETUNE, "training", inst.train, inst.train_count, p.train_max_runtime_seconds / 3600,
-         "pipeline.instances.train"),
-        (EVALUATE, "processing", inst.evaluate, 1, processing_hours, "pipeline.instances.evaluate"),
-        (COMPILE, "processing", inst.compile, 1, processing_hours, "pipeline.instances.compile"),
-    ]
-    endpoint = [
-        (f"{cfg.endpoint_name} (initial)", ep.instance_type, ep.initial_instance_count,
-         "infra.endpoint.initial_instance_count"),
-        (f"{cfg.endpoint_name} (autoscaling ceiling)", ep.instance_type, ep.max_instance_count,
-         "infra.endpoint.max_instance_count"),
-    ]
-    return run, endpoint
-
-
 def estimate(cfg: ProjectConfig, table: PriceTable, prices_path: Path, today: date | None = None) -> Estimate:
     region = cfg.project.region
     prices = table.regions.get(region)
@@ -89,19 +70,30 @@ def estimate(cfg: ProjectConfig, table: PriceTable, prices_path: Path, today: da
             f"List: `mlops cost refresh --region {region}` (needs pricing:GetProducts), or without credentials "
             f"download the public offer file and run `mlops cost refresh --region {region} --from-file FILE` "
             "(README, \"What it costs\")")
-    run_plan, endpoint_plan = _planned(cfg)
     missing: list[str] = []
 
-    def price(usage: str, instance_type: str, key: str) -> float:
+    def line(item: str, usage: str, type_key: str, instance_type: str, count: int, hours: float,
+             config_key: str | None = None) -> CostLine:
         usd = prices.usage(usage).get(instance_type)
         if usd is None:
-            missing.append(f"{key}={instance_type}: no {usage} price in {region}")
-            return 0.0
-        return usd
+            missing.append(f"{type_key}={instance_type}: no {usage} price in {region}")
+        return CostLine(item, usage, instance_type, count, hours, usd or 0.0, config_key or type_key)
 
-    run = [CostLine(item, usage, t, n, h, price(usage, t, key), key) for item, usage, t, n, h, key in run_plan]
-    endpoint = [CostLine(item, "hosting", t, n, 24.0, price("hosting", t, "infra.endpoint.instance_type"), key)
-                for item, t, n, key in endpoint_plan]
+    p, inst, ep = cfg.pipeline, cfg.pipeline.instances, cfg.infra.endpoint
+    processing_hours = p.processing_max_runtime_seconds / 3600
+    run = [
+        line(PREPARE, "processing", "pipeline.instances.prepare", inst.prepare, 1, processing_hours),
+        line(FINETUNE, "training", "pipeline.instances.train", inst.train, inst.train_count,
+             p.train_max_runtime_seconds / 3600),
+        line(EVALUATE, "processing", "pipeline.instances.evaluate", inst.evaluate, 1, processing_hours),
+        line(COMPILE, "processing", "pipeline.instances.compile", inst.compile, 1, processing_hours),
+    ]
+    endpoint = [
+        line(f"{cfg.endpoint_name} (initial)", "hosting", "infra.endpoint.instance_type", ep.instance_type,
+             ep.initial_instance_count, 24.0, "infra.endpoint.initial_instance_count"),
+        line(f"{cfg.endpoint_name} (autoscaling ceiling)", "hosting", "infra.endpoint.instance_type",
+             ep.instance_type, ep.max_instance_count, 24.0, "infra.endpoint.max_instance_count"),
+    ]
     if missing:
         raise UserError(
             f"{prices_path} (prices published {prices.published}) lacks: " + "; ".join(dict.fromkeys(missing))

@@ -20,6 +20,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from config.loader import locate_keys
+from config.schema import REGION_PATTERN
 from training.errors import UserError
 
 PRICES_FILE = Path(__file__).resolve().parent.parent / "config" / "prices.yaml"
@@ -32,9 +34,9 @@ PRICING_API_REGION = "us-east-1"
 QUERY_SOURCE = "AWS Price List Query API (pricing:GetProducts, AmazonSageMaker, on-demand)"
 BULK_URL = "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/{region}/index.json"
 
-_REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
 # Families may hold a hyphen (ml.p6-b200.48xlarge).
-_INSTANCE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
+INSTANCE_PATTERN = r"ml\.[a-z0-9-]+\.[a-z0-9]+"
+_INSTANCE = re.compile(INSTANCE_PATTERN)
 
 HEADER = """\
 # SageMaker on-demand prices, USD per instance-hour, by region and use; read by `mlops cost`.
@@ -44,9 +46,9 @@ HEADER = """\
 """
 
 
-InstanceType = Annotated[str, StringConstraints(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")]
+InstanceType = Annotated[str, StringConstraints(pattern=f"^{INSTANCE_PATTERN}$")]
 HourlyUSD = Annotated[float, Field(gt=0)]
-RegionName = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")]
+RegionName = Annotated[str, StringConstraints(pattern=f"^{REGION_PATTERN}$")]
 
 
 class RegionPrices(BaseModel):
@@ -88,48 +90,25 @@ def load_prices(path: Path = PRICES_FILE) -> PriceTable:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc}); fix it, or delete the "
+        at = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{at}: not valid YAML ({getattr(exc, 'problem', None) or exc}); fix it, or delete the "
                         "file and fill it again with `mlops cost refresh`") from None
-    duplicates = _duplicate_keys(node)
+    where: dict[tuple[str, ...], str] = {}
+    duplicates: list[str] = []
+    locate_keys(node, path, (), where, duplicates)
     if duplicates:  # YAML would keep the last silently; a price table must not have two answers
-        raise UserError("price table problems: " + "; ".join(f"{path}:{line}: {key}: duplicate key, keep one"
-                                                              for key, line in duplicates))
+        raise UserError("price table problems: " + "; ".join(duplicates))
     try:
         return PriceTable.model_validate(data)
     except ValidationError as exc:
-        lines = _key_lines(node)
         problems = []
         for error in exc.errors():
             loc = tuple(str(p) for p in error["loc"])
-            line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), 1)
-            problems.append(f"{path}:{line}: {'.'.join(loc)}: {error['msg'].removeprefix('Value error, ')}")
+            at = next((where[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in where), f"{path}:1")
+            problems.append(f"{at}: {'.'.join(loc)}: {error['msg'].removeprefix('Value error, ')}")
         raise UserError("price table problems: fix these lines, or delete the file and fill it again with "
                         "`mlops cost refresh` (other regions in it would have to be refreshed too):\n  "
                         + "\n  ".join(problems)) from None
-
-
-def _key_lines(node: yaml.Node | None, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
-    lines: dict[tuple[str, ...], int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = prefix + (str(key_node.value),)
-            lines[path] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, path))
-    return lines
-
-
-def _duplicate_keys(node: yaml.Node | None, prefix: str = "") -> list[tuple[str, int]]:
-    found: list[tuple[str, int]] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = f"{prefix}{key_node.value}"
-            if key in seen:
-                found.append((key, key_node.start_mark.line + 1))
-            seen.add(key)
-            found += _duplicate_keys(value_node, key + ".")
-    return found
 
 
 def save_prices(table: PriceTable, path: Path = PRICES_FILE) -> None:
@@ -172,7 +151,7 @@ def instance_type_of(attributes: dict[str, str]) -> str | None:
         value = attributes.get(key, "")
         if _INSTANCE.fullmatch(value):
             return value
-    match = re.search(r":(ml\.[a-z0-9-]+\.[a-z0-9]+)$", attributes.get("usagetype", ""))
+    match = re.search(f":({INSTANCE_PATTERN})$", attributes.get("usagetype", ""))
     return match.group(1) if match else None
 
 
@@ -304,7 +283,7 @@ def read_offer_file(path: Path, region: str) -> tuple[RegionPrices, list[str]]:
 
 
 def check_region(region: str) -> str:
-    if not _REGION.fullmatch(region):
+    if not re.fullmatch(REGION_PATTERN, region):
         raise UserError(f"--region {region!r}: must look like an AWS region, e.g. us-east-1")
     if region.startswith("cn-"):
         raise UserError(f"--region {region}: China regions publish prices in CNY from their own Price List "

@@ -428,5 +428,5 @@ def test_a_type_priced_twice_in_a_hand_edit_is_refused_at_its_line(tmp_path):
     path = tmp_path / "prices.yaml"
     path.write_text("regions:\n  us-east-1:\n    source: s\n    published: p\n    fetched: f\n    hosting:\n"
                     "      ml.inf2.xlarge: 1.2\n      ml.inf2.xlarge: 1.3\n")
-    with pytest.raises(UserError, match=r"prices.yaml:8: regions.us-east-1.hosting.ml.inf2.xlarge: duplicate key, keep one"):
+    with pytest.raises(UserError, match=r"prices.yaml:8: regions.us-east-1.hosting.ml.inf2.xlarge: duplicate key; keep one"):
         load_prices(path)
