@@ -17,7 +17,7 @@ from infra.foundation import retention
 from infra.nag import add_security_checks
 from infra.pipeline import PipelineSettings
 from infra.stacks import PlatformSettings, build_platform
-from pipelines.definition import pipeline_definition
+from pipelines.definition.builder import pipeline_definition
 
 ROOT = Path(__file__).resolve().parent
 

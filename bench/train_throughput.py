@@ -46,7 +46,7 @@ def _thread_env(threads: int) -> dict[str, str]:
 
 def _default_model() -> Path:
     from config import load_config
-    from pipelines.local_train import local_base_model
+    from pipelines.local.base_model import local_base_model
 
     config = load_config([], [])
     return local_base_model(config, Path(config.local.store_dir))

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ValidationError
 from config.schema import ProjectConfig
 
 DEFAULT_CONFIG = Path(__file__).parent / "default.yaml"
+# The dated SageMaker price table that `mlops cost` reads and `mlops cost refresh` writes.
+PRICES_FILE = Path(__file__).parent / "prices.yaml"
 
 Key = tuple[str, ...]
 

@@ -21,7 +21,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from containers.opt_ml import OptMl
+from containers.contract import OptMl
 from training.errors import UserError
 
 log = logging.getLogger("entrypoint")

@@ -34,7 +34,7 @@ from constructs import Construct
 from infra.nag import acknowledge
 from infra.names import PlatformNames
 from infra.sagemaker_hosting import acknowledge_container_wildcards, container_statements
-from pipelines.placeholders import MLFLOW_TRACKING, placeholder_names, used_placeholders
+from pipelines.definition.placeholders import MLFLOW_TRACKING, placeholder_names, used_placeholders
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 @pytest.fixture(scope="session")
 def smollm2_tokenizer():
     """The default model's real tokenizer (ChatML template), read from the packaged GGUF."""
-    from pipelines.local_train import smollm2_gguf_path
+    from pipelines.local.base_model import smollm2_gguf_path
     from training.base_model import load_tokenizer
 
     gguf = smollm2_gguf_path()

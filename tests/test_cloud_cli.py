@@ -14,9 +14,9 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from moto import mock_aws
 from typer.testing import CliRunner
 
-from pipelines import cli_cloud
-from pipelines.aws_errors import translate
-from pipelines.cli import app
+from pipelines.operate.aws_errors import translate
+from pipelines.cli.app import app
+from pipelines.operate import cloud
 
 REGION = "us-east-1"
 GROUP = "llm-neuron-mlops-models"
@@ -70,7 +70,7 @@ def aws(monkeypatch, tmp_path):
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
         world = {"sagemaker": sm, "sagemaker-runtime": boto3.client("sagemaker-runtime", region_name=REGION), "s3": s3}
-        monkeypatch.setattr(cli_cloud, "_clients", lambda cfg: world)
+        monkeypatch.setattr(cloud, "clients", lambda cfg: world)
         yield world
 
 

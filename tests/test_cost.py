@@ -15,10 +15,10 @@ from botocore.stub import Stubber
 from typer.testing import CliRunner
 
 from config import load_config
-from pipelines.cli import app
-from pipelines.cost import estimate
-from pipelines.prices import (
-    PRICES_FILE,
+from pipelines.cli.app import app
+from config.loader import PRICES_FILE
+from pipelines.cost.estimate import estimate
+from pipelines.cost.prices import (
     PriceTable,
     RegionPrices,
     fetch_region,
@@ -369,7 +369,7 @@ def test_prices_with_no_publication_date_say_so_in_the_estimate():
 
 
 def test_hyphenated_instance_families_are_kept():
-    from pipelines.prices import parse_products, products_from_offer_file
+    from pipelines.cost.prices import parse_products, products_from_offer_file
 
     doc = offer_file([product("us-east-1", "Training", "ml.p6-b200.48xlarge", 100.0, instance_name="NA")])
     assert parse_products(products_from_offer_file(doc), "us-east-1").prices["training"] == {"ml.p6-b200.48xlarge": 100.0}

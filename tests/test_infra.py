@@ -25,7 +25,7 @@ _DEFINITIONS: dict[str, str] = {}
 
 def _cached_definition(cfg):
     """The SageMaker SDK takes ~6 s per definition; the infra variants here share one config for it."""
-    from pipelines.definition import pipeline_definition
+    from pipelines.definition.builder import pipeline_definition
 
     key = cfg.model_dump_json(include={"project": True, "training": True, "evaluation": True, "serving": True,
                                        "pipeline": True, "infra": {"mlflow"}})  # what the definition reads

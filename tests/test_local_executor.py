@@ -7,12 +7,12 @@ import textwrap
 
 import pytest
 
-from pipelines.expressions import Context, ExpressionError, parse_path, resolve
-from pipelines.local_executor import (
+from pipelines.local.expressions import Context, ExpressionError, parse_path, resolve
+from pipelines.definition.parameters import coerce_parameters
+from pipelines.local.executor import (
     ExecutionFailed,
     Executor,
     ExecutorError,
-    coerce_parameters,
     iso_duration_seconds,
     order_steps,
 )
@@ -187,15 +187,6 @@ def test_unsupported_step_type_is_refused_before_anything_runs(env):
     assert ran(env) == []
 
 
-def test_parameter_errors_are_reported_together(env):
-    with pytest.raises(ExecutorError) as info:
-        coerce_parameters(pipeline(env), {"Valu": "1", "Threshold": "high", "Mode": "c"})
-    message = str(info.value)
-    assert "--param Valu: no such parameter; the pipeline has Value, Threshold, Mode" in message
-    assert "--param Threshold='high': not a valid Float" in message
-    assert "--param Mode='c': must be one of a, b" in message
-
-
 def test_a_missing_input_names_the_step_input_and_uri(env):
     definition = pipeline(env)
     definition["Steps"][2]["Arguments"]["ProcessingInputs"] = [
@@ -221,7 +212,7 @@ def test_expression_details():
 
 
 def test_step_commands_use_this_interpreter_and_docker_argv_mounts_opt_ml(tmp_path):
-    from pipelines.local_jobs import JobSpec, docker_argv, local_argv
+    from pipelines.local.jobs import JobSpec, docker_argv, local_argv
 
     spec = JobSpec("Prepare", "img:1", ["python", "-m", "containers.entrypoint", "prepare", "--x", "1"],
                    {"A": "b"}, tmp_path, network_isolated=True, extra_mounts={"/ck": "/opt/ml/checkpoints"})
@@ -234,7 +225,7 @@ def test_step_commands_use_this_interpreter_and_docker_argv_mounts_opt_ml(tmp_pa
 
 
 def test_local_store_paths_never_leave_the_store(tmp_path):
-    from pipelines.local_store import LocalStore
+    from pipelines.local.store import LocalStore
 
     store = LocalStore(tmp_path)
     assert store.path("s3://b//etc/passwd") == tmp_path / "s3" / "b" / "etc" / "passwd"
@@ -243,20 +234,13 @@ def test_local_store_paths_never_leave_the_store(tmp_path):
             store.path(bad)
 
 
-def test_s3_parameters_must_be_s3_uris(env):
-    definition = pipeline(env)
-    definition["Parameters"].append({"Name": "TrainDataS3Uri", "Type": "String", "DefaultValue": "s3://b/d/"})
-    with pytest.raises(ExecutorError, match=r"--param TrainDataS3Uri='/home/me/train.jsonl': must be an s3:// URI"):
-        coerce_parameters(definition, {"TrainDataS3Uri": "/home/me/train.jsonl"})
-
-
 def test_live_view_shows_log_lines_as_text_not_markup():
     import io
 
     from rich.console import Console
 
-    from pipelines.local_executor import StepState
-    from pipelines.local_view import StepView
+    from pipelines.local.executor import StepState
+    from pipelines.local.view import StepView
 
     buffer = io.StringIO()
     with StepView(Console(file=buffer, force_terminal=True, width=200)) as view:
@@ -266,7 +250,7 @@ def test_live_view_shows_log_lines_as_text_not_markup():
 
 
 def test_local_image_uri_follows_the_code(tmp_path):
-    from pipelines.local_store import code_fingerprint
+    from pipelines.local.store import code_fingerprint
 
     (tmp_path / "training").mkdir()
     (tmp_path / "training" / "a.py").write_text("x = 1\n")
@@ -278,14 +262,14 @@ def test_local_image_uri_follows_the_code(tmp_path):
 def test_endpoint_liveness_ignores_a_recycled_pid():
     import os
 
-    from pipelines.local_endpoint import _alive
+    from pipelines.local.endpoint import _alive
 
     assert _alive(os.getpid()) is False  # this pytest process is not `containers.entrypoint serve`
 
 
 def test_resume_requests_that_cannot_be_honoured_say_why(tmp_path):
     from config import load_config
-    from pipelines.local_run import run_local
+    from pipelines.local.run import run_local
     from training.errors import UserError
 
     cfg = load_config(overrides=[f"local.store_dir={tmp_path}"])

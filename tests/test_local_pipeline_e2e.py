@@ -59,7 +59,7 @@ def test_first_run_executes_registers_and_serves(first_run, settings):
     # Training output packed as SageMaker does, and the checkpoint prefix keyed by the inputs.
     assert report["artifacts"]["FineTune.model"].endswith("-FineTune/output/model.tar.gz")
     # The registry holds what the cloud package holds.
-    from pipelines.local_registry import model_versions
+    from pipelines.local.registry import model_versions
 
     version = model_versions(settings["store"], "llm-neuron-mlops-models")[0]
     tags = version["tags"]

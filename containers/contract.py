@@ -1,4 +1,15 @@
-"""The SageMaker container filesystem contract, rooted at ``/opt/ml`` or at ``$MLOPS_OPT_ML``.
+"""The SageMaker container contract: the one map of ``/opt/ml`` and of how a container is started.
+
+The entrypoint reads its inputs through it, the pipeline definition names its paths through it, and
+the local job runner lays out a job's folder through it, so the three cannot drift apart.
+
+SageMaker's side of the contract (see "How Amazon SageMaker AI Provides Training Information" and
+"How Amazon SageMaker AI Runs Your Training Image", docs.aws.amazon.com/sagemaker/latest/dg/
+your-algorithms-training-algo-running-container.html): hyperparameters in
+``/opt/ml/input/config/hyperparameters.json`` (every value a string), channels in
+``/opt/ml/input/data/<channel>``, the model written to ``/opt/ml/model``, the failure reason to
+``/opt/ml/output/failure``, and a training image started as ``<image> train``. Processing jobs
+(ProcessingInput/ProcessingOutput ``LocalPath``) use folders under ``/opt/ml/processing``.
 
 Locally the same code runs against a temp or run folder by setting ``MLOPS_OPT_ML``; nothing else
 changes between a laptop and a SageMaker job.
@@ -16,6 +27,16 @@ from typing import Any
 from training.errors import UserError
 
 DEFAULT_ROOT = "/opt/ml"
+ROOT_ENV = "MLOPS_OPT_ML"  # ours, not SageMaker's: where /opt/ml is when a job runs on this machine
+# The images' ENTRYPOINT and every step's command; SageMaker appends `train` or `serve` to it.
+ENTRYPOINT = ["python", "-m", "containers.entrypoint"]
+PROCESSING = f"{DEFAULT_ROOT}/processing"
+CHECKPOINTS = f"{DEFAULT_ROOT}/checkpoints"
+MODEL = f"{DEFAULT_ROOT}/model"
+
+
+class OutsideOptMl(ValueError):
+    """A container path that is not under /opt/ml, so no job folder can hold it."""
 
 
 @dataclass(frozen=True)
@@ -25,11 +46,15 @@ class OptMl:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OptMl:
         source = os.environ if env is None else env
-        return cls(Path(source.get("MLOPS_OPT_ML", DEFAULT_ROOT)))
+        return cls(Path(source.get(ROOT_ENV, DEFAULT_ROOT)))
 
     @property
     def hyperparameters_file(self) -> Path:
         return self.root / "input" / "config" / "hyperparameters.json"
+
+    def input_data(self, channel: str) -> Path:
+        """Where SageMaker puts a training channel (no ``SM_CHANNEL_*`` lookup: see ``channel``)."""
+        return self.root / "input" / "data" / channel
 
     @property
     def model_dir(self) -> Path:
@@ -55,7 +80,19 @@ class OptMl:
         """A channel's folder. ``SM_CHANNEL_<NAME>`` wins, as in SageMaker's own toolkit."""
         source = os.environ if env is None else env
         override = source.get(f"SM_CHANNEL_{name.upper()}")
-        return Path(override) if override else self.root / "input" / "data" / name
+        return Path(override) if override else self.input_data(name)
+
+    def at(self, container_path: str) -> Path:
+        """The local folder of a container path under /opt/ml (a step's ``LocalPath``)."""
+        prefix = DEFAULT_ROOT + "/"
+        if not container_path.startswith(prefix):
+            raise OutsideOptMl(container_path)
+        return self.root / container_path[len(prefix):]
+
+    def write_hyperparameters(self, values: Mapping[str, str]) -> None:
+        """As SageMaker writes them: one JSON object, every value a string."""
+        self.hyperparameters_file.parent.mkdir(parents=True, exist_ok=True)
+        self.hyperparameters_file.write_text(json.dumps(dict(values), indent=2) + "\n")
 
     def read_hyperparameters(self) -> dict[str, Any]:
         path = self.hyperparameters_file

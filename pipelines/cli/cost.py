@@ -5,35 +5,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pipelines.cli import ConfigFiles, SetItems, _load, app, err
-from pipelines import cli_cloud  # the module, not its names: it may still be loading (cli imports both)
-from pipelines.prices import PRICES_FILE
+from config.loader import PRICES_FILE
+from pipelines.operate.aws_errors import explained
+from pipelines.cli.options import ConfigFiles, SetItems, load, out, say, warn
 from training.errors import UserError
 
-out = Console(soft_wrap=True)
-cost_app = typer.Typer()  # help: the callback's docstring
-app.add_typer(cost_app, name="cost")
-Prices = typer.Option(PRICES_FILE, "--prices", help="The price table to read (and, for refresh, to write).")
+app = typer.Typer()  # help: the callback's docstring
+Prices = Annotated[Path, typer.Option("--prices", help="The price table to read (and, for refresh, to write).")]
 
 
 def _usd(value: float) -> str:
     return f"{value:,.2f}"
 
 
-@cost_app.callback(invoke_without_command=True)
+@app.callback(invoke_without_command=True)
 def cost(
     ctx: typer.Context,
-    prices: Path = Prices,
-    as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
-    config: list[Path] = ConfigFiles,
-    set_: list[str] = SetItems,
+    prices: Prices = PRICES_FILE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+    config: ConfigFiles = [],
+    set_: SetItems = [],
 ) -> None:
     """The ceiling of one pipeline run and the endpoint per day, in USD, for the configured region.
 
@@ -44,25 +41,19 @@ def cost(
     if ctx.invoked_subcommand is not None:
         if prices != PRICES_FILE or as_json or config or set_:
             # Options before the subcommand would belong to `cost`, and `refresh` would silently ignore them.
-            err.print(f"error: put the options after `{ctx.invoked_subcommand}`, e.g. "
-                      f"`mlops cost {ctx.invoked_subcommand} --prices FILE`", markup=False, highlight=False)
-            raise typer.Exit(2)
+            raise UserError(f"put the options after `{ctx.invoked_subcommand}`, e.g. "
+                            f"`mlops cost {ctx.invoked_subcommand} --prices FILE`")
         return
-    cfg = _load(config, set_)
-    from pipelines.cost import estimate
-    from pipelines.prices import load_prices
+    cfg = load(config, set_)
+    from pipelines.cost.estimate import estimate
+    from pipelines.cost.prices import load_prices
 
-    try:
-        result = estimate(cfg, load_prices(prices), prices)
-    except UserError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+    result = estimate(cfg, load_prices(prices), prices)
     if as_json:
         typer.echo(json.dumps(result.as_json(), indent=2))
         return
     p = result.prices
-    out.print(f"Prices for {result.region}: {p.source}, published {p.published}, fetched {p.fetched} ({prices})",
-              markup=False, highlight=False)
+    say(f"Prices for {result.region}: {p.source}, published {p.published}, fetched {p.fetched} ({prices})")
     run = Table("step", "use", "instance", "count", "max hours", "USD/hour", "USD",
                 title=f"One run of {cfg.pipeline_name}, every step to its max runtime", title_justify="left")
     for line in result.run:
@@ -77,17 +68,19 @@ def cost(
                          _usd(line.usd), _usd(line.usd * 30))
     out.print(endpoint)
     for note in result.notes:
-        out.print(f"- {note}", markup=False, highlight=False)
+        say(f"- {note}")
 
 
-@cost_app.command("refresh")
+@app.command("refresh")
 def cost_refresh(
-    region: list[str] = typer.Option([], "--region", "-r", help="Region to refresh (repeatable; default project.region)."),
-    from_file: Path = typer.Option(None, "--from-file", help="Read a downloaded AmazonSageMaker bulk offer file "
-                                   "instead of calling the Price List Query API (no credentials needed)."),
-    prices: Path = Prices,
-    config: list[Path] = ConfigFiles,
-    set_: list[str] = SetItems,
+    region: Annotated[
+        list[str], typer.Option("--region", "-r", help="Region to refresh (repeatable; default project.region).")
+    ] = [],
+    from_file: Annotated[Path | None, typer.Option("--from-file", help="Read a downloaded AmazonSageMaker bulk offer file "
+                                            "instead of calling the Price List Query API (no credentials needed).")] = None,
+    prices: Prices = PRICES_FILE,
+    config: ConfigFiles = [],
+    set_: SetItems = [],
 ) -> None:
     """Rewrite a region's SageMaker prices in the table from the AWS Price List, with its publication date.
 
@@ -97,8 +90,8 @@ def cost_refresh(
     curl -o sm.json https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/us-east-1/index.json
     && mlops cost refresh --from-file sm.json
     """
-    cfg = _load(config, set_)
-    from pipelines.prices import (
+    cfg = load(config, set_)
+    from pipelines.cost.prices import (
         PRICING_API_REGION,
         PriceTable,
         check_region,
@@ -107,7 +100,7 @@ def cost_refresh(
         save_prices,
     )
 
-    with cli_cloud.guarded(cfg):
+    with explained(cfg.project.region):  # AWS errors become one line that says what to do
         regions = [check_region(r) for r in region] or [cfg.project.region]
         if from_file is not None and len(regions) > 1:
             raise UserError("--from-file holds one region's prices: give one --region with it")
@@ -116,7 +109,7 @@ def cost_refresh(
         for name in regions:
             if from_file is not None:
                 if from_file.exists():  # a region's offer file runs to tens of MB: say what the wait is
-                    err.print(f"reading {from_file} ({from_file.stat().st_size / 1e6:.1f} MB)", markup=False)
+                    warn(f"reading {from_file} ({from_file.stat().st_size / 1e6:.1f} MB)")
                 fresh, conflicts = read_offer_file(from_file, name)
             else:
                 if client is None:
@@ -125,24 +118,23 @@ def cost_refresh(
                     client = boto3.Session().client("pricing", region_name=PRICING_API_REGION)
                 fresh, conflicts = _fetch(client, name)
             for conflict in conflicts:
-                err.print(f"warning: two prices for {conflict}", markup=False, highlight=False)
+                warn(f"warning: two prices for {conflict}")
             table.regions[name] = fresh
             save_prices(table, prices)  # region by region: a failure later keeps what was fetched
             counts = ", ".join(f"{len(fresh.usage(u))} {u}" for u in ("training", "processing", "hosting"))
-            out.print(f"{prices}: {name} now has {counts} prices, published {fresh.published}", markup=False,
-                      highlight=False)
+            say(f"{prices}: {name} now has {counts} prices, published {fresh.published}")
 
 
 def _fetch(client: Any, region: str) -> tuple[Any, list[str]]:
     from botocore.exceptions import ClientError
 
-    from pipelines.prices import fetch_region
+    from pipelines.cost.prices import fetch_region
 
     try:
-        return fetch_region(client, region, lambda msg: err.print(msg, markup=False, highlight=False))
+        return fetch_region(client, region, warn)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("AccessDenied", "AccessDeniedException"):
-            raise  # the generic translation in guarded() covers the rest
+            raise  # the error boundary explains the rest
         raise UserError("access denied for pricing:GetProducts (the Price List Query API, called in us-east-1): "
                         "allow that action to your identity, or download the public offer file and use --from-file "
                         "(`mlops cost refresh --help`)") from None

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from pipelines.local_store import link_or_copy
+from pipelines.local.store import REPO_ROOT, link_or_copy
 from training.errors import UserError
 
 STATE = "endpoint.json"
@@ -89,7 +89,7 @@ def start(store_root: Path, model_archive: Path, model_name: str, version: int, 
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "containers.entrypoint", "serve", "--host", "127.0.0.1",
                                  "--model-name", model_name], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=Path(__file__).resolve().parents[1], start_new_session=True)
+                                cwd=REPO_ROOT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     state = {"pid": proc.pid, "port": port, "url": url, "model": model_name, "version": version,
              "artifact": str(model_archive), "log": str(log), "started": time.time()}

@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.expressions import Context, ExpressionError, evaluate_condition, resolve, step_references, to_text
-from pipelines.local_jobs import (
+from pipelines.local.expressions import Context, ExpressionError, evaluate_condition, resolve, step_references, to_text
+from pipelines.local.jobs import (
     JobFailed,
     JobSetupError,
     pack_model,
@@ -45,7 +45,8 @@ from pipelines.local_jobs import (
     training_job,
     training_properties,
 )
-from pipelines.local_store import LOCAL_ACCOUNT, LocalStore
+from pipelines.local.store import LOCAL_ACCOUNT, LocalStore
+from training.errors import UserError
 
 SUPPORTED_TYPES = ("Processing", "Training", "Condition", "Fail", "RegisterModel")
 CACHE_FIELDS = {
@@ -57,7 +58,7 @@ FINISHED = ("done", "cached")
 STATE_FILE = "state.json"
 
 
-class ExecutorError(Exception):
+class ExecutorError(UserError):
     """The definition or the request cannot be run here (before or between steps); says what and where."""
 
 
@@ -107,39 +108,6 @@ def check_supported(definition: dict[str, Any]) -> None:
                             "or remove those steps from the definition")
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "Integer": int, "Float": float, "Boolean": lambda s: {"true": True, "false": False}[s.lower()],
-}
-
-
-def coerce_parameters(definition: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
-    """Defaults from the definition, overrides checked by name, type and enum; every problem at once."""
-    declared = {p["Name"]: p for p in definition.get("Parameters", [])}
-    values: dict[str, Any] = {name: p.get("DefaultValue") for name, p in declared.items()}
-    problems = []
-    for name, raw in overrides.items():
-        if name not in declared:
-            problems.append(f"--param {name}: no such parameter; the pipeline has {', '.join(declared)}")
-            continue
-        kind = declared[name].get("Type", "String")
-        try:
-            value = _PARSERS.get(kind, str)(raw)
-        except (ValueError, KeyError):
-            problems.append(f"--param {name}={raw!r}: not a valid {kind}")
-            continue
-        allowed = declared[name].get("EnumValues")
-        if name.endswith("S3Uri") and not str(value).startswith("s3://"):
-            problems.append(f"--param {name}={raw!r}: must be an s3:// URI")
-            continue
-        if allowed and value not in allowed:
-            problems.append(f"--param {name}={raw!r}: must be one of {', '.join(map(str, allowed))}")
-            continue
-        values[name] = value
-    missing = [name for name, value in values.items() if value is None]
-    problems += [f"parameter {name} has no default; give it with --param {name}=..." for name in missing]
-    if problems:
-        raise ExecutorError("pipeline parameters: " + "; ".join(problems))
-    return values
 
 
 def order_steps(definition: dict[str, Any]) -> list[str]:
@@ -330,7 +298,7 @@ class Executor:
             self._fail(state, message)
             raise ExecutionFailed(state.name, message, None, self.write_report("Failed"), by_fail_step=True)
         elif kind == "RegisterModel":
-            from pipelines.local_registry import register_model_version
+            from pipelines.local.registry import register_model_version
 
             args = resolve(step["Arguments"], self.ctx)
             state.properties = register_model_version(args, self.store, self.store_root)

@@ -20,11 +20,10 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from config.loader import locate_keys
+from config.loader import PRICES_FILE, locate_keys
 from config.schema import REGION_PATTERN
 from training.errors import UserError
 
-PRICES_FILE = Path(__file__).resolve().parent.parent / "config" / "prices.yaml"
 
 # The Price List's `platoinstancetype` attribute of an "ML Instance" product, by the job kind it bills.
 USAGES = {"Training": "training", "Processing": "processing", "Hosting": "hosting"}

@@ -21,19 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.expressions import to_text
-from pipelines.local_store import LocalStore
+from containers.contract import CHECKPOINTS, DEFAULT_ROOT, ENTRYPOINT, ROOT_ENV, OptMl, OutsideOptMl
+from pipelines.local.expressions import to_text
+from pipelines.local.store import REPO_ROOT, LocalStore
 
-OPT_ML = "/opt/ml/"
+# SageMaker starts a training image as `<image> train`; the image's ENTRYPOINT is ours.
+TRAIN_COMMAND = [*ENTRYPOINT, "train"]
 
 
 class JobFailed(Exception):
     """The job ran and failed; ``reason`` is what it wrote to its failure file (or the exit status)."""
 
-    def __init__(self, reason: str, log: Path) -> None:
+    def __init__(self, reason: str, log: Path, returncode: int = 1) -> None:
         super().__init__(reason)
         self.reason = reason
         self.log = log
+        self.returncode = returncode
 
 
 class JobSetupError(Exception):
@@ -70,7 +73,7 @@ def docker_engine() -> str | None:
 def docker_argv(spec: JobSpec) -> list[str]:
     """``docker run`` for the step's image with its /opt/ml folder mounted where the code expects it."""
     argv = ["docker", "run", "--rm", "--name", f"mlops-local-{spec.step.lower()}-{os.getpid()}",
-            "-v", f"{spec.root}:/opt/ml"]
+            "-v", f"{spec.root}:{DEFAULT_ROOT}"]
     for host, container in sorted(spec.extra_mounts.items()):
         argv += ["-v", f"{host}:{container}"]
     if spec.network_isolated:
@@ -91,19 +94,19 @@ def local_argv(spec: JobSpec) -> list[str]:
 
 def run_job(spec: JobSpec, log: Path, docker: bool, on_line: Callable[[str], None] | None = None) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
-    failure = spec.root / "output" / "failure"
+    failure = OptMl(spec.root).failure_file
     failure.unlink(missing_ok=True)  # as SageMaker starts each attempt clean
     if docker:
         argv = docker_argv(spec)
         env = dict(os.environ)
     else:
         argv = local_argv(spec)
-        env = {**os.environ, **spec.env, "MLOPS_OPT_ML": str(spec.root)}
+        env = {**os.environ, **spec.env, ROOT_ENV: str(spec.root)}
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", cwd=Path(__file__).resolve().parents[1])
+                                errors="replace", cwd=REPO_ROOT)
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
@@ -123,13 +126,14 @@ def run_job(spec: JobSpec, log: Path, docker: bool, on_line: Callable[[str], Non
         code = proc.wait()
     if code != 0:
         reason = failure.read_text().strip() if failure.is_file() else f"exited with status {code} and wrote no failure file"
-        raise JobFailed(reason, log)
+        raise JobFailed(reason, log, code)
 
 
 def _container_path(root: Path, local_path: str, what: str) -> Path:
-    if not local_path.startswith(OPT_ML):
-        raise JobSetupError(f"{what}: LocalPath {local_path!r} is outside /opt/ml; the local executor maps /opt/ml only")
-    return root / local_path[len(OPT_ML):]
+    try:
+        return OptMl(root).at(local_path)
+    except OutsideOptMl:
+        raise JobSetupError(f"{what}: LocalPath {local_path!r} is outside /opt/ml; the local executor maps /opt/ml only") from None
 
 
 # ---- processing -----------------------------------------------------------------------------------
@@ -175,16 +179,12 @@ def processing_properties(args: dict[str, Any], job_name: str) -> dict[str, Any]
 
 
 def training_job(step: str, args: dict[str, Any], root: Path, store: LocalStore, job_name: str) -> JobSpec:
-    import json
-
-    config = root / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    hyperparameters = {k: to_text(v) for k, v in args.get("HyperParameters", {}).items()}
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2) + "\n")
+    opt_ml = OptMl(root)
+    opt_ml.write_hyperparameters({k: to_text(v) for k, v in args.get("HyperParameters", {}).items()})
     for channel in args.get("InputDataConfig", []):
         name = channel["ChannelName"]
         uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-        dst = root / "input" / "data" / name
+        dst = opt_ml.input_data(name)
         if dst.exists():
             shutil.rmtree(dst)
         dst.mkdir(parents=True)
@@ -192,10 +192,7 @@ def training_job(step: str, args: dict[str, Any], root: Path, store: LocalStore,
             # SageMaker gives an empty prefix as an empty channel only for optional data; ours are files.
             if name == "train":
                 raise JobSetupError(f"{step}: channel 'train': no object at {uri} (local store: {store.path(uri)})")
-    # SageMaker starts every attempt with an empty /opt/ml/model; leftovers would end up in model.tar.gz.
-    if (root / "model").exists():
-        shutil.rmtree(root / "model")
-    (root / "model").mkdir(parents=True)
+    empty_model_dir(opt_ml)
     mounts = {}
     checkpoint = args.get("CheckpointConfig")
     if checkpoint:
@@ -203,19 +200,24 @@ def training_job(step: str, args: dict[str, Any], root: Path, store: LocalStore,
         # folder is that sync, so a later attempt or execution with the same prefix resumes from it.
         target = store.path(checkpoint["S3Uri"])
         target.mkdir(parents=True, exist_ok=True)
-        link = root / "checkpoints"
+        link = opt_ml.checkpoint_dir
         if link.is_symlink() or link.is_file():
             link.unlink()
         elif link.is_dir():
             shutil.rmtree(link)
         link.symlink_to(target, target_is_directory=True)
-        mounts[str(target)] = checkpoint.get("LocalPath", "/opt/ml/checkpoints")
+        mounts[str(target)] = checkpoint.get("LocalPath", CHECKPOINTS)
     env = {k: to_text(v) for k, v in args.get("Environment", {}).items()}
     env["TRAINING_JOB_NAME"] = job_name
-    return JobSpec(step, args["AlgorithmSpecification"]["TrainingImage"],
-                   # SageMaker starts a training image as `<image> train`; its ENTRYPOINT is ours.
-                   ["python", "-m", "containers.entrypoint", "train"], env, root,
+    return JobSpec(step, args["AlgorithmSpecification"]["TrainingImage"], TRAIN_COMMAND, env, root,
                    bool(args.get("EnableNetworkIsolation")), mounts)
+
+
+def empty_model_dir(opt_ml: OptMl) -> None:
+    """SageMaker starts every attempt with an empty /opt/ml/model; leftovers would end up in model.tar.gz."""
+    if opt_ml.model_dir.exists():
+        shutil.rmtree(opt_ml.model_dir)
+    opt_ml.model_dir.mkdir(parents=True)
 
 
 def pack_model(root: Path, store: LocalStore, args: dict[str, Any], job_name: str) -> str:
@@ -224,7 +226,7 @@ def pack_model(root: Path, store: LocalStore, args: dict[str, Any], job_name: st
     target = store.path(uri)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    model = root / "model"
+    model = OptMl(root).model_dir
     # compresslevel 1: the weights barely compress, and level 9 would cost minutes per GB.
     with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
         for path in sorted(model.iterdir()):

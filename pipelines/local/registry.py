@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.local_store import LOCAL_ACCOUNT, LocalStore
+from pipelines.local.store import LOCAL_ACCOUNT, LocalStore
 
 APPROVAL_TAG = "approval_status"
 
@@ -76,7 +76,7 @@ def register_model_version(args: dict[str, Any], store: LocalStore, store_root: 
             run_id = None  # tracked elsewhere; the tag keeps the id
     version = client.create_model_version(group, source=str(artifact), run_id=run_id, tags=tags,
                                           description=args.get("ModelPackageDescription"))
-    arn = f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:model-package/{group}/{version.version}"
+    arn = package_arn(group, int(version.version))
     return {"ModelPackageArn": arn, "ModelPackageGroupName": group, "ModelPackageVersion": int(version.version),
             "ModelApprovalStatus": tags[APPROVAL_TAG], "ModelDataUrl": container["ModelDataUrl"]}
 
@@ -95,45 +95,13 @@ def model_versions(store_root: Path, group: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda v: -v["version"])
 
 
-# ---- the `--local` twins of `mlops models ...` (same row shapes as pipelines/cloud.py) ------------------
+def package_arn(group: str, version: int) -> str:
+    """The ARN a local model version stands for (the shape of SageMaker's model package ARNs)."""
+    return f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:model-package/{group}/{version}"
 
 
-def local_model_rows(store_root: Path, group: str) -> list[dict[str, Any]]:
-    from pipelines.aws_errors import NothingThere
-
-    versions = model_versions(store_root, group)
-    if not versions:
-        raise NothingThere(f"no model registered in the local registry's {group} yet: run `mlops run --local`")
-    return [{"version": v["version"], "status": v["tags"].get(APPROVAL_TAG, ""), "created": "",
-             "arn": f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:model-package/{group}/{v['version']}"} for v in versions]
-
-
-def show_local_model(store_root: Path, group: str, version: int) -> dict[str, Any]:
-    from pipelines.aws_errors import NothingThere
-
-    for v in model_versions(store_root, group):
-        if v["version"] == version:
-            tags = v["tags"]
-            return {"version": version, "status": tags.get(APPROVAL_TAG),
-                    "arn": f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:model-package/{group}/{version}",
-                    "metrics": {k[len("metric."):]: _number(val) for k, val in tags.items() if k.startswith("metric.")},
-                    "metadata": {k[len("meta."):]: val for k, val in tags.items() if k.startswith("meta.")},
-                    "serving": json.loads(tags.get("environment", "{}")), "artifact": tags.get("model_data_url"),
-                    "image": tags.get("image"), "instance_types": tags.get("inference_instances", "").split(",")}
-    raise NothingThere(f"the local registry's {group} has no version {version}: see `mlops models list --local`")
-
-
-def set_local_approval(store_root: Path, group: str, version: int, status: str, reason: str | None) -> str:
-    show_local_model(store_root, group, version)  # exists, or NothingThere
+def set_approval_tags(store_root: Path, group: str, version: int, status: str, reason: str | None) -> None:
     client = _client(store_root)
     client.set_model_version_tag(group, str(version), APPROVAL_TAG, status)
     if reason:
         client.set_model_version_tag(group, str(version), "approval_description", reason)
-    return f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:model-package/{group}/{version}"
-
-
-def _number(text: str) -> Any:
-    try:
-        return float(text)
-    except ValueError:
-        return text

@@ -13,8 +13,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from config.schema import ProjectConfig
-from pipelines.definition import COMPILE, EVALUATE, FINETUNE, PREPARE
-from pipelines.prices import PriceTable, RegionPrices
+from pipelines.definition.builder import COMPILE, EVALUATE, FINETUNE, PREPARE
+from pipelines.cost.prices import PriceTable, RegionPrices
 from training.errors import UserError
 
 STALE_AFTER_DAYS = 120  # SageMaker prices change rarely; older figures get a warning, not a refusal

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from config.schema import ProjectConfig
-from pipelines.local_executor import Executor, ExecutorError, coerce_parameters, new_execution_id
-from pipelines.local_store import LocalStore, copy_tree, local_placeholder_values
+from pipelines.definition.parameters import coerce_parameters
+from pipelines.local.executor import Executor, new_execution_id
+from pipelines.local.store import REPO_ROOT, LocalStore, copy_tree, local_placeholder_values
 from training.errors import UserError
 
 LOCAL_PARAMETERS = ("TrainBackend", "CompileTarget", "TrainDataS3Uri", "ValidationDataS3Uri", "BaseModelS3Uri")
@@ -38,7 +39,7 @@ class LocalResult:
 
 def seed_store(cfg: ProjectConfig, store: LocalStore, bucket: str) -> dict[str, str]:
     """The configured data and base model in the local S3 store; returns the parameter values for them."""
-    from pipelines.local_train import local_base_model
+    from pipelines.local.base_model import local_base_model
     from training.prepare_step import folder_sha256
 
     values = {}
@@ -67,11 +68,11 @@ def local_definition(cfg: ProjectConfig) -> tuple[dict[str, Any], dict[str, str]
     without the git commit, so committing work does not make an execution unresumable."""
     import hashlib
 
-    from pipelines.definition import pipeline_definition
-    from pipelines.local_registry import tracking_uri
-    from pipelines.placeholders import MLFLOW_TRACKING, substitute
+    from pipelines.definition.builder import pipeline_definition
+    from pipelines.local.registry import tracking_uri
+    from pipelines.definition.placeholders import MLFLOW_TRACKING, substitute
 
-    values = local_placeholder_values(cfg.pipeline.subnet_count, Path(__file__).resolve().parents[1])
+    values = local_placeholder_values(cfg.pipeline.subnet_count, REPO_ROOT)
     # The cloud fine-tune tracks to the managed MLflow server; the local one to the local MLflow, or nowhere.
     values[MLFLOW_TRACKING] = tracking_uri(Path(cfg.local.store_dir).resolve()) if cfg.local.mlflow == "sqlite" else ""
     text = pipeline_definition(cfg)
@@ -81,7 +82,7 @@ def local_definition(cfg: ProjectConfig) -> tuple[dict[str, Any], dict[str, str]
 
 def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None = None, docker: bool = False,
               serve: bool = True, port: int | None = None, view: Any = None) -> LocalResult:
-    from pipelines.local_jobs import docker_engine
+    from pipelines.local.jobs import docker_engine
 
     if docker:
         reason = docker_engine()
@@ -104,13 +105,10 @@ def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None 
     else:
         seeded = seed_store(cfg, store, values["DataBucket"])
         local = {"TrainBackend": cfg.training.backend, "CompileTarget": "cpu", **seeded}
-        try:
-            parameters = coerce_parameters(definition, {**{k: str(v) for k, v in local.items()}, **overrides})
-        except ExecutorError as exc:
-            raise UserError(str(exc)) from None
+        parameters = coerce_parameters(definition, {**{k: str(v) for k, v in local.items()}, **overrides})
     job_env = {"Processing": {"MLOPS_PROGRESS": "0"}, "Training": {"MLOPS_PROGRESS": "0"}}
     if cfg.local.mlflow == "sqlite":
-        from pipelines.local_registry import tracking_uri
+        from pipelines.local.registry import tracking_uri
 
         job_env["Training"].update(MLFLOW_TRACKING_URI=tracking_uri(store_root),
                                    MLFLOW_EXPERIMENT_NAME=cfg.pipeline_name)
@@ -122,7 +120,7 @@ def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None 
     endpoint = smoke = None
     registered = report.get("registered")
     if serve and registered:
-        from pipelines import local_endpoint
+        from pipelines.local import endpoint as local_endpoint
 
         archive = store.path(registered["ModelDataUrl"])
         endpoint = local_endpoint.start(store_root, archive, registered["ModelPackageGroupName"],

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from pipelines.local_executor import StepState
+from pipelines.local.executor import StepState
 
 STYLE = {"pending": "dim", "running": "bold yellow", "done": "green", "cached": "cyan", "failed": "bold red",
          "skipped": "dim"}

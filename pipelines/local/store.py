@@ -12,9 +12,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pipelines.placeholders import placeholder_names
+from pipelines.definition.placeholders import placeholder_names
 
 LOCAL_ACCOUNT = "000000000000"
+# The checkout: the code the images copy and the working folder of every local job.
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 CODE_FOLDERS = ("containers", "training", "inference")
@@ -36,7 +38,7 @@ def code_fingerprint(repo: Path) -> str:
 
 def local_placeholder_values(subnet_count: int, repo: Path | None = None) -> dict[str, str]:
     """Values for every ``${Name}`` of the definition on this machine (CDK fills them in the cloud)."""
-    repo = repo or Path(__file__).resolve().parents[1]
+    repo = repo or REPO_ROOT
     code = code_fingerprint(repo)
     values = {
         "AWS::Partition": "aws",

@@ -15,16 +15,14 @@ Regenerate the golden copy after an intended change: ``make golden``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from config.schema import ProjectConfig
-from pipelines.placeholders import MLFLOW_TRACKING, job_role_arn, ref, subnet_placeholders
+from containers.contract import CHECKPOINTS, ENTRYPOINT, MODEL, PROCESSING
+from pipelines.definition.parameters import PARAMETER_HYPERPARAMETERS, parameter_specs
+from pipelines.definition.placeholders import MLFLOW_TRACKING, job_role_arn, ref, subnet_placeholders
 from training.hyperparameters import to_sagemaker_strings
 from training.metrics import METRIC_REGEXES
-
-ENTRYPOINT = ["python", "-m", "containers.entrypoint"]
-PROCESSING = "/opt/ml/processing"
 
 # Step names are the keys of `Get: Steps.<name>...` references and what Studio shows in the graph.
 PREPARE, FINETUNE, EVALUATE, GATE, FAIL, COMPILE, REGISTER = (
@@ -34,76 +32,6 @@ PREPARE, FINETUNE, EVALUATE, GATE, FAIL, COMPILE, REGISTER = (
 # Neuron compiler settings (DESIGN.md, "Neuron facts"): the transformer model type and a retry of
 # failed compilations; MALLOC_ARENA_MAX keeps glibc's per-thread arenas from exhausting host memory.
 NEURON_CC_FLAGS = "--model-type transformer --retry_failed_compilation"
-
-
-@dataclass(frozen=True)
-class ParameterSpec:
-    """A pipeline parameter. The definition format has no field for a description, so descriptions
-    live here and are shown by `mlops pipeline parameters`, the pipeline description and the README."""
-
-    name: str
-    kind: str  # String | Integer | Float
-    default: Any
-    description: str
-    enum: tuple[str, ...] | None = None
-
-    def as_definition(self) -> dict[str, Any]:
-        """The parameter as the definition JSON declares it (what the local executor reads)."""
-        declared: dict[str, Any] = {"Name": self.name, "Type": self.kind, "DefaultValue": self.default}
-        if self.enum:
-            declared["EnumValues"] = list(self.enum)
-        return declared
-
-
-def parameter_specs(cfg: ProjectConfig) -> list[ParameterSpec]:
-    p, hp, inst = cfg.pipeline, cfg.training, cfg.pipeline.instances
-    return [
-        ParameterSpec("TrainDataS3Uri", "String", p.train_data_s3_uri,
-                      "S3 prefix of the training JSONL (chat `messages` or `prompt`/`completion` lines)."),
-        ParameterSpec("ValidationDataS3Uri", "String", p.validation_data_s3_uri,
-                      "S3 prefix of the held-out JSONL: validation loss during training and the evaluation set."),
-        ParameterSpec("BaseModelS3Uri", "String", p.base_model_s3_uri,
-                      "S3 prefix of the base model, a save_pretrained() folder (Llama or Qwen3 family)."),
-        ParameterSpec("PrepareInstanceType", "String", inst.prepare, "CPU instance type of the Prepare step."),
-        ParameterSpec("TrainInstanceType", "String", inst.train, "Trainium instance type of the FineTune step."),
-        ParameterSpec("TrainInstanceCount", "Integer", inst.train_count,
-                      "Trainium instances of the FineTune step (torchrun across nodes when > 1)."),
-        ParameterSpec("EvaluateInstanceType", "String", inst.evaluate, "CPU instance type of the Evaluate step."),
-        ParameterSpec("CompileInstanceType", "String", inst.compile,
-                      "Memory-rich CPU instance type of the Neuron compile step."),
-        ParameterSpec("MaxSteps", "Integer", hp.max_steps, "Optimizer steps of the fine-tune."),
-        ParameterSpec("LearningRate", "Float", hp.learning_rate, "Peak learning rate (AdamW, after warmup)."),
-        ParameterSpec("PerDeviceTrainBatchSize", "Integer", hp.per_device_train_batch_size,
-                      "Packed blocks per NeuronCore per micro-step."),
-        ParameterSpec("GradientAccumulationSteps", "Integer", hp.gradient_accumulation_steps,
-                      "Micro-steps per optimizer step."),
-        ParameterSpec("LoraR", "Integer", hp.lora_r, "LoRA rank."),
-        ParameterSpec("LoraAlpha", "Integer", hp.lora_alpha, "LoRA alpha (scale = alpha / r)."),
-        ParameterSpec("QualityThreshold", "Float", p.quality_gate.threshold,
-                      f"Lowest `{p.quality_gate.metric}` in evaluation.json that passes the quality gate."),
-        ParameterSpec("ModelApprovalStatus", "String", p.approval_status,
-                      "Approval status of the registered model package; `Approved` deploys it at once.",
-                      ("PendingManualApproval", "Approved", "Rejected")),
-        # The two values by which a laptop run differs from the cloud: the local executor sets them
-        # (auto, cpu) and runs this same definition.
-        ParameterSpec("TrainBackend", "String", "neuron",
-                      "Training backend: `neuron` on Trainium; `auto`/`torch` are for the local executor.",
-                      ("neuron", "auto", "torch")),
-        ParameterSpec("CompileTarget", "String", "inf2",
-                      "`inf2`: Neuron export for Inferentia 2; `cpu`: packaging for the local executor's endpoint.",
-                      ("inf2", "cpu")),
-    ]
-
-
-# Hyperparameters that a run may override through a pipeline parameter; the rest are fixed by config.
-PARAMETER_HYPERPARAMETERS = {
-    "max_steps": "MaxSteps",
-    "learning_rate": "LearningRate",
-    "per_device_train_batch_size": "PerDeviceTrainBatchSize",
-    "gradient_accumulation_steps": "GradientAccumulationSteps",
-    "lora_r": "LoraR",
-    "lora_alpha": "LoraAlpha",
-}
 
 
 def pipeline_description(cfg: ProjectConfig) -> str:
@@ -297,7 +225,7 @@ class _Builder:
                 max_runtime_in_seconds=p.train_max_runtime_seconds,
                 max_wait_time_in_seconds=p.spot_max_wait_seconds if p.spot else None),
             checkpoint_config=CheckpointConfig(s3_uri=self.checkpoint_uri(stats, prepare),
-                                               local_path="/opt/ml/checkpoints"),
+                                               local_path=CHECKPOINTS),
             output_data_config=OutputDataConfig(
                 s3_output_path=self.Join(on="/", values=[f"s3://{ref('ArtifactsBucket')}", self.cfg.pipeline_name,
                                                          self.execution_id, FINETUNE]),
@@ -392,7 +320,7 @@ class _Builder:
         # itself, so the package can never disagree with the artifact it points at.
         env = {key: from_compile(f"serving_env.{key}") for key in
                ("SM_ON_BATCH_SIZE", "SM_ON_SEQUENCE_LENGTH", "SM_ON_TENSOR_PARALLEL_SIZE")}
-        env["SM_ON_MODEL"] = "/opt/ml/model"
+        env["SM_ON_MODEL"] = MODEL
         builder = ModelBuilder(
             image_uri=ref("InferenceImageUri"),
             s3_model_data_url=self.Join(on="/", values=[compiled, "model.tar.gz"]),
@@ -455,7 +383,7 @@ class _Builder:
 
 def build_pipeline(cfg: ProjectConfig) -> Any:
     """The sagemaker.mlops Pipeline object (offline session)."""
-    from pipelines.sagemaker_sdk import offline_session
+    from pipelines.definition.sdk import offline_session
 
     # First: the session sets the environment the SDK reads when it is first imported.
     session = offline_session(cfg.project.region, ref("ArtifactsBucket"))

@@ -1,0 +1,24 @@
+"""``mlops config show|validate``."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from pipelines.cli.options import ConfigFiles, SetItems, load
+
+app = typer.Typer(help="Inspect and validate the project configuration.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(config: ConfigFiles = [], set_: SetItems = []) -> None:
+    """Print the merged, validated configuration as JSON."""
+    typer.echo(json.dumps(load(config, set_).model_dump(mode="json"), indent=2))
+
+
+@app.command("validate")
+def validate(config: ConfigFiles = [], set_: SetItems = []) -> None:
+    """Check the configuration; exit 2 listing every problem."""
+    load(config, set_)
+    typer.echo("configuration is valid")

@@ -1,0 +1,90 @@
+"""``mlops train --local``: the FineTune step alone, as the local job runner runs it in a pipeline.
+
+A run folder under ``<store>/runs/<run-id>/`` is laid out like ``/opt/ml`` by the container contract
+(hyperparameters as strings, channels, model, checkpoints, output/failure), and ``jobs.run_job``
+starts the train entrypoint with ``MLOPS_OPT_ML`` pointing at it. Reusing a run id resumes from its
+newest complete checkpoint. The base model comes from ``local.base_model``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from config.schema import ProjectConfig
+from containers.contract import OptMl
+from pipelines.local.base_model import local_base_model
+from pipelines.local.jobs import TRAIN_COMMAND, JobFailed, JobSpec, empty_model_dir, run_job
+from pipelines.local.registry import tracking_uri
+from training.errors import UserError
+from training.hyperparameters import to_sagemaker_strings
+
+
+@dataclass
+class LocalRun:
+    root: Path
+    returncode: int  # the job's exit status; when not 0, the reason is in the failure file
+
+    @property
+    def opt_ml(self) -> OptMl:
+        return OptMl(self.root)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.opt_ml.model_dir
+
+    @property
+    def report(self) -> Path:
+        return self.model_dir / "training_report.json"
+
+    @property
+    def failure(self) -> Path:
+        return self.opt_ml.failure_file
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
+
+
+def _link(target: Path, link: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target.resolve(), target_is_directory=target.is_dir())
+
+
+def prepare_run_folder(config: ProjectConfig, root: Path, base_model: Path) -> None:
+    """Lay out ``root`` like /opt/ml for a training job."""
+    opt_ml = OptMl(root)
+    opt_ml.write_hyperparameters(to_sagemaker_strings(config.training))
+    for channel, path in (("train", config.data.train), ("validation", config.data.validation)):
+        if path is None:
+            continue
+        src = Path(path)
+        if not src.exists():
+            raise UserError(f"data.{channel}={path!r}: no such file or folder")
+        # A file becomes the single file of its channel folder, as an S3 prefix with one object would.
+        folder = opt_ml.input_data(channel)
+        _link(src, folder / src.name if src.is_file() else folder)
+    _link(base_model, opt_ml.input_data("model"))
+
+
+def run_training(config: ProjectConfig, run_id: str | None = None) -> LocalRun:
+    store = Path(config.local.store_dir)
+    base_model = local_base_model(config, store)
+    run_id = run_id or "train-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = (store / "runs" / run_id).resolve()
+    prepare_run_folder(config, root, base_model)
+    empty_model_dir(OptMl(root))  # as for every attempt of a pipeline's FineTune; checkpoints stay
+    # The job's output reaches us through a pipe: plain log lines, as in a pipeline step.
+    env = {"MLOPS_PROGRESS": "0"}
+    if config.local.mlflow == "sqlite":
+        env["MLFLOW_TRACKING_URI"] = tracking_uri(store.resolve())
+    spec = JobSpec(step="FineTune", image="local", command=TRAIN_COMMAND, env=env, root=root)
+    try:
+        run_job(spec, root / "train.log", docker=False, on_line=lambda line: print(line, flush=True, file=sys.stdout))
+    except JobFailed as failed:
+        return LocalRun(root=root, returncode=failed.returncode)
+    return LocalRun(root=root, returncode=0)
