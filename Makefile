@@ -29,8 +29,11 @@ demo: $(STAMP)
 demo-stop: $(STAMP)
 	$(BIN)/mlops endpoint stop --local
 
+# The structure checks first (seconds), then types, then the tests.
 test: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -v
 
@@ -39,7 +42,9 @@ golden: $(STAMP)
 	$(BIN)/mlops pipeline definition --out tests/golden/pipeline.json
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -11,10 +11,10 @@ from pathlib import Path
 from aws_cdk import App, Environment
 
 from config import ConfigError, ProjectConfig, load_config
-from infra.names import PlatformNames
 from infra.deploy.endpoint_deployer import EndpointSettings
 from infra.foundation import retention
 from infra.nag import add_security_checks
+from infra.names import PlatformNames
 from infra.pipeline import PipelineSettings
 from infra.stacks import PlatformSettings, build_platform
 from pipelines.definition.builder import pipeline_definition
@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent
 
 def source_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
     except OSError:
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
@@ -34,21 +36,38 @@ def build_app(cfg: ProjectConfig, outdir: str | None = None) -> App:
     app = App(outdir=outdir)
     e = cfg.infra.endpoint
     settings = PlatformSettings(
-        name=cfg.project.name, names=PlatformNames.from_config(cfg),
+        name=cfg.project.name,
+        names=PlatformNames.from_config(cfg),
         env=Environment(account=cfg.project.account, region=cfg.project.region),
-        availability_zones=list(cfg.infra.availability_zones), vpc_cidr=cfg.infra.vpc_cidr,
-        log_retention_days=cfg.infra.log_retention_days, notification_email=cfg.infra.notification_email,
-        mlflow=cfg.infra.mlflow, mlflow_size=cfg.infra.mlflow_size, repo_root=ROOT,
-        pipeline=PipelineSettings(pipeline_name=cfg.pipeline_name, model_package_group=cfg.model_package_group,
-                                  definition_json=pipeline_definition(cfg), subnet_count=cfg.pipeline.subnet_count,
-                                  source_commit=source_commit(), schedule=cfg.infra.schedule),
+        availability_zones=list(cfg.infra.availability_zones),
+        vpc_cidr=cfg.infra.vpc_cidr,
+        log_retention_days=cfg.infra.log_retention_days,
+        notification_email=cfg.infra.notification_email,
+        mlflow=cfg.infra.mlflow,
+        mlflow_size=cfg.infra.mlflow_size,
+        repo_root=ROOT,
+        pipeline=PipelineSettings(
+            pipeline_name=cfg.pipeline_name,
+            model_package_group=cfg.model_package_group,
+            definition_json=pipeline_definition(cfg),
+            subnet_count=cfg.pipeline.subnet_count,
+            source_commit=source_commit(),
+            schedule=cfg.infra.schedule,
+        ),
         endpoint=EndpointSettings(
-            endpoint_name=cfg.endpoint_name, model_package_group=cfg.model_package_group,
-            pipeline_name=cfg.pipeline_name, instance_type=e.instance_type,
-            initial_instance_count=e.initial_instance_count, max_instance_count=e.max_instance_count,
-            invocations_per_instance=e.invocations_per_instance, canary_percent=e.canary_percent,
-            canary_wait_seconds=e.canary_wait_seconds, data_capture_percent=e.data_capture_percent,
-            latency_alarm_ms=e.latency_alarm_ms, log_retention=retention(cfg.infra.log_retention_days)),
+            endpoint_name=cfg.endpoint_name,
+            model_package_group=cfg.model_package_group,
+            pipeline_name=cfg.pipeline_name,
+            instance_type=e.instance_type,
+            initial_instance_count=e.initial_instance_count,
+            max_instance_count=e.max_instance_count,
+            invocations_per_instance=e.invocations_per_instance,
+            canary_percent=e.canary_percent,
+            canary_wait_seconds=e.canary_wait_seconds,
+            data_capture_percent=e.data_capture_percent,
+            latency_alarm_ms=e.latency_alarm_ms,
+            log_retention=retention(cfg.infra.log_retention_days),
+        ),
     )
     build_platform(app, settings)
     add_security_checks(app)

@@ -64,9 +64,16 @@ def sequential(model_dir: Path, seconds: float, max_tokens: int, threads: int) -
         tokens += out.completion_tokens
         i += 1
     wall = time.perf_counter() - start
-    return {"load": "sequential", "requests": i, "errors": 0, "output_tokens": tokens, "seconds": wall,
-            "output_tokens_per_second": tokens / wall, "p50_s": _percentile(latencies, 0.5),
-            "p99_s": _percentile(latencies, 0.99)}
+    return {
+        "load": "sequential",
+        "requests": i,
+        "errors": 0,
+        "output_tokens": tokens,
+        "seconds": wall,
+        "output_tokens_per_second": tokens / wall,
+        "p50_s": _percentile(latencies, 0.5),
+        "p99_s": _percentile(latencies, 0.99),
+    }
 
 
 def load(base: str, clients: int, seconds: float, max_tokens: int) -> dict:
@@ -83,7 +90,11 @@ def load(base: str, clients: int, seconds: float, max_tokens: int) -> dict:
         with httpx.Client(timeout=300) as http:
             j = k
             while time.perf_counter() < stop_at:
-                body = {"messages": conversations[j % len(conversations)], "temperature": 0, "max_tokens": max_tokens}
+                body = {
+                    "messages": conversations[j % len(conversations)],
+                    "temperature": 0,
+                    "max_tokens": max_tokens,
+                }
                 j += clients
                 t0 = time.perf_counter()
                 try:
@@ -107,10 +118,18 @@ def load(base: str, clients: int, seconds: float, max_tokens: int) -> dict:
     for w in workers:
         w.join()
     wall = time.perf_counter() - start
-    return {"load": f"server, {clients} client(s)", "clients": clients, "requests": len(latencies) + len(errors),
-            "errors": len(errors), "error_samples": errors[:3], "output_tokens": tokens[0], "seconds": wall,
-            "output_tokens_per_second": tokens[0] / wall, "p50_s": _percentile(latencies, 0.5),
-            "p99_s": _percentile(latencies, 0.99)}
+    return {
+        "load": f"server, {clients} client(s)",
+        "clients": clients,
+        "requests": len(latencies) + len(errors),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "output_tokens": tokens[0],
+        "seconds": wall,
+        "output_tokens_per_second": tokens[0] / wall,
+        "p50_s": _percentile(latencies, 0.5),
+        "p99_s": _percentile(latencies, 0.99),
+    }
 
 
 def _free_port() -> int:
@@ -125,9 +144,24 @@ def start_server(model_dir: Path, batch_size: int, threads: int) -> tuple[subpro
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "containers.entrypoint", "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1",
-         "--port", str(port), "--batch-size", str(batch_size)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "containers.entrypoint",
+            "serve",
+            "--model-dir",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--batch-size",
+            str(batch_size),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
@@ -146,18 +180,28 @@ def start_server(model_dir: Path, batch_size: int, threads: int) -> tuple[subpro
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model-dir", type=Path, required=True, help="merged model folder (train's output) or compile --target cpu output")
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        required=True,
+        help="merged model folder (train's output) or compile --target cpu output",
+    )
     p.add_argument("--clients", default="1,8", help="comma list of concurrent client counts")
     p.add_argument("--seconds", type=float, default=45.0, help="duration of each load")
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=8, help="server batch size")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for the server and the sequential baseline")
+    p.add_argument(
+        "--threads", type=int, default=2, help="torch threads for the server and the sequential baseline"
+    )
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",") if c.strip()]
 
-    print(f"model={args.model_dir} seconds={args.seconds} max_tokens={args.max_tokens} batch_size={args.batch_size} "
-          f"threads={args.threads}", flush=True)
+    print(
+        f"model={args.model_dir} seconds={args.seconds} max_tokens={args.max_tokens} batch_size={args.batch_size} "
+        f"threads={args.threads}",
+        flush=True,
+    )
     results = [sequential(args.model_dir, args.seconds, args.max_tokens, args.threads)]
     proc, base = start_server(args.model_dir, args.batch_size, args.threads)
     try:
@@ -169,18 +213,25 @@ def main(argv: list[str] | None = None) -> int:
     baseline = results[0]["output_tokens_per_second"]
     for r in results:
         r["ratio_to_sequential"] = r["output_tokens_per_second"] / baseline
-        print(f"  {r['load']:22s} requests={r['requests']:5d} errors={r['errors']} p50={r['p50_s']:.3f}s "
-              f"p99={r['p99_s']:.3f}s output_tokens_per_second={r['output_tokens_per_second']:.1f} "
-              f"ratio={r['ratio_to_sequential']:.2f}x", flush=True)
+        print(
+            f"  {r['load']:22s} requests={r['requests']:5d} errors={r['errors']} p50={r['p50_s']:.3f}s "
+            f"p99={r['p99_s']:.3f}s output_tokens_per_second={r['output_tokens_per_second']:.1f} "
+            f"ratio={r['ratio_to_sequential']:.2f}x",
+            flush=True,
+        )
     if args.json_out:
-        args.json_out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
+        args.json_out.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
+        )
     failed = []
     eight = [r for r in results if r.get("clients") == 8]
     if eight:
         if eight[0]["errors"]:
             failed.append(f"{eight[0]['errors']} errors at 8 clients: {eight[0]['error_samples']}")
         if eight[0]["ratio_to_sequential"] < 2.0:
-            failed.append(f"8 clients reached {eight[0]['ratio_to_sequential']:.2f}x sequential, target >= 2x")
+            failed.append(
+                f"8 clients reached {eight[0]['ratio_to_sequential']:.2f}x sequential, target >= 2x"
+            )
     for f in failed:
         print(f"TARGET MISSED: {f}")
     return 1 if failed else 0

@@ -41,7 +41,9 @@ TARGETS = {"trl-defaults": 1.5, "trl-packing": 1.0}
 
 
 def _thread_env(threads: int) -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    return dict(
+        os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false"
+    )
 
 
 def _default_model() -> Path:
@@ -57,7 +59,12 @@ def _lora_kwargs() -> dict:
     from training.hyperparameters import TrainHyperparameters
 
     hp = TrainHyperparameters()
-    return dict(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout, target_modules=hp.lora_target_modules)
+    return dict(
+        r=hp.lora_r,
+        lora_alpha=hp.lora_alpha,
+        lora_dropout=hp.lora_dropout,
+        target_modules=hp.lora_target_modules,
+    )
 
 
 # ---- ours ------------------------------------------------------------------------------------------
@@ -85,8 +92,13 @@ def run_ours(args: argparse.Namespace, work: Path) -> dict:
     env = _thread_env(args.threads)
     env["MLOPS_OPT_ML"] = str(opt)
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "containers.entrypoint", "train"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "containers.entrypoint", "train"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"ours failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
     report = json.loads((opt / "model" / "training_report.json").read_text())
@@ -129,20 +141,34 @@ def run_trl(args: argparse.Namespace, work: Path, variant: str) -> dict:
     from training.base_model import load_tokenizer
 
     torch.set_num_threads(args.threads)
-    options = dict(output_dir=str(work / "trl"), max_steps=args.steps, learning_rate=args.learning_rate,
-                   report_to="none", save_strategy="no", logging_steps=args.steps, seed=0,
-                   disable_tqdm=True,
-                   # Required on a CPU-only machine: SFTConfig's default bf16=True is refused otherwise
-                   # ("Your setup doesn't support bf16/gpu"). It changes nothing else.
-                   use_cpu=not torch.cuda.is_available())
+    options = dict(
+        output_dir=str(work / "trl"),
+        max_steps=args.steps,
+        learning_rate=args.learning_rate,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=args.steps,
+        seed=0,
+        disable_tqdm=True,
+        # Required on a CPU-only machine: SFTConfig's default bf16=True is refused otherwise
+        # ("Your setup doesn't support bf16/gpu"). It changes nothing else.
+        use_cpu=not torch.cuda.is_available(),
+    )
     if variant.startswith("trl-packing"):
-        options.update(packing=True, max_length=args.max_seq_length, per_device_train_batch_size=args.batch_size)
+        options.update(
+            packing=True, max_length=args.max_seq_length, per_device_train_batch_size=args.batch_size
+        )
     if variant == "trl-packing-no-gc":
         options.update(gradient_checkpointing=False)
     config = SFTConfig(**options)
     tokenizer = load_tokenizer(str(args.model), None)
-    trainer = SFTTrainer(model=str(args.model), args=config, train_dataset=_trl_dataset(args.data),
-                         processing_class=tokenizer, peft_config=LoraConfig(task_type="CAUSAL_LM", **_lora_kwargs()))
+    trainer = SFTTrainer(
+        model=str(args.model),
+        args=config,
+        train_dataset=_trl_dataset(args.data),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(task_type="CAUSAL_LM", **_lora_kwargs()),
+    )
 
     seen = {"real_tokens": 0, "forwards": 0, "shapes": set()}
 
@@ -176,8 +202,16 @@ def run_trl(args: argparse.Namespace, work: Path, variant: str) -> dict:
         "tokens_per_second": seen["real_tokens"] / seconds,
         "input_shapes": sorted(list(s) for s in seen["shapes"]),
         "settings": {
-            **{k: getattr(config, k) for k in ("per_device_train_batch_size", "max_length", "packing",
-                                               "gradient_checkpointing", "bf16")},
+            **{
+                k: getattr(config, k)
+                for k in (
+                    "per_device_train_batch_size",
+                    "max_length",
+                    "packing",
+                    "gradient_checkpointing",
+                    "bf16",
+                )
+            },
             # The trainer, not the config, decides this: packing with the bfd strategy forces it on.
             "padding_free": trainer.padding_free,
         },
@@ -191,11 +225,20 @@ def _run_variant(args: argparse.Namespace, variant: str) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"bench-{variant}-") as tmp:
         if variant == "ours":
             return run_ours(args, Path(tmp))
-        cmd = [sys.executable, __file__, "--child", variant, "--child-out", str(Path(tmp) / "result.json"),
-               *args.passthrough]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            variant,
+            "--child-out",
+            str(Path(tmp) / "result.json"),
+            *args.passthrough,
+        ]
         proc = subprocess.run(cmd, cwd=ROOT, env=_thread_env(args.threads), capture_output=True, text=True)
         if proc.returncode != 0:
-            raise SystemExit(f"{variant} failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
+            raise SystemExit(
+                f"{variant} failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}"
+            )
         return json.loads((Path(tmp) / "result.json").read_text())
 
 
@@ -204,12 +247,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=20, help="optimizer steps per variant")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for every variant")
-    p.add_argument("--batch-size", type=int, default=4, help="our packed blocks per step (and TRL packing's batch)")
-    p.add_argument("--max-seq-length", type=int, default=256, help="block length (ours) and max_length (TRL packing)")
+    p.add_argument(
+        "--batch-size", type=int, default=4, help="our packed blocks per step (and TRL packing's batch)"
+    )
+    p.add_argument(
+        "--max-seq-length", type=int, default=256, help="block length (ours) and max_length (TRL packing)"
+    )
     p.add_argument("--learning-rate", type=float, default=2e-4)
-    p.add_argument("--model", type=Path, default=None, help="HF model folder (default: the project's local default model)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="HF model folder (default: the project's local default model)",
+    )
     p.add_argument("--data", type=Path, default=ROOT / "training/tasks/date_normalization/train.jsonl")
-    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument(
+        "--variants", default=",".join(DEFAULT_VARIANTS), help=f"comma list of {', '.join(VARIANTS)}"
+    )
     p.add_argument("--json-out", type=Path, default=None, help="also write all results here")
     p.add_argument("--child", choices=VARIANTS[1:], help=argparse.SUPPRESS)
     p.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
@@ -221,23 +275,42 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     args.model = (args.model or _default_model()).resolve()
-    args.passthrough = ["--steps", str(args.steps), "--threads", str(args.threads), "--batch-size", str(args.batch_size),
-                        "--max-seq-length", str(args.max_seq_length), "--learning-rate", str(args.learning_rate),
-                        "--model", str(args.model), "--data", str(args.data)]
+    args.passthrough = [
+        "--steps",
+        str(args.steps),
+        "--threads",
+        str(args.threads),
+        "--batch-size",
+        str(args.batch_size),
+        "--max-seq-length",
+        str(args.max_seq_length),
+        "--learning-rate",
+        str(args.learning_rate),
+        "--model",
+        str(args.model),
+        "--data",
+        str(args.data),
+    ]
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         p.error(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
 
-    print(f"model={args.model} data={args.data} steps={args.steps} threads={args.threads} "
-          f"batch_size={args.batch_size} max_seq_length={args.max_seq_length}", flush=True)
+    print(
+        f"model={args.model} data={args.data} steps={args.steps} threads={args.threads} "
+        f"batch_size={args.batch_size} max_seq_length={args.max_seq_length}",
+        flush=True,
+    )
     results = {}
     for variant in variants:
         print(f"running {variant} ...", flush=True)
         results[variant] = r = _run_variant(args, variant)
-        print(f"  {variant:13s} real_tokens={r['real_tokens']:7d} seconds={r['seconds']:8.2f} "
-              f"tokens_per_second={r['tokens_per_second']:8.1f} distinct_input_shapes={len(r['input_shapes'])}"
-              + (f" settings={r['settings']}" if "settings" in r else ""), flush=True)
+        print(
+            f"  {variant:13s} real_tokens={r['real_tokens']:7d} seconds={r['seconds']:8.2f} "
+            f"tokens_per_second={r['tokens_per_second']:8.1f} distinct_input_shapes={len(r['input_shapes'])}"
+            + (f" settings={r['settings']}" if "settings" in r else ""),
+            flush=True,
+        )
 
     failed = []
     if "ours" in results:
@@ -250,11 +323,16 @@ def main(argv: list[str] | None = None) -> int:
             ratio = ours["tokens_per_second"] / result["tokens_per_second"]
             result["ours_ratio"] = ratio
             target = TARGETS.get(variant)
-            print(f"ratio ours/{variant} = {ratio:.2f}x" + (f" (target >= {target}x)" if target else " (no target)"))
+            print(
+                f"ratio ours/{variant} = {ratio:.2f}x"
+                + (f" (target >= {target}x)" if target else " (no target)")
+            )
             if target and ratio < target:
                 failed.append(f"ours/{variant} = {ratio:.2f}x < {target}x")
     if args.json_out:
-        args.json_out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
+        args.json_out.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
+        )
     for problem in failed:
         print(f"TARGET MISSED: {problem}")
     return 1 if failed else 0

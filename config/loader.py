@@ -27,10 +27,14 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         n = len(problems)
-        super().__init__(f"{n} configuration problem{'s' if n != 1 else ''}:\n" + "\n".join(f"  {p}" for p in problems))
+        super().__init__(
+            f"{n} configuration problem{'s' if n != 1 else ''}:\n" + "\n".join(f"  {p}" for p in problems)
+        )
 
 
-def locate_keys(node: yaml.Node | None, file: Path, prefix: Key, where: dict[Key, str], problems: list[str]) -> None:
+def locate_keys(
+    node: yaml.Node | None, file: Path, prefix: Key, where: dict[Key, str], problems: list[str]
+) -> None:
     """Record `file:line` of every key path in `where`, and each duplicate key (YAML keeps the last) in `problems`."""
     if not isinstance(node, yaml.MappingNode):
         return
@@ -145,7 +149,9 @@ def _describe(exc: ValidationError, where: dict[Key, str]) -> list[str]:
 
 
 def load_config(
-    files: list[Path] | tuple[Path, ...] = (), overrides: list[str] | tuple[str, ...] = (), base: Path = DEFAULT_CONFIG
+    files: list[Path] | tuple[Path, ...] = (),
+    overrides: list[str] | tuple[str, ...] = (),
+    base: Path = DEFAULT_CONFIG,
 ) -> ProjectConfig:
     where: dict[Key, str] = {}
     problems: list[str] = []

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from training.hyperparameters import TrainHyperparameters
 
-
 # What an AWS region name looks like (us-east-1, us-gov-west-1); the price table checks its keys with it too.
 REGION_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d"
 
@@ -30,8 +29,10 @@ class ProjectSection(_Strict):
         # At most 23: the longest bucket name is <name>-access-logs-<12-digit account>-<region of up to
         # 14 characters>, and S3 allows 63 characters.
         if not re.fullmatch(r"[a-z][a-z0-9-]{1,21}[a-z0-9]", v):
-            raise ValueError("must be 3-23 lowercase letters, digits or hyphens, starting with a letter "
-                             "(it prefixes bucket names, which S3 limits to 63 characters)")
+            raise ValueError(
+                "must be 3-23 lowercase letters, digits or hyphens, starting with a letter "
+                "(it prefixes bucket names, which S3 limits to 63 characters)"
+            )
         return v
 
     @field_validator("region")
@@ -66,7 +67,7 @@ class DataSection(_Strict):
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _botocore_instance_types(shape: str) -> tuple[str, ...]:
     """Instance types one SageMaker API accepts, from botocore's service model (never a hand-kept list)."""
     import botocore.session
@@ -79,15 +80,19 @@ def _check_instance_type(value: str, shape: str, what: str) -> str:
     allowed = _botocore_instance_types(shape)
     if value not in allowed:
         families = sorted({t.rsplit(".", 1)[0] for t in allowed})
-        raise ValueError(f"{value!r} is not an instance type {what} accept (botocore {shape}); families: "
-                         + ", ".join(families))
+        raise ValueError(
+            f"{value!r} is not an instance type {what} accept (botocore {shape}); families: "
+            + ", ".join(families)
+        )
     return value
 
 
 class InstancesSection(_Strict):
     """Default instance types and counts; each is also a pipeline parameter that a run can override."""
 
-    prepare: str = Field("ml.m5.xlarge", description="Prepare step (processing, CPU): tokenize and pack once.")
+    prepare: str = Field(
+        "ml.m5.xlarge", description="Prepare step (processing, CPU): tokenize and pack once."
+    )
     train: str = Field("ml.trn1.2xlarge", description="Fine-tune step (training job on Trainium).")
     train_count: int = Field(1, ge=1, le=64, description="Training instances (multi-node torchrun when > 1).")
     evaluate: str = Field("ml.m5.2xlarge", description="Evaluate step (processing, CPU generation).")
@@ -107,8 +112,10 @@ class InstancesSection(_Strict):
     def _training_type(cls, v: str) -> str:
         _check_instance_type(v, "TrainingInstanceType", "training jobs")
         if not v.startswith(("ml.trn1.", "ml.trn1n.", "ml.trn2.")):
-            raise ValueError(f"{v!r} is not a Trainium instance; the fine-tune step runs the Neuron backend "
-                             "(ml.trn1.2xlarge, ml.trn1.32xlarge, ml.trn1n.32xlarge, ml.trn2.48xlarge)")
+            raise ValueError(
+                f"{v!r} is not a Trainium instance; the fine-tune step runs the Neuron backend "
+                "(ml.trn1.2xlarge, ml.trn1.32xlarge, ml.trn1n.32xlarge, ml.trn2.48xlarge)"
+            )
         return v
 
 
@@ -127,7 +134,8 @@ class PipelineSection(_Strict):
         None, description="Model Registry group; default `<project.name>-models`."
     )
     train_data_s3_uri: str = Field(
-        "s3://${DataBucket}/datasets/train/", description="Default of the TrainDataS3Uri parameter (JSONL prefix)."
+        "s3://${DataBucket}/datasets/train/",
+        description="Default of the TrainDataS3Uri parameter (JSONL prefix).",
     )
     validation_data_s3_uri: str = Field(
         "s3://${DataBucket}/datasets/validation/",
@@ -139,23 +147,30 @@ class PipelineSection(_Strict):
         "internet, so the base model comes from S3, not the Hub).",
     )
     instances: InstancesSection = Field(default_factory=InstancesSection)
-    volume_size_gb: int = Field(100, ge=1, le=16384, description="EBS volume per job instance (KMS-encrypted).")
+    volume_size_gb: int = Field(
+        100, ge=1, le=16384, description="EBS volume per job instance (KMS-encrypted)."
+    )
     train_max_runtime_seconds: int = Field(
         6 * 3600, ge=60, le=28 * 24 * 3600, description="Fine-tune MaxRuntimeInSeconds (SDK default is 1 h)."
     )
     processing_max_runtime_seconds: int = Field(
         3 * 3600, ge=60, le=5 * 24 * 3600, description="MaxRuntimeInSeconds of prepare/evaluate/compile."
     )
-    spot: bool = Field(False, description="Managed spot training for the fine-tune (resumes from checkpoints).")
+    spot: bool = Field(
+        False, description="Managed spot training for the fine-tune (resumes from checkpoints)."
+    )
     spot_max_wait_seconds: int = Field(
-        12 * 3600, ge=60, description="MaxWaitTimeInSeconds with spot: runtime plus time waiting for capacity."
+        12 * 3600,
+        ge=60,
+        description="MaxWaitTimeInSeconds with spot: runtime plus time waiting for capacity.",
     )
     quality_gate: QualityGateSection = Field(default_factory=QualityGateSection)
     approval_status: Literal["PendingManualApproval", "Approved", "Rejected"] = Field(
         "PendingManualApproval", description="Default of the ModelApprovalStatus parameter."
     )
     cache_expire_after: str = Field(
-        "P30D", description="Step cache lifetime (ISO 8601 duration) for steps whose inputs fix their outputs."
+        "P30D",
+        description="Step cache lifetime (ISO 8601 duration) for steps whose inputs fix their outputs.",
     )
     subnet_count: int = Field(
         2, ge=1, le=6, description="Private subnets the jobs run in (placeholders PrivateSubnet1..N)."
@@ -190,7 +205,9 @@ class ServingSection(_Strict):
 
     batch_size: int = Field(4, ge=1, le=256, description="Static batch size of the compiled model.")
     sequence_length: int = Field(512, ge=16, le=131072, description="Static prompt + completion length.")
-    tensor_parallel_size: int = Field(2, ge=1, le=64, description="NeuronCores per replica (2 on inf2.xlarge).")
+    tensor_parallel_size: int = Field(
+        2, ge=1, le=64, description="NeuronCores per replica (2 on inf2.xlarge)."
+    )
     dtype: Literal["bfloat16", "float16"] = Field("bfloat16", description="Compiled weights' dtype.")
     instance_types: list[str] = Field(
         default_factory=lambda: ["ml.inf2.xlarge", "ml.inf2.8xlarge", "ml.inf2.24xlarge", "ml.inf2.48xlarge"],
@@ -218,17 +235,27 @@ class EndpointSection(_Strict):
     invocations_per_instance: int = Field(
         60, ge=1, description="Autoscaling target: SageMakerVariantInvocationsPerInstance (per minute)."
     )
-    canary_percent: int = Field(10, ge=1, le=50, description="Capacity that takes traffic first in a blue/green update.")
-    canary_wait_seconds: int = Field(600, ge=0, le=3600, description="How long the canary is watched before the rest.")
-    data_capture_percent: int = Field(100, ge=0, le=100, description="Requests and responses captured to S3 (0: off).")
-    latency_alarm_ms: int = Field(5000, ge=1, description="ModelLatency (p90, ms) above which a rollout rolls back.")
+    canary_percent: int = Field(
+        10, ge=1, le=50, description="Capacity that takes traffic first in a blue/green update."
+    )
+    canary_wait_seconds: int = Field(
+        600, ge=0, le=3600, description="How long the canary is watched before the rest."
+    )
+    data_capture_percent: int = Field(
+        100, ge=0, le=100, description="Requests and responses captured to S3 (0: off)."
+    )
+    latency_alarm_ms: int = Field(
+        5000, ge=1, description="ModelLatency (p90, ms) above which a rollout rolls back."
+    )
 
     @model_validator(mode="after")
     def _initial_within_ceiling(self) -> EndpointSection:
         if self.initial_instance_count > self.max_instance_count:
-            raise ValueError(f"initial_instance_count={self.initial_instance_count} is above max_instance_count="
-                             f"{self.max_instance_count}: autoscaling would be registered with min > max; raise "
-                             "max_instance_count or lower initial_instance_count")
+            raise ValueError(
+                f"initial_instance_count={self.initial_instance_count} is above max_instance_count="
+                f"{self.max_instance_count}: autoscaling would be registered with min > max; raise "
+                "max_instance_count or lower initial_instance_count"
+            )
         return self
 
     @field_validator("name")
@@ -236,7 +263,9 @@ class EndpointSection(_Strict):
     def _endpoint_name(cls, v: str | None) -> str | None:
         # Models and endpoint configs are named <endpoint>-v<version>, within SageMaker's 63 characters.
         if v is not None and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,49}", v):
-            raise ValueError("must be 1-50 letters, digits or single hyphens (models are named <name>-v<version>)")
+            raise ValueError(
+                "must be 1-50 letters, digits or single hyphens (models are named <name>-v<version>)"
+            )
         return v
 
     @field_validator("instance_type")
@@ -252,16 +281,23 @@ class InfraSection(_Strict):
     """What `cdk deploy` creates (app.py, infra/). Synth makes no AWS call: every value is here."""
 
     availability_zones: list[str] = Field(
-        default_factory=lambda: ["us-east-1a", "us-east-1b"], min_length=2, max_length=6,
+        default_factory=lambda: ["us-east-1a", "us-east-1b"],
+        min_length=2,
+        max_length=6,
         description="AZs of the private subnets (explicit, so synth never looks them up); one subnet each.",
     )
     vpc_cidr: str = Field("10.42.0.0/16", description="CIDR of the VPC the jobs and endpoints run in.")
-    mlflow: bool = Field(True, description="SageMaker managed MLflow tracking server (billed while it exists).")
+    mlflow: bool = Field(
+        True, description="SageMaker managed MLflow tracking server (billed while it exists)."
+    )
     mlflow_size: Literal["Small", "Medium", "Large"] = Field("Small", description="Tracking server size.")
     schedule: str | None = Field(
-        None, description="EventBridge schedule expression that starts the pipeline, e.g. `rate(7 days)`; null: none."
+        None,
+        description="EventBridge schedule expression that starts the pipeline, e.g. `rate(7 days)`; null: none.",
     )
-    notification_email: str | None = Field(None, description="Subscribed to the failure topic (pipeline and deployer).")
+    notification_email: str | None = Field(
+        None, description="Subscribed to the failure topic (pipeline and deployer)."
+    )
     log_retention_days: int = Field(
         365, description="CloudWatch log retention in days (HIPAA/NIST packs want at least a year)."
     )
@@ -271,8 +307,11 @@ class InfraSection(_Strict):
     def _retention(cls, v: int) -> int:
         allowed = (365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
         if v not in allowed:
-            raise ValueError(f"must be a CloudWatch Logs retention of a year or more: {', '.join(map(str, allowed))}")
+            raise ValueError(
+                f"must be a CloudWatch Logs retention of a year or more: {', '.join(map(str, allowed))}"
+            )
         return v
+
     endpoint: EndpointSection = Field(default_factory=EndpointSection)
 
     @field_validator("vpc_cidr")
@@ -291,8 +330,12 @@ class InfraSection(_Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))", v):
-            raise ValueError("must be an EventBridge schedule expression: rate(7 days) or cron(0 3 ? * MON *)")
+        if v is not None and not re.fullmatch(
+            r"(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))", v
+        ):
+            raise ValueError(
+                "must be an EventBridge schedule expression: rate(7 days) or cron(0 3 ? * MON *)"
+            )
         return v
 
 
@@ -332,10 +375,14 @@ class ProjectConfig(_Strict):
     def _zones_in_region(self) -> ProjectConfig:
         wrong = [z for z in self.infra.availability_zones if not z.startswith(self.project.region)]
         if wrong:
-            raise ValueError(f"infra.availability_zones {wrong} are not in project.region={self.project.region}")
+            raise ValueError(
+                f"infra.availability_zones {wrong} are not in project.region={self.project.region}"
+            )
         if self.pipeline.subnet_count != len(self.infra.availability_zones):
-            raise ValueError(f"pipeline.subnet_count={self.pipeline.subnet_count} must equal the number of "
-                             f"infra.availability_zones ({len(self.infra.availability_zones)}): one private subnet per AZ")
+            raise ValueError(
+                f"pipeline.subnet_count={self.pipeline.subnet_count} must equal the number of "
+                f"infra.availability_zones ({len(self.infra.availability_zones)}): one private subnet per AZ"
+            )
         return self
 
     @property

@@ -87,7 +87,7 @@ class OptMl:
         prefix = DEFAULT_ROOT + "/"
         if not container_path.startswith(prefix):
             raise OutsideOptMl(container_path)
-        return self.root / container_path[len(prefix):]
+        return self.root / container_path[len(prefix) :]
 
     def write_hyperparameters(self, values: Mapping[str, str]) -> None:
         """As SageMaker writes them: one JSON object, every value a string."""
@@ -102,7 +102,9 @@ class OptMl:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path}: not valid JSON ({exc}); SageMaker writes a JSON object of strings") from None
+            raise UserError(
+                f"{path}: not valid JSON ({exc}); SageMaker writes a JSON object of strings"
+            ) from None
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a JSON object of hyperparameters, got {type(data).__name__}")
         return data

@@ -95,18 +95,29 @@ def run_prepare(opt_ml: OptMl, args: argparse.Namespace) -> None:
     has_validation = validation.is_file() or (validation.is_dir() and any(validation.iterdir()))
     model_dir = Path(args.model_dir or opt_ml.processing("model"))
     if not args.base_model and not (model_dir.is_dir() and any(model_dir.iterdir())):
-        raise UserError(f"--model-dir: {model_dir} holds no base model; the tokenizer comes from it. Give the "
-                        "base model folder there, or --base-model <folder or Hub id>")
+        raise UserError(
+            f"--model-dir: {model_dir} holds no base model; the tokenizer comes from it. Give the "
+            "base model folder there, or --base-model <folder or Hub id>"
+        )
     source, gguf = resolve_base_model(model_dir, args.base_model or str(model_dir))
-    settings = PrepareSettings(max_seq_length=args.max_seq_length, overlong=args.overlong,
-                               skip_invalid_lines=args.skip_invalid_lines)
+    settings = PrepareSettings(
+        max_seq_length=args.max_seq_length, overlong=args.overlong, skip_invalid_lines=args.skip_invalid_lines
+    )
     output_root = Path(args.output_dir) if args.output_dir else opt_ml.root / "processing"
     from training.prepare_step import folder_sha256
 
     # A Hub id (local use only; pipeline jobs have no internet) is identified by its name.
-    base_sha = folder_sha256(Path(source)) if Path(source).is_dir() else hashlib.sha256(source.encode()).hexdigest()
-    run_prepare(train, validation if has_validation else None, load_tokenizer(source, gguf), output_root, settings,
-                base_sha)
+    base_sha = (
+        folder_sha256(Path(source)) if Path(source).is_dir() else hashlib.sha256(source.encode()).hexdigest()
+    )
+    run_prepare(
+        train,
+        validation if has_validation else None,
+        load_tokenizer(source, gguf),
+        output_root,
+        settings,
+        base_sha,
+    )
 
 
 def run_evaluate(opt_ml: OptMl, args: argparse.Namespace) -> None:
@@ -127,8 +138,12 @@ def run_evaluate(opt_ml: OptMl, args: argparse.Namespace) -> None:
             base = (str(model_folder(base_dir, "--base-model")), None)
         else:
             base = resolve_base_model(base_dir, str(base_dir))
-    settings = EvalSettings(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                            max_seq_length=args.max_seq_length, prompt_length=args.prompt_length)
+    settings = EvalSettings(
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        max_seq_length=args.max_seq_length,
+        prompt_length=args.prompt_length,
+    )
     report = evaluate(str(model_dir), data, settings, base)
     path = write_evaluation(report, Path(args.output_dir or opt_ml.processing("evaluation")))
     from training.metrics import format_metrics
@@ -142,13 +157,24 @@ def run_compile(opt_ml: OptMl, args: argparse.Namespace) -> None:
     from inference.model_files import model_folder
 
     model_dir = model_folder(Path(args.model_dir or opt_ml.processing("model")), "--model-dir")
-    settings = CompileSettings(target=args.target, batch_size=args.batch_size, sequence_length=args.sequence_length,
-                               tensor_parallel_size=args.tensor_parallel_size, dtype=args.dtype,
-                               max_new_tokens=args.max_new_tokens)
-    report = compile_model(model_dir, Path(args.output_dir or opt_ml.processing("compiled")), settings,
-                           archive=args.archive)
-    log.info("compiled for %s: batch_size=%d sequence_length=%d in %.1f s", report["target"], report["batch_size"],
-             report["sequence_length"], report["duration_seconds"])
+    settings = CompileSettings(
+        target=args.target,
+        batch_size=args.batch_size,
+        sequence_length=args.sequence_length,
+        tensor_parallel_size=args.tensor_parallel_size,
+        dtype=args.dtype,
+        max_new_tokens=args.max_new_tokens,
+    )
+    report = compile_model(
+        model_dir, Path(args.output_dir or opt_ml.processing("compiled")), settings, archive=args.archive
+    )
+    log.info(
+        "compiled for %s: batch_size=%d sequence_length=%d in %.1f s",
+        report["target"],
+        report["batch_size"],
+        report["sequence_length"],
+        report["duration_seconds"],
+    )
 
 
 def serve_port(env: dict[str, str] | None = None, flag: int | None = None) -> int:
@@ -168,21 +194,39 @@ def run_serve(opt_ml: OptMl, args: argparse.Namespace) -> None:
     model_dir = model_folder(Path(args.model_dir) if args.model_dir else opt_ml.model_dir, "--model-dir")
     if is_neuron_artifact(model_dir):
         # A compiled inf2 artifact: hand over to the vLLM Neuronx DLC's server (inference/neuron_serve.py).
-        unsupported = [flag for flag, value in (("--max-new-tokens", args.max_new_tokens),
-                                                ("--batch-wait-ms", args.batch_wait_ms)) if value is not None]
+        unsupported = [
+            flag
+            for flag, value in (
+                ("--max-new-tokens", args.max_new_tokens),
+                ("--batch-wait-ms", args.batch_wait_ms),
+            )
+            if value is not None
+        ]
         if unsupported:
-            raise UserError(f"{', '.join(unsupported)} apply to the CPU/CUDA server only; {model_dir} is a compiled "
-                            "Neuron artifact, served by vLLM with the compiled shapes. Drop the flag(s)")
+            raise UserError(
+                f"{', '.join(unsupported)} apply to the CPU/CUDA server only; {model_dir} is a compiled "
+                "Neuron artifact, served by vLLM with the compiled shapes. Drop the flag(s)"
+            )
         env = dict(os.environ)
         # Flags for the shapes become the SM_ON_* the DLC reads, so they meet the same compiled-shape check.
-        for key, value in (("SM_ON_BATCH_SIZE", args.batch_size), ("SM_ON_SEQUENCE_LENGTH", args.sequence_length)):
+        for key, value in (
+            ("SM_ON_BATCH_SIZE", args.batch_size),
+            ("SM_ON_SEQUENCE_LENGTH", args.sequence_length),
+        ):
             if value is not None:
                 env[key] = str(value)
         exec_neuron_server(model_dir, serve_port(flag=args.port), env, served_model_name=args.model_name)
     from inference.server import load_limits, serve
 
-    limits = load_limits(model_dir, {"batch_size": args.batch_size, "sequence_length": args.sequence_length,
-                                     "max_new_tokens": args.max_new_tokens, "batch_wait_ms": args.batch_wait_ms})
+    limits = load_limits(
+        model_dir,
+        {
+            "batch_size": args.batch_size,
+            "sequence_length": args.sequence_length,
+            "max_new_tokens": args.max_new_tokens,
+            "batch_wait_ms": args.batch_wait_ms,
+        },
+    )
     serve(model_dir, limits, args.host, serve_port(flag=args.port), args.model_name or model_dir.name)
 
 
@@ -192,36 +236,82 @@ def main(argv: list[str] | None = None) -> int:
     train = commands.add_parser("train", help="LoRA fine-tune following the SageMaker training contract")
     # Internal: the per-process body torchrun starts on Trainium.
     train.add_argument("--neuron-worker", action="store_true", help=argparse.SUPPRESS)
-    pr = commands.add_parser("prepare", help="validate, tokenize and pack the data once (the pipeline's Prepare step)")
+    pr = commands.add_parser(
+        "prepare", help="validate, tokenize and pack the data once (the pipeline's Prepare step)"
+    )
     pr.add_argument("--train", help="training JSONL file or folder (default: <opt_ml>/processing/train)")
-    pr.add_argument("--validation", help="held-out JSONL file or folder (default: <opt_ml>/processing/validation if present)")
-    pr.add_argument("--model-dir", help="base model folder, for its tokenizer (default: <opt_ml>/processing/model)")
+    pr.add_argument(
+        "--validation",
+        help="held-out JSONL file or folder (default: <opt_ml>/processing/validation if present)",
+    )
+    pr.add_argument(
+        "--model-dir", help="base model folder, for its tokenizer (default: <opt_ml>/processing/model)"
+    )
     pr.add_argument("--base-model", help="base model folder or Hub id when --model-dir is empty")
-    pr.add_argument("--output-dir", help="root of packed_train/, packed_validation/, stats/ (default: <opt_ml>/processing)")
-    pr.add_argument("--max-seq-length", type=int, required=True, help="block length; must equal the fine-tune's max_seq_length")
-    pr.add_argument("--overlong", choices=["reject", "truncate"], default="reject", help="examples longer than a block")
-    pr.add_argument("--skip-invalid-lines", action="store_true", help="skip and count bad lines instead of failing")
-    ev = commands.add_parser("evaluate", help="held-out loss, perplexity and exact match, optionally against the base model")
-    ev.add_argument("--model-dir", help="fine-tuned model folder or its model.tar.gz (default: <opt_ml>/processing/model)")
+    pr.add_argument(
+        "--output-dir",
+        help="root of packed_train/, packed_validation/, stats/ (default: <opt_ml>/processing)",
+    )
+    pr.add_argument(
+        "--max-seq-length",
+        type=int,
+        required=True,
+        help="block length; must equal the fine-tune's max_seq_length",
+    )
+    pr.add_argument(
+        "--overlong", choices=["reject", "truncate"], default="reject", help="examples longer than a block"
+    )
+    pr.add_argument(
+        "--skip-invalid-lines", action="store_true", help="skip and count bad lines instead of failing"
+    )
+    ev = commands.add_parser(
+        "evaluate", help="held-out loss, perplexity and exact match, optionally against the base model"
+    )
+    ev.add_argument(
+        "--model-dir", help="fine-tuned model folder or its model.tar.gz (default: <opt_ml>/processing/model)"
+    )
     ev.add_argument("--data", help="held-out JSONL file or folder (default: <opt_ml>/processing/validation)")
-    ev.add_argument("--base-model", help="base model folder for comparison (default: <opt_ml>/processing/base_model if present)")
-    ev.add_argument("--output-dir", help="where evaluation.json goes (default: <opt_ml>/processing/evaluation)")
-    ev.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (one static shape)")
+    ev.add_argument(
+        "--base-model",
+        help="base model folder for comparison (default: <opt_ml>/processing/base_model if present)",
+    )
+    ev.add_argument(
+        "--output-dir", help="where evaluation.json goes (default: <opt_ml>/processing/evaluation)"
+    )
+    ev.add_argument(
+        "--batch-size", type=int, default=16, help="sequences per forward pass (one static shape)"
+    )
     ev.add_argument("--max-new-tokens", type=int, default=32, help="generation budget per answer")
     ev.add_argument("--max-seq-length", type=int, default=256, help="block length for the loss pass")
-    ev.add_argument("--prompt-length", type=int, default=None, help="fixed prompt length (default: longest prompt, rounded up to 16)")
-    co = commands.add_parser("compile", help="export for inf2 (Neuron SDK) or package for cpu, at static shapes")
-    co.add_argument("--target", required=True, choices=["inf2", "cpu"], help="inf2: optimum-neuron export; cpu: packaging")
-    co.add_argument("--model-dir", help="merged model folder or model.tar.gz (default: <opt_ml>/processing/model)")
+    ev.add_argument(
+        "--prompt-length",
+        type=int,
+        default=None,
+        help="fixed prompt length (default: longest prompt, rounded up to 16)",
+    )
+    co = commands.add_parser(
+        "compile", help="export for inf2 (Neuron SDK) or package for cpu, at static shapes"
+    )
+    co.add_argument(
+        "--target", required=True, choices=["inf2", "cpu"], help="inf2: optimum-neuron export; cpu: packaging"
+    )
+    co.add_argument(
+        "--model-dir", help="merged model folder or model.tar.gz (default: <opt_ml>/processing/model)"
+    )
     co.add_argument("--output-dir", help="artifact folder (default: <opt_ml>/processing/compiled)")
     co.add_argument("--batch-size", type=int, default=4, help="static batch size")
     co.add_argument("--sequence-length", type=int, default=512, help="static prompt + completion length")
     co.add_argument("--tensor-parallel-size", type=int, default=2, help="NeuronCores per replica (inf2)")
     co.add_argument("--dtype", default="bfloat16", help="bfloat16 | float16 | float32")
     co.add_argument("--max-new-tokens", type=int, default=256, help="cpu: default and cap for one completion")
-    co.add_argument("--archive", action="store_true",
-                    help="pack the artifact as model.tar.gz (SageMaker hosting's ModelDataUrl); compile_report.json stays beside it")
-    sv = commands.add_parser("serve", help="HTTP server: GET /ping, POST /invocations (OpenAI chat completions)")
+    co.add_argument(
+        "--archive",
+        action="store_true",
+        help="pack the artifact as model.tar.gz (SageMaker hosting's ModelDataUrl); compile_report.json stays beside it",
+    )
+    sv = commands.add_parser(
+        "serve", help="HTTP server: GET /ping, POST /invocations (OpenAI chat completions)"
+    )
     sv.add_argument("--model-dir", help="model folder (default: <opt_ml>/model)")
     sv.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0, as SageMaker needs)")
     sv.add_argument("--port", type=int, default=None, help="default: $SAGEMAKER_BIND_TO_PORT or 8080")
@@ -229,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--sequence-length", type=int, default=None, help="most prompt + completion tokens")
     sv.add_argument("--max-new-tokens", type=int, default=None, help="default and cap for max_tokens")
     sv.add_argument("--batch-wait-ms", type=float, default=None, help="how long a batch waits for company")
-    sv.add_argument("--model-name", default=None, help="the `model` reported in responses (default: folder name)")
+    sv.add_argument(
+        "--model-name", default=None, help="the `model` reported in responses (default: folder name)"
+    )
     args = parser.parse_args(argv)
 
     _setup_logging()

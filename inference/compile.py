@@ -55,7 +55,9 @@ class CompileSettings:
             problems.append(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         # The cap on one completion applies to the cpu server only (vLLM on inf2 takes max_tokens per request).
         if self.target != "inf2" and self.max_new_tokens >= self.sequence_length:
-            problems.append(f"--max-new-tokens={self.max_new_tokens} must be smaller than --sequence-length={self.sequence_length}")
+            problems.append(
+                f"--max-new-tokens={self.max_new_tokens} must be smaller than --sequence-length={self.sequence_length}"
+            )
         if problems:
             raise UserError("compile settings: " + "; ".join(problems))
 
@@ -70,7 +72,9 @@ def neuron_sdk_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("optimum.neuron", "neuronx_distributed"))
 
 
-def compile_model(model_dir: Path, output_dir: Path, settings: CompileSettings, archive: bool = False) -> dict[str, Any]:
+def compile_model(
+    model_dir: Path, output_dir: Path, settings: CompileSettings, archive: bool = False
+) -> dict[str, Any]:
     settings.check()
     if output_dir.resolve() == model_dir.resolve():
         raise UserError(f"--output-dir must differ from --model-dir ({model_dir})")
@@ -101,9 +105,11 @@ def compile_model(model_dir: Path, output_dir: Path, settings: CompileSettings, 
     if settings.target == "inf2":
         report["serving_env"] = {k: v for k, v in serving_env(report).items() if k != "SM_ON_MODEL"}
     else:
-        report["serving_env"] = {"SM_ON_BATCH_SIZE": str(settings.batch_size),
-                                 "SM_ON_SEQUENCE_LENGTH": str(settings.sequence_length),
-                                 "SM_ON_TENSOR_PARALLEL_SIZE": "1"}
+        report["serving_env"] = {
+            "SM_ON_BATCH_SIZE": str(settings.batch_size),
+            "SM_ON_SEQUENCE_LENGTH": str(settings.sequence_length),
+            "SM_ON_TENSOR_PARALLEL_SIZE": "1",
+        }
     (output_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     if archive:
         archive_artifact(output_dir)
@@ -186,9 +192,15 @@ def _package_cpu(model_dir: Path, output_dir: Path, settings: CompileSettings) -
     for extra in ("training_report.json",):
         if (model_dir / extra).is_file():
             shutil.copy2(model_dir / extra, output_dir / extra)
-    serving = {"target": "cpu", "dtype": settings.dtype,
-               "limits": {"batch_size": settings.batch_size, "sequence_length": settings.sequence_length,
-                          "max_new_tokens": settings.max_new_tokens}}
+    serving = {
+        "target": "cpu",
+        "dtype": settings.dtype,
+        "limits": {
+            "batch_size": settings.batch_size,
+            "sequence_length": settings.sequence_length,
+            "max_new_tokens": settings.max_new_tokens,
+        },
+    }
     (output_dir / SERVING_CONFIG).write_text(json.dumps(serving, indent=2) + "\n")
 
     # Verify: the packaged folder loads and generates at the static batch size.
@@ -196,8 +208,14 @@ def _package_cpu(model_dir: Path, output_dir: Path, settings: CompileSettings) -
     prompt = chat_prompt_ids(tok, [{"role": "user", "content": "Say OK."}])
     out = generate(loaded, tok, [prompt], Shape(settings.batch_size, len(prompt), 8))
     log.info("verification generation: %r", out[0].text)
-    return {"artifact": "transformers safetensors (packaged, not compiled)",
-            "verification": {"prompt": "Say OK.", "output": out[0].text, "completion_tokens": out[0].completion_tokens}}
+    return {
+        "artifact": "transformers safetensors (packaged, not compiled)",
+        "verification": {
+            "prompt": "Say OK.",
+            "output": out[0].text,
+            "completion_tokens": out[0].completion_tokens,
+        },
+    }
 
 
 # ---- inf2: optimum-neuron export ------------------------------------------------------------------
@@ -222,15 +240,22 @@ def inf2_export_kwargs(settings: CompileSettings) -> dict[str, Any]:
 def check_inf2_artifact(folder: Path, settings: CompileSettings) -> dict[str, Any]:
     """The exported folder has what the vLLM Neuronx container loads, at the shapes we asked for."""
     missing = [name for name in INF2_REQUIRED_FILES if not (folder / name).is_file()]
-    missing += [f"checkpoint/weights/tp{rank}_sharded_checkpoint.safetensors"
-                for rank in range(settings.tensor_parallel_size)
-                if not (folder / "checkpoint" / "weights" / f"tp{rank}_sharded_checkpoint.safetensors").is_file()]
+    missing += [
+        f"checkpoint/weights/tp{rank}_sharded_checkpoint.safetensors"
+        for rank in range(settings.tensor_parallel_size)
+        if not (folder / "checkpoint" / "weights" / f"tp{rank}_sharded_checkpoint.safetensors").is_file()
+    ]
     if missing:
-        raise RuntimeError(f"the Neuron export in {folder} lacks {', '.join(missing)}; the export did not complete")
+        raise RuntimeError(
+            f"the Neuron export in {folder} lacks {', '.join(missing)}; the export did not complete"
+        )
     neuron_config = json.loads((folder / "neuron_config.json").read_text())
     compiled = compiled_shapes(neuron_config)
-    wanted = {"batch_size": settings.batch_size, "sequence_length": settings.sequence_length,
-              "tensor_parallel_size": settings.tensor_parallel_size}
+    wanted = {
+        "batch_size": settings.batch_size,
+        "sequence_length": settings.sequence_length,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+    }
     differ = {k: (compiled.get(k), v) for k, v in wanted.items() if compiled.get(k) != v}
     if differ:
         raise RuntimeError(f"the Neuron export in {folder} has other shapes than requested: {differ}")
@@ -239,8 +264,11 @@ def check_inf2_artifact(folder: Path, settings: CompileSettings) -> dict[str, An
 
 def compiled_shapes(neuron_config: dict[str, Any]) -> dict[str, Any]:
     """batch_size / sequence_length / tensor_parallel_size from a neuron_config.json."""
-    aliases = {"batch_size": ("batch_size",), "sequence_length": ("sequence_length", "seq_len"),
-               "tensor_parallel_size": ("tp_degree", "tensor_parallel_size")}
+    aliases = {
+        "batch_size": ("batch_size",),
+        "sequence_length": ("sequence_length", "seq_len"),
+        "tensor_parallel_size": ("tp_degree", "tensor_parallel_size"),
+    }
     out = {}
     for key, names in aliases.items():
         for name in names:
@@ -250,7 +278,9 @@ def compiled_shapes(neuron_config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _compile_inf2(model_dir: Path, output_dir: Path, settings: CompileSettings) -> dict[str, Any]:  # pragma: no cover
+def _compile_inf2(
+    model_dir: Path, output_dir: Path, settings: CompileSettings
+) -> dict[str, Any]:  # pragma: no cover
     # Never executed here (no Neuron SDK); the arguments and the artifact check around it are tested.
     if not neuron_sdk_available():
         raise UserError(
@@ -264,12 +294,18 @@ def _compile_inf2(model_dir: Path, output_dir: Path, settings: CompileSettings) 
 
     config = AutoConfig.from_pretrained(model_dir)
     config.dtype = getattr(torch, settings.dtype)  # the compiled weights' dtype comes from the config
-    neuron_config = NeuronModelForCausalLM.get_neuron_config(str(model_dir), config=config,
-                                                             **inf2_export_kwargs(settings))
-    log.info("exporting %s for inf2 with %s, dtype %s (a multi-minute compile)", model_dir,
-             inf2_export_kwargs(settings), settings.dtype)
-    model = NeuronModelForCausalLM.export(str(model_dir), neuron_config=neuron_config, config=config,
-                                          load_weights=False)
+    neuron_config = NeuronModelForCausalLM.get_neuron_config(
+        str(model_dir), config=config, **inf2_export_kwargs(settings)
+    )
+    log.info(
+        "exporting %s for inf2 with %s, dtype %s (a multi-minute compile)",
+        model_dir,
+        inf2_export_kwargs(settings),
+        settings.dtype,
+    )
+    model = NeuronModelForCausalLM.export(
+        str(model_dir), neuron_config=neuron_config, config=config, load_weights=False
+    )
     model.save_pretrained(output_dir)
     from training.base_model import load_tokenizer
 
@@ -283,7 +319,9 @@ def _compile_inf2(model_dir: Path, output_dir: Path, settings: CompileSettings) 
 def serving_env(report: dict[str, Any], model_path: str = "/opt/ml/model") -> dict[str, str]:
     """Environment for the HF vLLM Neuronx container, from a compile report."""
     if report.get("target") != "inf2":
-        raise UserError(f"serving on inf2 needs a compile report with target=inf2, got target={report.get('target')!r}")
+        raise UserError(
+            f"serving on inf2 needs a compile report with target=inf2, got target={report.get('target')!r}"
+        )
     return {
         "SM_ON_MODEL": model_path,
         "SM_ON_BATCH_SIZE": str(report["batch_size"]),
@@ -302,5 +340,8 @@ def check_serving_env(env: dict[str, str], report: dict[str, Any]) -> None:
         if key != "SM_ON_MODEL" and env.get(key) != value
     ]
     if problems:
-        raise UserError("serving settings disagree with compile_report.json: " + "; ".join(problems)
-                        + ". Derive them with inference.compile.serving_env, or recompile with the shapes you want")
+        raise UserError(
+            "serving settings disagree with compile_report.json: "
+            + "; ".join(problems)
+            + ". Derive them with inference.compile.serving_env, or recompile with the shapes you want"
+        )

@@ -32,8 +32,11 @@ class EvalSettings:
     max_samples: int = 20  # predictions kept in evaluation.json for reading
 
     def check(self) -> None:
-        problems = [f"{k}={v}: must be > 0" for k, v in asdict(self).items()
-                    if isinstance(v, int) and not isinstance(v, bool) and v <= 0]
+        problems = [
+            f"{k}={v}: must be > 0"
+            for k, v in asdict(self).items()
+            if isinstance(v, int) and not isinstance(v, bool) and v <= 0
+        ]
         if problems:
             raise UserError("evaluation settings: " + "; ".join(problems))
 
@@ -59,7 +62,9 @@ def _round_up(n: int, multiple: int = 16) -> int:
     return -(-n // multiple) * multiple
 
 
-def evaluate_one(model_source: str, gguf_file: str | None, data_path: Path, settings: EvalSettings) -> dict[str, Any]:
+def evaluate_one(
+    model_source: str, gguf_file: str | None, data_path: Path, settings: EvalSettings
+) -> dict[str, Any]:
     import torch
 
     from training.data import load_examples
@@ -69,8 +74,14 @@ def evaluate_one(model_source: str, gguf_file: str | None, data_path: Path, sett
     t0 = time.perf_counter()
     model, tokenizer = load_for_inference(model_source, gguf_file)
     device = next(model.parameters()).device
-    prepared = prepare_channel(tokenizer, data_path, channel="evaluation", max_seq_length=settings.max_seq_length,
-                               overlong="reject", skip_invalid_lines=False)
+    prepared = prepare_channel(
+        tokenizer,
+        data_path,
+        channel="evaluation",
+        max_seq_length=settings.max_seq_length,
+        overlong="reject",
+        skip_invalid_lines=False,
+    )
     amp = torch.bfloat16 if model.dtype == torch.bfloat16 else None
     loss, targets = mean_token_loss(model, prepared.blocks, settings.batch_size, device, amp)
 
@@ -85,10 +96,12 @@ def evaluate_one(model_source: str, gguf_file: str | None, data_path: Path, sett
         )
     shape = Shape(settings.batch_size, prompt_length, settings.max_new_tokens)
     outputs = generate(model, tokenizer, prompts, shape)
-    hits = [_normalize(o.text) == _normalize(expected) for o, (_, expected, _) in zip(outputs, cases)]
+    hits = [
+        _normalize(o.text) == _normalize(expected) for o, (_, expected, _) in zip(outputs, cases, strict=True)
+    ]
     samples = [
         {"source": src, "expected": expected, "predicted": o.text, "correct": hit}
-        for o, (_, expected, src), hit in list(zip(outputs, cases, hits))[: settings.max_samples]
+        for o, (_, expected, src), hit in list(zip(outputs, cases, hits, strict=True))[: settings.max_samples]
     ]
     return {
         "eval_loss": loss,
@@ -112,8 +125,13 @@ def evaluate(
     settings.check()
     tuned = evaluate_one(model_source, None, data_path, settings)
     metrics = {name: {"value": float(tuned[name])} for name in ("eval_loss", "perplexity", "exact_match")}
-    report: dict[str, Any] = {"metrics": metrics, "model": model_source, "data": str(data_path),
-                              "settings": asdict(settings), "details": {"model": tuned}}
+    report: dict[str, Any] = {
+        "metrics": metrics,
+        "model": model_source,
+        "data": str(data_path),
+        "settings": asdict(settings),
+        "details": {"model": tuned},
+    }
     if base is not None:
         reference = evaluate_one(base[0], base[1], data_path, settings)
         for name in ("eval_loss", "perplexity", "exact_match"):

@@ -37,7 +37,9 @@ def pick_device() -> Any:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_for_inference(model_dir: Path | str, gguf_file: str | None = None, dtype: str = "auto") -> tuple[Any, Any]:
+def load_for_inference(
+    model_dir: Path | str, gguf_file: str | None = None, dtype: str = "auto"
+) -> tuple[Any, Any]:
     """(model in eval mode on the best device, tokenizer set up for left padding)."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -95,7 +97,11 @@ def generate(
         for row, prompt in enumerate(filled):
             ids[row, shape.prompt_length - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             mask[row, shape.prompt_length - len(prompt) :] = 1
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            if temperature > 0
+            else {"do_sample": False}
+        )
         if seed is not None:
             torch.manual_seed(seed)
         with torch.no_grad():
@@ -117,10 +123,12 @@ def generate(
             if eos_id in tokens:
                 tokens = tokens[: tokens.index(eos_id)]
                 finish = "stop"
-            out.append(Generated(
-                text=tokenizer.decode(tokens, skip_special_tokens=True),
-                prompt_tokens=len(prompt),
-                completion_tokens=len(tokens) + (1 if finish == "stop" else 0),
-                finish_reason=finish,
-            ))
+            out.append(
+                Generated(
+                    text=tokenizer.decode(tokens, skip_special_tokens=True),
+                    prompt_tokens=len(prompt),
+                    completion_tokens=len(tokens) + (1 if finish == "stop" else 0),
+                    finish_reason=finish,
+                )
+            )
     return out

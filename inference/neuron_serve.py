@@ -82,26 +82,40 @@ def compiled_report(model_dir: Path) -> tuple[dict[str, Any], str]:
     ``compile``) must agree with it. Without a report, the shapes come from neuron_config.json alone.
     """
     if not is_neuron_artifact(model_dir):
-        raise UserError(f"{model_dir} has no {NEURON_CONFIG}: it is not a compiled Neuron artifact "
-                        "(the output of `compile --target inf2`)")
+        raise UserError(
+            f"{model_dir} has no {NEURON_CONFIG}: it is not a compiled Neuron artifact "
+            "(the output of `compile --target inf2`)"
+        )
     shapes = compiled_shapes(_read_json(model_dir / NEURON_CONFIG))
     missing = [key for key in SHAPES if key not in shapes]
     if missing:
-        raise UserError(f"{model_dir / NEURON_CONFIG} lacks {', '.join(missing)} (expected batch_size, "
-                        "sequence_length, tp_degree); recompile with `compile --target inf2`")
+        raise UserError(
+            f"{model_dir / NEURON_CONFIG} lacks {', '.join(missing)} (expected batch_size, "
+            "sequence_length, tp_degree); recompile with `compile --target inf2`"
+        )
     if not (model_dir / REPORT).is_file():
         return {"target": "inf2", **shapes}, NEURON_CONFIG
     report = _read_json(model_dir / REPORT)
-    differ = [f"{key}: {REPORT} says {report.get(key)!r}, {NEURON_CONFIG} says {shapes[key]!r}"
-              for key in SHAPES if report.get(key) != shapes[key]]
+    differ = [
+        f"{key}: {REPORT} says {report.get(key)!r}, {NEURON_CONFIG} says {shapes[key]!r}"
+        for key in SHAPES
+        if report.get(key) != shapes[key]
+    ]
     if differ:
-        raise UserError(f"{model_dir} is inconsistent ({'; '.join(differ)}); the report belongs to another "
-                        "compile. Recompile with `compile --target inf2` into an empty folder")
+        raise UserError(
+            f"{model_dir} is inconsistent ({'; '.join(differ)}); the report belongs to another "
+            "compile. Recompile with `compile --target inf2` into an empty folder"
+        )
     return report, REPORT
 
 
-def neuron_launch(model_dir: Path, port: int, env: Mapping[str, str], served_model_name: str | None = None,
-                  extra_args: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+def neuron_launch(
+    model_dir: Path,
+    port: int,
+    env: Mapping[str, str],
+    served_model_name: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> tuple[list[str], dict[str, str]]:
     """argv and environment that start the DLC's server for the artifact in ``model_dir`` on ``port``.
 
     Pure: reads the artifact, writes nothing. ``env`` is the current environment: SM_ON_* set there
@@ -119,7 +133,9 @@ def neuron_launch(model_dir: Path, port: int, env: Mapping[str, str], served_mod
 
     out = dict(env)
     if out.get("SM_ON_MODEL") not in (None, model_path):
-        log.warning("SM_ON_MODEL=%r replaced by the artifact being served, %s", out["SM_ON_MODEL"], model_path)
+        log.warning(
+            "SM_ON_MODEL=%r replaced by the artifact being served, %s", out["SM_ON_MODEL"], model_path
+        )
     out["SM_ON_MODEL"] = model_path
     for key in SHAPE_KEYS:
         out.setdefault(key, derived[key])
@@ -133,15 +149,19 @@ def neuron_launch(model_dir: Path, port: int, env: Mapping[str, str], served_mod
             "the variable (serve derives it from the artifact) or set it to the compiled value"
         ) from exc
     if out.get("SM_ON_PORT") not in (None, str(port)):
-        raise UserError(f"SM_ON_PORT={out['SM_ON_PORT']!r} but this container must listen on {port} (8080, or "
-                        "SAGEMAKER_BIND_TO_PORT, where SageMaker sends /ping and /invocations); unset SM_ON_PORT")
+        raise UserError(
+            f"SM_ON_PORT={out['SM_ON_PORT']!r} but this container must listen on {port} (8080, or "
+            "SAGEMAKER_BIND_TO_PORT, where SageMaker sends /ping and /invocations); unset SM_ON_PORT"
+        )
 
     # The DLC's entrypoint.sh: SM_ON_<NAME>=<value> -> --<name> <value> (lower-cased, underscores kept).
     argv = [*LAUNCHER, "--port", str(port)]
     ordered = ["SM_ON_MODEL", *SHAPE_KEYS]
-    rest = sorted(k for k in out if k.startswith(PREFIX) and k not in ordered and k not in ("SM_ON_PORT", PREFIX))
+    rest = sorted(
+        k for k in out if k.startswith(PREFIX) and k not in ordered and k not in ("SM_ON_PORT", PREFIX)
+    )
     for key in [*ordered, *rest]:
-        argv.append("--" + key[len(PREFIX):].lower())
+        argv.append("--" + key[len(PREFIX) :].lower())
         if out[key]:
             argv.append(out[key])
     argv.extend(extra_args)
@@ -161,11 +181,17 @@ def missing_launcher(env: Mapping[str, str]) -> list[str]:
     return missing
 
 
-def exec_neuron_server(model_dir: Path, port: int, env: Mapping[str, str] | None = None,
-                       served_model_name: str | None = None, extra_args: Sequence[str] = ()) -> NoReturn:
+def exec_neuron_server(
+    model_dir: Path,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    served_model_name: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> NoReturn:
     """Replace this process with the DLC's server (signals, SIGTERM included, go straight to it)."""
-    argv, child_env = neuron_launch(model_dir, port, os.environ if env is None else env, served_model_name,
-                                    extra_args)
+    argv, child_env = neuron_launch(
+        model_dir, port, os.environ if env is None else env, served_model_name, extra_args
+    )
     missing = missing_launcher(child_env)
     if missing:
         raise UserError(

@@ -13,13 +13,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # `user` is metadata only (OpenAI uses it for abuse tracking), so accepting it changes nothing.
-SUPPORTED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stream", "user")
+SUPPORTED = (
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "stream",
+    "user",
+)
 
 
 class RequestError(Exception):
     """A client error: HTTP ``status`` with an OpenAI-style error body."""
 
-    def __init__(self, message: str, status: int = 400, param: str | None = None, kind: str = "invalid_request_error"):
+    def __init__(
+        self, message: str, status: int = 400, param: str | None = None, kind: str = "invalid_request_error"
+    ):
         super().__init__(message)
         self.message, self.status, self.param, self.kind = message, status, param, kind
 
@@ -71,22 +83,33 @@ def parse_request(payload: Any) -> ChatRequest:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+        )
         raise RequestError(problems, param=where) from None
     if request.n != 1:
         raise RequestError(f"n={request.n}: only n=1 is supported", param="n")
     if request.stream:
-        raise RequestError("stream=true is not supported by this server; send stream=false or omit it", param="stream")
+        raise RequestError(
+            "stream=true is not supported by this server; send stream=false or omit it", param="stream"
+        )
     return request
 
 
-def completion_body(model: str, text: str, finish_reason: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def completion_body(
+    model: str, text: str, finish_reason: str, prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }

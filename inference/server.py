@@ -48,7 +48,9 @@ class ServeLimits:
     def check(self, source: str) -> None:
         problems = [f"{k}={v}: must be > 0" for k, v in asdict(self).items() if v <= 0]
         if self.max_new_tokens >= self.sequence_length:
-            problems.append(f"max_new_tokens={self.max_new_tokens} must be smaller than sequence_length={self.sequence_length}")
+            problems.append(
+                f"max_new_tokens={self.max_new_tokens} must be smaller than sequence_length={self.sequence_length}"
+            )
         if problems:
             raise UserError(f"serving limits from {source}: " + "; ".join(problems))
 
@@ -61,9 +63,14 @@ def load_limits(model_dir: Path, overrides: dict[str, Any]) -> ServeLimits:
     if config_file.is_file():
         try:
             saved = json.loads(config_file.read_text())["limits"]
-            limits = replace(limits, **{k: saved[k] for k in ("batch_size", "sequence_length", "max_new_tokens") if k in saved})
+            limits = replace(
+                limits,
+                **{k: saved[k] for k in ("batch_size", "sequence_length", "max_new_tokens") if k in saved},
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise UserError(f"{config_file}: not a serving config written by `compile --target cpu` ({exc})") from None
+            raise UserError(
+                f"{config_file}: not a serving config written by `compile --target cpu` ({exc})"
+            ) from None
         source = str(config_file)
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
@@ -110,7 +117,8 @@ class Engine:
         if len(prompt) >= s:
             raise RequestError(
                 f"the prompt is {len(prompt)} tokens; this model serves at most sequence_length={s} tokens "
-                "(prompt + completion). Shorten the messages", param="messages",
+                "(prompt + completion). Shorten the messages",
+                param="messages",
             )
         asked = request.token_limit
         if asked is not None and asked > cap:
@@ -118,7 +126,8 @@ class Engine:
         if asked is not None and len(prompt) + asked > s:
             raise RequestError(
                 f"the prompt ({len(prompt)} tokens) plus max_tokens={asked} exceeds sequence_length={s}; "
-                f"ask for at most {s - len(prompt)} tokens", param="max_tokens",
+                f"ask for at most {s - len(prompt)} tokens",
+                param="max_tokens",
             )
         return prompt, asked if asked is not None else min(cap, s - len(prompt))
 
@@ -149,7 +158,9 @@ class Engine:
             for (temperature, top_p), items in groups.items():
                 await self._run(loop, items, temperature, top_p)
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, items: list[_Pending], temperature: float, top_p: float) -> None:
+    async def _run(
+        self, loop: asyncio.AbstractEventLoop, items: list[_Pending], temperature: float, top_p: float
+    ) -> None:
         longest = max(len(i.prompt) for i in items)
         # Round the prefill length up so CPU kernels see a handful of shapes, never past the limit.
         prompt_length = min(-(-longest // 16) * 16, self.limits.sequence_length)
@@ -157,9 +168,16 @@ class Engine:
         try:
             outputs = await loop.run_in_executor(
                 self.executor,
-                lambda: generate(self.model, self.tokenizer, [i.prompt for i in items], shape,
-                                 max_new_tokens=[i.max_new_tokens for i in items], temperature=temperature,
-                                 top_p=top_p, fill_batch=False),
+                lambda: generate(
+                    self.model,
+                    self.tokenizer,
+                    [i.prompt for i in items],
+                    shape,
+                    max_new_tokens=[i.max_new_tokens for i in items],
+                    temperature=temperature,
+                    top_p=top_p,
+                    fill_batch=False,
+                ),
             )
         except Exception as exc:
             log.exception("generation failed for a batch of %d", len(items))
@@ -167,7 +185,7 @@ class Engine:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        for item, output in zip(items, outputs):
+        for item, output in zip(items, outputs, strict=True):
             if not item.future.done():  # the client may have gone away
                 item.future.set_result(output)
 
@@ -214,15 +232,25 @@ def create_app(engine: Engine) -> FastAPI:
     async def chat(request: Request) -> JSONResponse:
         try:
             if not engine.loaded.is_set():
-                raise RequestError("the model is still loading; retry when GET /ping returns 200", status=503,
-                                   kind="service_unavailable")
+                raise RequestError(
+                    "the model is still loading; retry when GET /ping returns 200",
+                    status=503,
+                    kind="service_unavailable",
+                )
             parsed = parse_request(await read_json(request))
             prompt, budget = engine.validate(parsed)
             output = await engine.submit(prompt, budget, parsed.temperature, parsed.top_p)
         except RequestError as exc:
             return error(exc)
-        return JSONResponse(completion_body(parsed.model or engine.model_name, output.text, output.finish_reason,
-                                            output.prompt_tokens, output.completion_tokens))
+        return JSONResponse(
+            completion_body(
+                parsed.model or engine.model_name,
+                output.text,
+                output.finish_reason,
+                output.prompt_tokens,
+                output.completion_tokens,
+            )
+        )
 
     app.add_api_route("/invocations", chat, methods=["POST"])
     app.add_api_route("/v1/chat/completions", chat, methods=["POST"])
@@ -252,7 +280,9 @@ class GracefulServer(uvicorn.Server):
 
 def serve(model_dir: Path, limits: ServeLimits, host: str, port: int, model_name: str) -> int:
     engine = Engine(model_dir, limits, model_name)
-    config = uvicorn.Config(create_app(engine), host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+    config = uvicorn.Config(
+        create_app(engine), host=host, port=port, log_level="info", timeout_graceful_shutdown=30
+    )
     server = GracefulServer(config)
 
     def stop_if_load_fails() -> None:

@@ -1,1 +1,2 @@
-"""CDK constructs and stacks. Empty until the infrastructure issue: no stack exists yet."""
+"""The CDK constructs and stacks that ``app.py`` composes: one construct per unit (``foundation``,
+``images``, ``tracking``, ``pipeline``, ``deploy/``), ``stacks`` wiring them, ``nag`` for cdk-nag."""

@@ -48,23 +48,42 @@ COMPILE_CACHE_PREFIX = "neuron-cache/"
 class EncryptionKey(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, alias: str) -> None:
         super().__init__(scope, construct_id)
-        self.key = kms.Key(self, "Key", alias=alias, enable_key_rotation=True,
-                           description="Encrypts the LLM platform's data, artifacts, job volumes, logs and topics",
-                           removal_policy=RemovalPolicy.RETAIN)
+        self.key = kms.Key(
+            self,
+            "Key",
+            alias=alias,
+            enable_key_rotation=True,
+            description="Encrypts the LLM platform's data, artifacts, job volumes, logs and topics",
+            removal_policy=RemovalPolicy.RETAIN,
+        )
         # CloudWatch Logs encrypts log groups with this key (the service principal of this region).
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            principals=[iam.ServicePrincipal(f"logs.{Stack.of(self).region}.amazonaws.com")],
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-            resources=["*"],  # in a key policy "*" means this key
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
-                                    f"arn:{Stack.of(self).partition}:logs:{Stack.of(self).region}:{Stack.of(self).account}:*"}},
-        ))
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal(f"logs.{Stack.of(self).region}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": f"arn:{Stack.of(self).partition}:logs:{Stack.of(self).region}:{Stack.of(self).account}:*"
+                    }
+                },
+            )
+        )
         # CloudWatch alarms publish to the encrypted alarm topic (their actions are silently dropped otherwise).
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
-        ))
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            )
+        )
 
 
 class PlatformBuckets(Construct):
@@ -72,89 +91,184 @@ class PlatformBuckets(Construct):
         super().__init__(scope, construct_id)
         # The access-log bucket itself: S3-managed encryption (server access logging cannot deliver to
         # SSE-KMS buckets), versioned, TLS-only, no public access.
-        self.logs = s3.Bucket(self, "AccessLogs", bucket_name=names.bucket("access-logs"),
-                              encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
-                              versioned=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-                              object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-                              removal_policy=RemovalPolicy.RETAIN,
-                              lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(400))])
-        replication = ("Cross-region replication needs a second region and doubles storage cost; it is a "
-                       "deployment decision. Objects are versioned and retained; add a replication rule to a bucket "
-                       "in your DR region where the data must survive a regional outage")
+        self.logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            bucket_name=names.bucket("access-logs"),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(400))],
+        )
+        replication = (
+            "Cross-region replication needs a second region and doubles storage cost; it is a "
+            "deployment decision. Objects are versioned and retained; add a replication rule to a bucket "
+            "in your DR region where the data must survive a regional outage"
+        )
         for pack in ("HIPAA.Security", "NIST.800.53.R5"):
-            acknowledge(self.logs.node.default_child, f"{pack}-S3DefaultEncryptionKMS",
-                        "S3 server access logging cannot deliver to SSE-KMS buckets; SSE-S3 is what AWS supports here")
+            acknowledge(
+                self.logs.node.default_child,
+                f"{pack}-S3DefaultEncryptionKMS",
+                "S3 server access logging cannot deliver to SSE-KMS buckets; SSE-S3 is what AWS supports here",
+            )
         self.data = self._bucket("Data", names.bucket("data"), key, "data/", [])
-        self.artifacts = self._bucket("Artifacts", names.bucket("artifacts"), key, "artifacts/", [
-            s3.LifecycleRule(id="expire-checkpoints", prefix=CHECKPOINT_PREFIX, expiration=Duration.days(30),
-                             noncurrent_version_expiration=Duration.days(1)),
-            s3.LifecycleRule(id="expire-compile-cache", prefix=COMPILE_CACHE_PREFIX, expiration=Duration.days(90),
-                             noncurrent_version_expiration=Duration.days(1)),
-            s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7)),
-        ])
+        self.artifacts = self._bucket(
+            "Artifacts",
+            names.bucket("artifacts"),
+            key,
+            "artifacts/",
+            [
+                s3.LifecycleRule(
+                    id="expire-checkpoints",
+                    prefix=CHECKPOINT_PREFIX,
+                    expiration=Duration.days(30),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                s3.LifecycleRule(
+                    id="expire-compile-cache",
+                    prefix=COMPILE_CACHE_PREFIX,
+                    expiration=Duration.days(90),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                s3.LifecycleRule(
+                    id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7)
+                ),
+            ],
+        )
         for bucket in (self.logs, self.data, self.artifacts):
             for pack in ("HIPAA.Security", "NIST.800.53.R5"):
                 acknowledge(bucket.node.default_child, f"{pack}-S3BucketReplicationEnabled", replication)
 
-    def _bucket(self, name: str, bucket_name: str, key: kms.IKey, log_prefix: str,
-                rules: list[s3.LifecycleRule]) -> s3.Bucket:
-        return s3.Bucket(self, name, bucket_name=bucket_name, encryption=s3.BucketEncryption.KMS, encryption_key=key, bucket_key_enabled=True,
-                         enforce_ssl=True, versioned=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-                         server_access_logs_bucket=self.logs, server_access_logs_prefix=log_prefix,
-                         lifecycle_rules=rules or None, removal_policy=RemovalPolicy.RETAIN)
+    def _bucket(
+        self, name: str, bucket_name: str, key: kms.IKey, log_prefix: str, rules: list[s3.LifecycleRule]
+    ) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            name,
+            bucket_name=bucket_name,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,
+            enforce_ssl=True,
+            versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            server_access_logs_bucket=self.logs,
+            server_access_logs_prefix=log_prefix,
+            lifecycle_rules=rules or None,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
 
 
 class JobNetwork(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, cidr: str, availability_zones: list[str],
-                 key: kms.IKey, log_retention_days: int) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        cidr: str,
+        availability_zones: list[str],
+        key: kms.IKey,
+        log_retention_days: int,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.vpc = ec2.Vpc(
-            self, "Vpc", ip_addresses=ec2.IpAddresses.cidr(cidr), availability_zones=availability_zones,
-            nat_gateways=0, restrict_default_security_group=True,
-            subnet_configuration=[ec2.SubnetConfiguration(name="jobs", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
-                                                          cidr_mask=20)],
-            gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(cidr),
+            availability_zones=availability_zones,
+            nat_gateways=0,
+            restrict_default_security_group=True,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="jobs", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=20
+                )
+            ],
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
+            },
         )
-        flow_logs = logs.LogGroup(self, "FlowLogs", encryption_key=key, retention=retention(log_retention_days),
-                                  removal_policy=RemovalPolicy.RETAIN)
-        flow_log = self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
-                                         traffic_type=ec2.FlowLogTrafficType.ALL)
+        flow_logs = logs.LogGroup(
+            self,
+            "FlowLogs",
+            encryption_key=key,
+            retention=retention(log_retention_days),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        flow_log = self.vpc.add_flow_log(
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+            traffic_type=ec2.FlowLogTrafficType.ALL,
+        )
         for pack in ("HIPAA.Security", "NIST.800.53.R5"):
-            acknowledge(flow_log.node.find_child("IAMRole").node.find_child("DefaultPolicy").node.default_child,
-                        f"{pack}-IAMNoInlinePolicy",
-                        "CDK's own flow-log role: its inline policy only writes to this VPC's flow-log group")
+            acknowledge(
+                flow_log.node.find_child("IAMRole").node.find_child("DefaultPolicy").node.default_child,
+                f"{pack}-IAMNoInlinePolicy",
+                "CDK's own flow-log role: its inline policy only writes to this VPC's flow-log group",
+            )
         self.security_group = ec2.SecurityGroup(
-            self, "Jobs", vpc=self.vpc, allow_all_outbound=False,
-            description="SageMaker jobs and endpoints: HTTPS to the VPC endpoints, traffic within one job")
+            self,
+            "Jobs",
+            vpc=self.vpc,
+            allow_all_outbound=False,
+            description="SageMaker jobs and endpoints: HTTPS to the VPC endpoints, traffic within one job",
+        )
         # Multi-node training (torchrun, EFA-less collectives) talks between its own instances.
-        self.security_group.add_ingress_rule(self.security_group, ec2.Port.all_tcp(), "between nodes of one job")
-        self.security_group.add_egress_rule(self.security_group, ec2.Port.all_tcp(), "between nodes of one job")
+        self.security_group.add_ingress_rule(
+            self.security_group, ec2.Port.all_tcp(), "between nodes of one job"
+        )
+        self.security_group.add_egress_rule(
+            self.security_group, ec2.Port.all_tcp(), "between nodes of one job"
+        )
         # Inter-container traffic encryption (IPsec) between the nodes of a job needs IKE and ESP.
-        for port, what in ((ec2.Port.udp(500), "IKE for inter-container encryption"),
-                           (ec2.Port(protocol=ec2.Protocol.ESP, string_representation="ESP"), "ESP for inter-container encryption")):
+        for port, what in (
+            (ec2.Port.udp(500), "IKE for inter-container encryption"),
+            (
+                ec2.Port(protocol=ec2.Protocol.ESP, string_representation="ESP"),
+                "ESP for inter-container encryption",
+            ),
+        ):
             self.security_group.add_ingress_rule(self.security_group, port, what)
             self.security_group.add_egress_rule(self.security_group, port, what)
         # HTTPS to any address: the subnets are isolated (no NAT, no internet gateway), so the only places
         # reachable are the interface endpoints and S3 through the gateway endpoint, whose addresses are
         # a regional prefix list that synth cannot know without a lookup.
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443),
-                                            "HTTPS to the VPC endpoints (isolated subnets: nothing else is routable)")
-        endpoint_sg = ec2.SecurityGroup(self, "Endpoints", vpc=self.vpc, allow_all_outbound=False,
-                                        description="Interface endpoints: HTTPS from inside the VPC")
+        self.security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(),
+            ec2.Port.tcp(443),
+            "HTTPS to the VPC endpoints (isolated subnets: nothing else is routable)",
+        )
+        endpoint_sg = ec2.SecurityGroup(
+            self,
+            "Endpoints",
+            vpc=self.vpc,
+            allow_all_outbound=False,
+            description="Interface endpoints: HTTPS from inside the VPC",
+        )
         # The literal CIDR (not the VPC's token) so the rule checks can read it.
         endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS from the VPC")
         for name, service in INTERFACE_ENDPOINTS.items():
             # open=False: CDK would add a second ingress from the VPC's CIDR token; ours above is literal.
-            self.vpc.add_interface_endpoint(name, service=service, private_dns_enabled=True, open=False,
-                                            security_groups=[endpoint_sg])
+            self.vpc.add_interface_endpoint(
+                name, service=service, private_dns_enabled=True, open=False, security_groups=[endpoint_sg]
+            )
 
 
 def retention(days: int) -> logs.RetentionDays:
     """The config allows a year or more (config/schema.py, InfraSection.log_retention_days)."""
-    by_days = {365: logs.RetentionDays.ONE_YEAR, 400: logs.RetentionDays.THIRTEEN_MONTHS,
-               545: logs.RetentionDays.EIGHTEEN_MONTHS, 731: logs.RetentionDays.TWO_YEARS,
-               1096: logs.RetentionDays.THREE_YEARS, 1827: logs.RetentionDays.FIVE_YEARS,
-               2192: logs.RetentionDays.SIX_YEARS, 2557: logs.RetentionDays.SEVEN_YEARS,
-               2922: logs.RetentionDays.EIGHT_YEARS, 3288: logs.RetentionDays.NINE_YEARS,
-               3653: logs.RetentionDays.TEN_YEARS}
+    by_days = {
+        365: logs.RetentionDays.ONE_YEAR,
+        400: logs.RetentionDays.THIRTEEN_MONTHS,
+        545: logs.RetentionDays.EIGHTEEN_MONTHS,
+        731: logs.RetentionDays.TWO_YEARS,
+        1096: logs.RetentionDays.THREE_YEARS,
+        1827: logs.RetentionDays.FIVE_YEARS,
+        2192: logs.RetentionDays.SIX_YEARS,
+        2557: logs.RetentionDays.SEVEN_YEARS,
+        2922: logs.RetentionDays.EIGHT_YEARS,
+        3288: logs.RetentionDays.NINE_YEARS,
+        3653: logs.RetentionDays.TEN_YEARS,
+    }
     return by_days[days]

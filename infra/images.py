@@ -15,22 +15,43 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 # Only what the Dockerfiles copy goes into the build context.
-CONTEXT_EXCLUDES = ["*", "!containers/**", "!training/**", "!inference/**", "!config/**",
-                    "**/__pycache__/**", "**/*.pyc"]
+CONTEXT_EXCLUDES = [
+    "*",
+    "!containers/**",
+    "!training/**",
+    "!inference/**",
+    "!config/**",
+    "**/__pycache__/**",
+    "**/*.pyc",
+]
 
 
 class ContainerImages(Construct):
     """The two image assets, and their URIs as SSM parameters (``/<project>/images/training|inference``),
     where the deployer and the operator CLI read them."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, repo_root: Path, parameter_prefix: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, repo_root: Path, parameter_prefix: str
+    ) -> None:
         super().__init__(scope, construct_id)
+
         def asset(name: str, dockerfile: str) -> ecr_assets.DockerImageAsset:
-            return ecr_assets.DockerImageAsset(self, name, directory=str(repo_root), file=dockerfile,
-                                               exclude=CONTEXT_EXCLUDES, platform=ecr_assets.Platform.LINUX_AMD64)
+            return ecr_assets.DockerImageAsset(
+                self,
+                name,
+                directory=str(repo_root),
+                file=dockerfile,
+                exclude=CONTEXT_EXCLUDES,
+                platform=ecr_assets.Platform.LINUX_AMD64,
+            )
 
         self.training = asset("Training", "containers/Dockerfile.train")
         self.inference = asset("Inference", "containers/Dockerfile.inference")
         for name, image in (("training", self.training), ("inference", self.inference)):
-            ssm.StringParameter(self, f"{name.title()}Uri", parameter_name=f"{parameter_prefix}/images/{name}",
-                                string_value=image.image_uri, description=f"URI of the {name} image")
+            ssm.StringParameter(
+                self,
+                f"{name.title()}Uri",
+                parameter_name=f"{parameter_prefix}/images/{name}",
+                string_value=image.image_uri,
+                description=f"URI of the {name} image",
+            )

@@ -19,32 +19,70 @@ def container_statements(stack: Stack, log_groups: str) -> list[iam.PolicyStatem
     return [
         # GetAuthorizationToken has no resource-level permissions (ECR API reference).
         iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-        iam.PolicyStatement(sid="Logs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                                                 "logs:DescribeLogStreams"],
-                            resources=[stack.format_arn(service="logs", resource="log-group", resource_name=log_groups,
-                                                        arn_format=ArnFormat.COLON_RESOURCE_NAME)]),
-        iam.PolicyStatement(sid="Metrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-                            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}}),
+        iam.PolicyStatement(
+            sid="Logs",
+            actions=[
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:DescribeLogStreams",
+            ],
+            resources=[
+                stack.format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=log_groups,
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="Metrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}},
+        ),
         # SageMaker creates the network interfaces in our subnets with this role; EC2's Describe* actions
         # support no resource-level permissions.
-        iam.PolicyStatement(sid="VpcDescribe", actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
-                                                        "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
-                                                        "ec2:DescribeDhcpOptions"], resources=["*"]),
-        iam.PolicyStatement(sid="VpcInterfaces", actions=["ec2:CreateNetworkInterface",
-                                                          "ec2:CreateNetworkInterfacePermission",
-                                                          "ec2:DeleteNetworkInterface",
-                                                          "ec2:DeleteNetworkInterfacePermission"],
-                            resources=[stack.format_arn(service="ec2", resource=r, resource_name="*")
-                                       for r in ENI_RESOURCES]),
+        iam.PolicyStatement(
+            sid="VpcDescribe",
+            actions=[
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeVpcs",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeDhcpOptions",
+            ],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="VpcInterfaces",
+            actions=[
+                "ec2:CreateNetworkInterface",
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+            ],
+            resources=[stack.format_arn(service="ec2", resource=r, resource_name="*") for r in ENI_RESOURCES],
+        ),
     ]
 
 
 def acknowledge_container_wildcards(policy: IConstruct | None, names: PlatformNames, log_groups: str) -> None:
-    acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
-                "APIs without resource-level permissions: ecr:GetAuthorizationToken and EC2 Describe*; "
-                "cloudwatch:PutMetricData is limited to the /aws/sagemaker/* namespaces by condition")
-    acknowledge(policy, f"AwsSolutions-IAM5[Resource::{names.arn_text('logs', 'log-group:' + log_groups)}]",
-                "SageMaker names its log groups and streams after the job or endpoint at run time")
+    acknowledge(
+        policy,
+        "AwsSolutions-IAM5[Resource::*]",
+        "APIs without resource-level permissions: ecr:GetAuthorizationToken and EC2 Describe*; "
+        "cloudwatch:PutMetricData is limited to the /aws/sagemaker/* namespaces by condition",
+    )
+    acknowledge(
+        policy,
+        f"AwsSolutions-IAM5[Resource::{names.arn_text('logs', 'log-group:' + log_groups)}]",
+        "SageMaker names its log groups and streams after the job or endpoint at run time",
+    )
     for resource in ENI_RESOURCES:
-        acknowledge(policy, f"AwsSolutions-IAM5[Resource::{names.arn_text('ec2', resource + '/*')}]",
-                    "SageMaker creates the network interfaces in our subnets and security group at run time")
+        acknowledge(
+            policy,
+            f"AwsSolutions-IAM5[Resource::{names.arn_text('ec2', resource + '/*')}]",
+            "SageMaker creates the network interfaces in our subnets and security group at run time",
+        )

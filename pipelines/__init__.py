@@ -1,1 +1,3 @@
-"""The operator CLI (`mlops`). The SageMaker pipeline definition and the local executor arrive with later issues."""
+"""Everything that runs on the operator's side, not in the images: the pipeline ``definition``, the
+``local`` executor, ``operate`` (cloud and local twins behind one protocol), ``cost``, and ``cli``
+(the ``mlops`` command). Dependencies point down that list: cli -> operate -> local/cost -> definition."""

@@ -22,8 +22,14 @@ def tiny_model(tmp_path_factory, smollm2_tokenizer):
 
     tok = smollm2_tokenizer
     out = tmp_path_factory.mktemp("tiny")
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -37,9 +43,17 @@ def fake_inf2_export():
 
     def _fake_inf2_export(model_dir, output_dir, settings):
         (output_dir / "config.json").write_text("{}")
-        (output_dir / "neuron_config.json").write_text(json.dumps(
-            {"batch_size": settings.batch_size, "sequence_length": settings.sequence_length,
-             "tp_degree": settings.tensor_parallel_size, "torch_dtype": settings.dtype, "target": "trn1"}))
+        (output_dir / "neuron_config.json").write_text(
+            json.dumps(
+                {
+                    "batch_size": settings.batch_size,
+                    "sequence_length": settings.sequence_length,
+                    "tp_degree": settings.tensor_parallel_size,
+                    "torch_dtype": settings.dtype,
+                    "target": "trn1",
+                }
+            )
+        )
         (output_dir / "model.pt").write_bytes(b"graphs")
         weights = output_dir / "checkpoint" / "weights"
         weights.mkdir(parents=True)

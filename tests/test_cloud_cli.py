@@ -14,9 +14,9 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from moto import mock_aws
 from typer.testing import CliRunner
 
-from pipelines.operate.aws_errors import translate
 from pipelines.cli.app import app
 from pipelines.operate import cloud
+from pipelines.operate.aws_errors import translate
 
 REGION = "us-east-1"
 GROUP = "llm-neuron-mlops-models"
@@ -48,28 +48,40 @@ class SageMakerFake:
         from moto.sagemaker.models import sagemaker_backends
 
         self._client.describe_endpoint_config(EndpointConfigName=kwargs["EndpointConfigName"])
-        sagemaker_backends["123456789012"][REGION].endpoints[kwargs["EndpointName"]].endpoint_config_name = \
-            kwargs["EndpointConfigName"]
+        sagemaker_backends["123456789012"][REGION].endpoints[
+            kwargs["EndpointName"]
+        ].endpoint_config_name = kwargs["EndpointConfigName"]
         self.updates.append(kwargs)
         return {}
 
 
 @pytest.fixture
 def aws(monkeypatch, tmp_path):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION, "COLUMNS": "300"}.items():  # wide tables: no wrapped cells
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "COLUMNS": "300",
+    }.items():  # wide tables: no wrapped cells
         monkeypatch.setenv(key, value)
     with mock_aws():
         from moto.sagemaker.models import FakeEndpointConfig
 
         # moto's endpoint-config check lists no ml.inf2.* types (AWS accepts them): accept exactly those.
         original = FakeEndpointConfig.validate_instance_type
-        monkeypatch.setattr(FakeEndpointConfig, "validate_instance_type",
-                            lambda self, t: None if t.startswith("ml.inf2.") else original(self, t))
+        monkeypatch.setattr(
+            FakeEndpointConfig,
+            "validate_instance_type",
+            lambda self, t: None if t.startswith("ml.inf2.") else original(self, t),
+        )
         sm = SageMakerFake(boto3.client("sagemaker", region_name=REGION))
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
-        world = {"sagemaker": sm, "sagemaker-runtime": boto3.client("sagemaker-runtime", region_name=REGION), "s3": s3}
+        world = {
+            "sagemaker": sm,
+            "sagemaker-runtime": boto3.client("sagemaker-runtime", region_name=REGION),
+            "s3": s3,
+        }
         monkeypatch.setattr(cloud, "clients", lambda cfg: world)
         yield world
 
@@ -79,30 +91,60 @@ def mlops(*args):
 
 
 def deployed_pipeline(sm):
-    sm.create_pipeline(PipelineName=PIPELINE, RoleArn=ROLE,
-                       PipelineDefinition=(Path(__file__).parent / "golden/pipeline.json").read_text())
+    sm.create_pipeline(
+        PipelineName=PIPELINE,
+        RoleArn=ROLE,
+        PipelineDefinition=(Path(__file__).parent / "golden/pipeline.json").read_text(),
+    )
 
 
 def register(aws, version_status="PendingManualApproval"):
-    aws["s3"].put_object(Bucket=BUCKET, Key="run/Evaluate/evaluation/evaluation.json",
-                         Body=json.dumps({"metrics": {"exact_match": {"value": 0.93}, "eval_loss": {"value": 0.015}}}))
+    aws["s3"].put_object(
+        Bucket=BUCKET,
+        Key="run/Evaluate/evaluation/evaluation.json",
+        Body=json.dumps({"metrics": {"exact_match": {"value": 0.93}, "eval_loss": {"value": 0.015}}}),
+    )
     return aws["sagemaker"].create_model_package(
-        ModelPackageGroupName=GROUP, ModelApprovalStatus=version_status,
-        InferenceSpecification={"Containers": [{"Image": "img", "ModelDataUrl": f"s3://{BUCKET}/run/model.tar.gz",
-                                                "Environment": {"SM_ON_BATCH_SIZE": "4"}}],
-                                "SupportedContentTypes": ["application/json"],
-                                "SupportedResponseMIMETypes": ["application/json"],
-                                "SupportedRealtimeInferenceInstanceTypes": ["ml.inf2.xlarge"]},
-        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
-                                                      "S3Uri": f"s3://{BUCKET}/run/Evaluate/evaluation/evaluation.json"}}},
-        CustomerMetadataProperties={"data_sha256": "abc", "compiled_batch_size": "4"})["ModelPackageArn"]
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus=version_status,
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": "img",
+                    "ModelDataUrl": f"s3://{BUCKET}/run/model.tar.gz",
+                    "Environment": {"SM_ON_BATCH_SIZE": "4"},
+                }
+            ],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+            "SupportedRealtimeInferenceInstanceTypes": ["ml.inf2.xlarge"],
+        },
+        ModelMetrics={
+            "ModelQuality": {
+                "Statistics": {
+                    "ContentType": "application/json",
+                    "S3Uri": f"s3://{BUCKET}/run/Evaluate/evaluation/evaluation.json",
+                }
+            }
+        },
+        CustomerMetadataProperties={"data_sha256": "abc", "compiled_batch_size": "4"},
+    )["ModelPackageArn"]
 
 
 def deploy_version(sm, version):
     name = f"{ENDPOINT}-v{version}"
     sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img"})
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.inf2.xlarge", "InitialInstanceCount": 1}])
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InstanceType": "ml.inf2.xlarge",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
     return name
 
 
@@ -113,13 +155,21 @@ def test_pipeline_start_validates_parameters_before_any_call(aws):
     deployed_pipeline(aws["sagemaker"])
     bad = mlops("pipeline", "start", "--param", "MaxStep=3", "--param", "LearningRate=fast")
     assert bad.exit_code == 2
-    assert "--param MaxStep: no such parameter" in bad.output and "--param LearningRate='fast': not a valid Float" in bad.output
-    assert aws["sagemaker"].list_pipeline_executions(PipelineName=PIPELINE)["PipelineExecutionSummaries"] == []
+    assert (
+        "--param MaxStep: no such parameter" in bad.output
+        and "--param LearningRate='fast': not a valid Float" in bad.output
+    )
+    assert (
+        aws["sagemaker"].list_pipeline_executions(PipelineName=PIPELINE)["PipelineExecutionSummaries"] == []
+    )
     good = mlops("pipeline", "start", "--param", "MaxSteps=200", "--param", "ModelApprovalStatus=Approved")
     assert good.exit_code == 0 and "started arn:aws:sagemaker:" in good.output
-    (execution,) = aws["sagemaker"].list_pipeline_executions(PipelineName=PIPELINE)["PipelineExecutionSummaries"]
+    (execution,) = aws["sagemaker"].list_pipeline_executions(PipelineName=PIPELINE)[
+        "PipelineExecutionSummaries"
+    ]
     params = aws["sagemaker"].list_pipeline_parameters_for_execution(
-        PipelineExecutionArn=execution["PipelineExecutionArn"])["PipelineParameters"]
+        PipelineExecutionArn=execution["PipelineExecutionArn"]
+    )["PipelineParameters"]
     assert {"Name": "MaxSteps", "Value": "200"} in params
 
 
@@ -135,17 +185,37 @@ def test_pipeline_status_shows_steps_failures_and_log_links_and_fails_when_faile
     mlops("pipeline", "start")
     t0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
     aws["sagemaker"].steps = [
-        {"StepName": "Prepare", "StepStatus": "Succeeded", "StartTime": t0, "EndTime": t0.replace(minute=4),
-         "Metadata": {"ProcessingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/pipelines-x-prepare"}}},
-        {"StepName": "FineTune", "StepStatus": "Failed", "StartTime": t0.replace(minute=5), "EndTime": t0.replace(minute=9),
-         "FailureReason": "ClientError: train data has 2 bad lines",
-         "Metadata": {"TrainingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/pipelines-x-finetune"}}},
+        {
+            "StepName": "Prepare",
+            "StepStatus": "Succeeded",
+            "StartTime": t0,
+            "EndTime": t0.replace(minute=4),
+            "Metadata": {
+                "ProcessingJob": {
+                    "Arn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/pipelines-x-prepare"
+                }
+            },
+        },
+        {
+            "StepName": "FineTune",
+            "StepStatus": "Failed",
+            "StartTime": t0.replace(minute=5),
+            "EndTime": t0.replace(minute=9),
+            "FailureReason": "ClientError: train data has 2 bad lines",
+            "Metadata": {
+                "TrainingJob": {
+                    "Arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/pipelines-x-finetune"
+                }
+            },
+        },
     ]
     result = mlops("pipeline", "status")
     assert "Prepare" in result.output and "240s" in result.output
     assert "train data has 2 bad lines" in result.output
-    assert ("https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logsV2:log-groups/log-group/"
-            "$252Faws$252Fsagemaker$252FProcessingJobs/log-events$3FlogStreamNameFilter$3Dpipelines-x-prepare") in result.output
+    assert (
+        "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logsV2:log-groups/log-group/"
+        "$252Faws$252Fsagemaker$252FProcessingJobs/log-events$3FlogStreamNameFilter$3Dpipelines-x-prepare"
+    ) in result.output
 
 
 # ---- models ---------------------------------------------------------------------------------------------
@@ -166,8 +236,10 @@ def test_models_list_show_approve_reject(aws):
     assert "SM_ON_BATCH_SIZE" in shown.output
     approved = mlops("models", "approve", "2", "--reason", "beats v1 on exact match")
     assert approved.exit_code == 0 and ": Approved" in approved.output
-    statuses = {p["ModelPackageVersion"]: p["ModelApprovalStatus"] for p in
-                aws["sagemaker"].list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]}
+    statuses = {
+        p["ModelPackageVersion"]: p["ModelApprovalStatus"]
+        for p in aws["sagemaker"].list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
+    }
     assert statuses[2] == "Approved" and statuses[1] == "PendingManualApproval"
     assert mlops("models", "reject", "1").exit_code == 0
     assert "has no version 9" in mlops("models", "show", "9").output
@@ -190,17 +262,29 @@ def test_endpoint_status_invoke_and_rollback(aws):
     import requests
 
     # moto's runtime answers with results queued through its API: queue one OpenAI-shaped reply.
-    requests.post("http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results", json={
-        "account_id": "123456789012", "region": REGION, "results": [{"Body": json.dumps(
-            {"choices": [{"message": {"role": "assistant", "content": "1956-06-30"}}]}),
-            "ContentType": "application/json"}]})
+    requests.post(
+        "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+        json={
+            "account_id": "123456789012",
+            "region": REGION,
+            "results": [
+                {
+                    "Body": json.dumps(
+                        {"choices": [{"message": {"role": "assistant", "content": "1956-06-30"}}]}
+                    ),
+                    "ContentType": "application/json",
+                }
+            ],
+        },
+    )
     invoked = mlops("endpoint", "invoke", "--prompt", "Convert: the 30th of June, 1956")
     assert invoked.exit_code == 0 and "1956-06-30" in invoked.output
 
     rolled = mlops("endpoint", "rollback")
     assert rolled.exit_code == 0 and "rolling back v2 -> v1" in rolled.output
-    assert sm.updates == [{"EndpointName": ENDPOINT, "EndpointConfigName": f"{ENDPOINT}-v1",
-                           "RetainDeploymentConfig": True}]
+    assert sm.updates == [
+        {"EndpointName": ENDPOINT, "EndpointConfigName": f"{ENDPOINT}-v1", "RetainDeploymentConfig": True}
+    ]
     assert "no approved version older than v1" in mlops("endpoint", "rollback").output
 
 
@@ -211,14 +295,26 @@ def _client_error(code, message="", operation="StartPipelineExecution"):
     return ClientError({"Error": {"Code": code, "Message": message}}, operation)
 
 
-@pytest.mark.parametrize("error, needle", [
-    (NoCredentialsError(), "no AWS credentials found: run `aws configure`"),
-    (_client_error("AccessDeniedException", "not authorized"), "access denied for StartPipelineExecution in us-east-1"),
-    (_client_error("ThrottlingException"), "AWS throttled StartPipelineExecution: wait a minute and retry"),
-    (_client_error("ExpiredTokenException"), "the AWS session has expired"),
-    (_client_error("ResourceNotFound", "Pipeline 'x' does not exist."), "deploy the stacks first"),
-    (_client_error("ValidationException", "bad value"), "StartPipelineExecution failed with ValidationException: bad value"),
-])
+@pytest.mark.parametrize(
+    "error, needle",
+    [
+        (NoCredentialsError(), "no AWS credentials found: run `aws configure`"),
+        (
+            _client_error("AccessDeniedException", "not authorized"),
+            "access denied for StartPipelineExecution in us-east-1",
+        ),
+        (
+            _client_error("ThrottlingException"),
+            "AWS throttled StartPipelineExecution: wait a minute and retry",
+        ),
+        (_client_error("ExpiredTokenException"), "the AWS session has expired"),
+        (_client_error("ResourceNotFound", "Pipeline 'x' does not exist."), "deploy the stacks first"),
+        (
+            _client_error("ValidationException", "bad value"),
+            "StartPipelineExecution failed with ValidationException: bad value",
+        ),
+    ],
+)
 def test_aws_errors_become_one_line_that_says_what_to_do(error, needle):
     assert needle in translate(error, REGION)
     assert translate(ValueError("not AWS"), REGION) is None
@@ -244,18 +340,38 @@ def test_cli_subprocess_against_a_moto_server(tmp_path):
     server.start()
     try:
         host, port = server.get_host_and_port()
-        env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
-        sm = boto3.client("sagemaker", region_name=REGION, endpoint_url=env["AWS_ENDPOINT_URL"],
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-        run = lambda *a: subprocess.run([MLOPS, *a], env=env, capture_output=True, text=True, timeout=120)  # noqa: E731
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        }
+        sm = boto3.client(
+            "sagemaker",
+            region_name=REGION,
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+        def run(*a):
+            return subprocess.run([MLOPS, *a], env=env, capture_output=True, text=True, timeout=120)
+
         nothing = run("endpoint", "status")
-        assert nothing.returncode == 1 and "no endpoint llm-neuron-mlops-endpoint in us-east-1" in nothing.stdout
+        assert (
+            nothing.returncode == 1 and "no endpoint llm-neuron-mlops-endpoint in us-east-1" in nothing.stdout
+        )
         sm.create_model_package_group(ModelPackageGroupName=GROUP)
-        sm.create_model_package(ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
-                                InferenceSpecification={"Containers": [{"Image": "img"}],
-                                                        "SupportedContentTypes": ["application/json"],
-                                                        "SupportedResponseMIMETypes": ["application/json"]})
+        sm.create_model_package(
+            ModelPackageGroupName=GROUP,
+            ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification={
+                "Containers": [{"Image": "img"}],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+        )
         listed = run("models", "list")
         assert listed.returncode == 0 and "PendingManualApproval" in listed.stdout, listed.stderr
         approved = run("models", "approve", "1")

@@ -21,17 +21,25 @@ INF2_REPORT = {"target": "inf2", "batch_size": 4, "sequence_length": 2048, "tens
 
 def test_settings_errors_name_each_flag():
     with pytest.raises(UserError) as info:
-        CompileSettings(target="gpu", batch_size=0, dtype="int8", sequence_length=64, max_new_tokens=64).check()
+        CompileSettings(
+            target="gpu", batch_size=0, dtype="int8", sequence_length=64, max_new_tokens=64
+        ).check()
     message = str(info.value)
-    for needle in ("--target 'gpu': choose inf2 or cpu", "--batch-size=0: must be > 0", "--dtype 'int8'",
-                   "--max-new-tokens=64 must be smaller than --sequence-length=64"):
+    for needle in (
+        "--target 'gpu': choose inf2 or cpu",
+        "--batch-size=0: must be > 0",
+        "--dtype 'int8'",
+        "--max-new-tokens=64 must be smaller than --sequence-length=64",
+    ):
         assert needle in message
 
 
 def test_inf2_without_the_sdk_says_where_to_run_it(tmp_path):
     assert neuron_sdk_available() is False
     (tmp_path / "m").mkdir()
-    with pytest.raises(UserError, match=r"--target inf2 needs the Neuron SDK .* run `compile` in the training image"):
+    with pytest.raises(
+        UserError, match=r"--target inf2 needs the Neuron SDK .* run `compile` in the training image"
+    ):
         compile_model(tmp_path / "m", tmp_path / "out", CompileSettings(target="inf2"))
 
 
@@ -41,23 +49,41 @@ def test_output_must_differ_from_input(tmp_path):
 
 
 def test_inf2_export_kwargs_carry_the_static_shapes():
-    kwargs = inf2_export_kwargs(CompileSettings(target="inf2", batch_size=8, sequence_length=1024, tensor_parallel_size=2))
-    assert kwargs == {"instance_type": "inf2", "batch_size": 8, "sequence_length": 1024, "tensor_parallel_size": 2}
+    kwargs = inf2_export_kwargs(
+        CompileSettings(target="inf2", batch_size=8, sequence_length=1024, tensor_parallel_size=2)
+    )
+    assert kwargs == {
+        "instance_type": "inf2",
+        "batch_size": 8,
+        "sequence_length": 1024,
+        "tensor_parallel_size": 2,
+    }
 
 
 def test_inf2_artifact_check(tmp_path):
     settings = CompileSettings(target="inf2", batch_size=4, sequence_length=2048, tensor_parallel_size=2)
-    with pytest.raises(RuntimeError, match="lacks config.json, neuron_config.json, model.pt, "
-                       "checkpoint/weights/tp0_sharded_checkpoint.safetensors, checkpoint/weights/tp1_sharded"):
+    with pytest.raises(
+        RuntimeError,
+        match="lacks config.json, neuron_config.json, model.pt, "
+        "checkpoint/weights/tp0_sharded_checkpoint.safetensors, checkpoint/weights/tp1_sharded",
+    ):
         check_inf2_artifact(tmp_path, settings)
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.pt").write_bytes(b"")
     (tmp_path / "checkpoint" / "weights").mkdir(parents=True)
     for rank in (0, 1):
         (tmp_path / "checkpoint" / "weights" / f"tp{rank}_sharded_checkpoint.safetensors").write_bytes(b"")
-    (tmp_path / "neuron_config.json").write_text(json.dumps({"batch_size": 4, "sequence_length": 2048, "tp_degree": 2}))
-    assert check_inf2_artifact(tmp_path, settings) == {"batch_size": 4, "sequence_length": 2048, "tensor_parallel_size": 2}
-    (tmp_path / "neuron_config.json").write_text(json.dumps({"batch_size": 1, "sequence_length": 2048, "tp_degree": 2}))
+    (tmp_path / "neuron_config.json").write_text(
+        json.dumps({"batch_size": 4, "sequence_length": 2048, "tp_degree": 2})
+    )
+    assert check_inf2_artifact(tmp_path, settings) == {
+        "batch_size": 4,
+        "sequence_length": 2048,
+        "tensor_parallel_size": 2,
+    }
+    (tmp_path / "neuron_config.json").write_text(
+        json.dumps({"batch_size": 1, "sequence_length": 2048, "tp_degree": 2})
+    )
     with pytest.raises(RuntimeError, match=r"other shapes than requested: \{'batch_size': \(1, 4\)\}"):
         check_inf2_artifact(tmp_path, settings)
     assert compiled_shapes({"seq_len": 7}) == {"sequence_length": 7}
@@ -65,8 +91,12 @@ def test_inf2_artifact_check(tmp_path):
 
 def test_serving_env_comes_from_the_report_and_mismatches_are_refused():
     env = serving_env(INF2_REPORT)
-    assert env == {"SM_ON_MODEL": "/opt/ml/model", "SM_ON_BATCH_SIZE": "4", "SM_ON_SEQUENCE_LENGTH": "2048",
-                   "SM_ON_TENSOR_PARALLEL_SIZE": "2"}
+    assert env == {
+        "SM_ON_MODEL": "/opt/ml/model",
+        "SM_ON_BATCH_SIZE": "4",
+        "SM_ON_SEQUENCE_LENGTH": "2048",
+        "SM_ON_TENSOR_PARALLEL_SIZE": "2",
+    }
     check_serving_env(env, INF2_REPORT)
     with pytest.raises(UserError, match=r"SM_ON_BATCH_SIZE='8' but the model was compiled with 4"):
         check_serving_env({**env, "SM_ON_BATCH_SIZE": "8"}, INF2_REPORT)
@@ -83,10 +113,15 @@ def test_serve_limits_and_port_errors(tmp_path):
     assert serve_port({"SAGEMAKER_BIND_TO_PORT": "9000"}, flag=7000) == 7000
     with pytest.raises(UserError, match=r"SAGEMAKER_BIND_TO_PORT='http' is not a TCP port"):
         serve_port({"SAGEMAKER_BIND_TO_PORT": "http"})
-    (tmp_path / "serving_config.json").write_text(json.dumps({"limits": {"batch_size": 2, "sequence_length": 128, "max_new_tokens": 16}}))
+    (tmp_path / "serving_config.json").write_text(
+        json.dumps({"limits": {"batch_size": 2, "sequence_length": 128, "max_new_tokens": 16}})
+    )
     limits = load_limits(tmp_path, {"batch_size": None, "max_new_tokens": 32})
     assert (limits.batch_size, limits.sequence_length, limits.max_new_tokens) == (2, 128, 32)
-    with pytest.raises(UserError, match=r"serving limits from .*serving_config.json \+ flags: max_new_tokens=128 must be smaller than sequence_length=128"):
+    with pytest.raises(
+        UserError,
+        match=r"serving limits from .*serving_config.json \+ flags: max_new_tokens=128 must be smaller than sequence_length=128",
+    ):
         load_limits(tmp_path, {"max_new_tokens": 128})
     (tmp_path / "serving_config.json").write_text("[]")
     with pytest.raises(UserError, match="not a serving config written by `compile --target cpu`"):
@@ -100,12 +135,17 @@ def test_serving_a_neuron_artifact_here_is_refused(tmp_path, monkeypatch):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    (model / "neuron_config.json").write_text(json.dumps({"batch_size": 4, "sequence_length": 2048, "tp_degree": 2}))
+    (model / "neuron_config.json").write_text(
+        json.dumps({"batch_size": 4, "sequence_length": 2048, "tp_degree": 2})
+    )
     (model / "compile_report.json").write_text(json.dumps(INF2_REPORT))
     monkeypatch.setenv("MLOPS_OPT_ML", str(tmp_path))
     failure = tmp_path / "output" / "failure"
     assert main(["serve"]) == 2
-    assert "is a compiled Neuron artifact; serving it needs the Hugging Face vLLM Neuronx container" in failure.read_text()
+    assert (
+        "is a compiled Neuron artifact; serving it needs the Hugging Face vLLM Neuronx container"
+        in failure.read_text()
+    )
     # Shape flags meet the compiled-shape check before anything is started.
     assert main(["serve", "--batch-size", "8"]) == 2
     assert "SM_ON_BATCH_SIZE='8' but the model was compiled with 4" in failure.read_text()
@@ -113,7 +153,9 @@ def test_serving_a_neuron_artifact_here_is_refused(tmp_path, monkeypatch):
     assert "--max-new-tokens apply to the CPU/CUDA server only" in failure.read_text()
 
 
-def test_inf2_report_carries_serving_env_and_provenance_and_archive_serves(tmp_path, monkeypatch, fake_inf2_export):
+def test_inf2_report_carries_serving_env_and_provenance_and_archive_serves(
+    tmp_path, monkeypatch, fake_inf2_export
+):
     """Around the export: the report the pipeline reads with JsonGet, the archive SageMaker hosts, and
     the serve handover reading that archive as /opt/ml/model."""
     import tarfile
@@ -130,16 +172,24 @@ def test_inf2_report_carries_serving_env_and_provenance_and_archive_serves(tmp_p
     settings = CompileSettings(target="inf2", batch_size=4, sequence_length=2048, tensor_parallel_size=2)
     report = compile_model(merged, out, settings, archive=True)
 
-    assert report["serving_env"] == {"SM_ON_BATCH_SIZE": "4", "SM_ON_SEQUENCE_LENGTH": "2048",
-                                     "SM_ON_TENSOR_PARALLEL_SIZE": "2"}
+    assert report["serving_env"] == {
+        "SM_ON_BATCH_SIZE": "4",
+        "SM_ON_SEQUENCE_LENGTH": "2048",
+        "SM_ON_TENSOR_PARALLEL_SIZE": "2",
+    }
     assert report["provenance"]["mlflow_run_id"] == "abc123"
     assert report["provenance"]["optimum_neuron"] == "not installed"  # honest about this machine
     assert all(isinstance(v, str) for v in report["provenance"].values())  # package metadata takes strings
     assert sorted(p.name for p in out.iterdir()) == ["compile_report.json", "model.tar.gz"]
     with tarfile.open(out / "model.tar.gz") as tar:
         names = set(tar.getnames())
-    assert {"config.json", "neuron_config.json", "model.pt", "compile_report.json",
-            "checkpoint/weights/tp1_sharded_checkpoint.safetensors"} <= names
+    assert {
+        "config.json",
+        "neuron_config.json",
+        "model.pt",
+        "compile_report.json",
+        "checkpoint/weights/tp1_sharded_checkpoint.safetensors",
+    } <= names
 
     # SageMaker extracts ModelDataUrl into /opt/ml/model; serve then hands over with the compiled shapes.
     served = model_folder(out, "--model-dir", extract_to=tmp_path / "opt_ml_model")

@@ -8,8 +8,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # config/prices.yaml is the price table of `mlops cost`, not a config override; tests/test_cost.py loads it.
-@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "config").rglob("*.yaml") if p.name != "prices.yaml"),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in (ROOT / "config").rglob("*.yaml") if p.name != "prices.yaml"),
+    ids=lambda p: p.name,
+)
 def test_every_shipped_yaml_loads(path):
     load_config([path])
 
@@ -51,27 +54,37 @@ def test_duplicate_key_is_an_error(tmp_path):
 
 def test_pipeline_instance_types_are_checked_against_botocore_with_key_paths(tmp_path):
     f = tmp_path / "p.yaml"
-    f.write_text("pipeline:\n  instances:\n    train: ml.p4d.24xlarge\n    compile: ml.inf2.xlarge\n"
-                 "serving:\n  instance_types: [ml.g5.xlarge]\n")
+    f.write_text(
+        "pipeline:\n  instances:\n    train: ml.p4d.24xlarge\n    compile: ml.inf2.xlarge\n"
+        "serving:\n  instance_types: [ml.g5.xlarge]\n"
+    )
     with pytest.raises(ConfigError) as exc:
         load_config([f])
     msg = str(exc.value)
     assert f"{f}:3: pipeline.instances.train: 'ml.p4d.24xlarge' is not a Trainium instance" in msg
-    assert (f"{f}:4: pipeline.instances.compile: 'ml.inf2.xlarge' is not an instance type "
-            "processing jobs accept (botocore ProcessingInstanceType); families: ml.c4") in msg
+    assert (
+        f"{f}:4: pipeline.instances.compile: 'ml.inf2.xlarge' is not an instance type "
+        "processing jobs accept (botocore ProcessingInstanceType); families: ml.c4"
+    ) in msg
     assert "serving.instance_types: 'ml.g5.xlarge': the compiled artifact runs on Inferentia 2 only" in msg
-    with pytest.raises(ConfigError, match="spot_max_wait_seconds=600 must be at least train_max_runtime_seconds=21600"):
+    with pytest.raises(
+        ConfigError, match="spot_max_wait_seconds=600 must be at least train_max_runtime_seconds=21600"
+    ):
         load_config(overrides=["pipeline.spot=true", "pipeline.spot_max_wait_seconds=600"])
 
 
 def test_pipeline_cache_duration_must_be_iso8601():
-    with pytest.raises(ConfigError, match=r"pipeline.cache_expire_after: must be an ISO 8601 duration such as P30D"):
+    with pytest.raises(
+        ConfigError, match=r"pipeline.cache_expire_after: must be an ISO 8601 duration such as P30D"
+    ):
         load_config(overrides=["pipeline.cache_expire_after=30 days"])
     assert load_config(overrides=["pipeline.cache_expire_after=PT12H"]).pipeline.cache_expire_after == "PT12H"
 
 
 def test_endpoint_name_leaves_room_for_version_suffixes():
-    with pytest.raises(ConfigError, match=r"infra.endpoint.name: must be 1-50 letters, digits or single hyphens"):
+    with pytest.raises(
+        ConfigError, match=r"infra.endpoint.name: must be 1-50 letters, digits or single hyphens"
+    ):
         load_config(overrides=["infra.endpoint.name=bad_name"])
     assert load_config(overrides=["infra.endpoint.name=my-endpoint"]).endpoint_name == "my-endpoint"
 

@@ -15,8 +15,8 @@ from botocore.stub import Stubber
 from typer.testing import CliRunner
 
 from config import load_config
-from pipelines.cli.app import app
 from config.loader import PRICES_FILE
+from pipelines.cli.app import app
 from pipelines.cost.estimate import estimate
 from pipelines.cost.prices import (
     PriceTable,
@@ -32,22 +32,53 @@ runner = CliRunner()
 PUBLISHED = "2026-11-20T18:00:00Z"
 
 
-def product(region, plato, instance, usd, *, family="ML Instance", location_type="AWS Region", unit="Hrs",
-            instance_name=None, sku=None):
+def product(
+    region,
+    plato,
+    instance,
+    usd,
+    *,
+    family="ML Instance",
+    location_type="AWS Region",
+    unit="Hrs",
+    instance_name=None,
+    sku=None,
+):
     """One price-list document in the shape GetProducts returns (and, split up, the bulk file holds)."""
     sku = sku or f"SKU{abs(hash((region, plato, instance, usd))) % 10**8}"
     prefix = {"us-east-1": "USE1", "us-west-2": "USW2"}.get(region, "XX")
     short = {"Training": "Train", "Processing": "Processing", "Hosting": "Host"}.get(plato, plato)
     return {
-        "product": {"productFamily": family, "sku": sku, "attributes": {
-            "regionCode": region, "locationType": location_type, "platoinstancetype": plato,
-            "instanceName": instance if instance_name is None else instance_name,
-            "usagetype": f"{prefix}-{short}:{instance}", "servicecode": "AmazonSageMaker"}},
+        "product": {
+            "productFamily": family,
+            "sku": sku,
+            "attributes": {
+                "regionCode": region,
+                "locationType": location_type,
+                "platoinstancetype": plato,
+                "instanceName": instance if instance_name is None else instance_name,
+                "usagetype": f"{prefix}-{short}:{instance}",
+                "servicecode": "AmazonSageMaker",
+            },
+        },
         "serviceCode": "AmazonSageMaker",
-        "terms": {"OnDemand": {f"{sku}.JRTCKXETXF": {"sku": sku, "offerTermCode": "JRTCKXETXF", "priceDimensions": {
-            f"{sku}.JRTCKXETXF.6YS6EN2CT7": {"unit": unit, "pricePerUnit": {"USD": f"{usd:.10f}"},
-                                            "description": f"${usd} per hour"}}}}},
-        "version": "20261120180000", "publicationDate": PUBLISHED,
+        "terms": {
+            "OnDemand": {
+                f"{sku}.JRTCKXETXF": {
+                    "sku": sku,
+                    "offerTermCode": "JRTCKXETXF",
+                    "priceDimensions": {
+                        f"{sku}.JRTCKXETXF.6YS6EN2CT7": {
+                            "unit": unit,
+                            "pricePerUnit": {"USD": f"{usd:.10f}"},
+                            "description": f"${usd} per hour",
+                        }
+                    },
+                }
+            }
+        },
+        "version": "20261120180000",
+        "publicationDate": PUBLISHED,
     }
 
 
@@ -72,10 +103,14 @@ NOISE = [
 
 
 def region_prices(**overrides):
-    values = {"source": "test values", "published": PUBLISHED, "fetched": "2026-11-25",
-              "training": {"ml.trn1.2xlarge": 2.0}, "processing": {"ml.m5.xlarge": 0.25, "ml.m5.2xlarge": 0.5,
-                                                                   "ml.m5.4xlarge": 1.0},
-              "hosting": {"ml.inf2.xlarge": 1.5}}
+    values = {
+        "source": "test values",
+        "published": PUBLISHED,
+        "fetched": "2026-11-25",
+        "training": {"ml.trn1.2xlarge": 2.0},
+        "processing": {"ml.m5.xlarge": 0.25, "ml.m5.2xlarge": 0.5, "ml.m5.4xlarge": 1.0},
+        "hosting": {"ml.inf2.xlarge": 1.5},
+    }
     return RegionPrices(**{**values, **overrides})
 
 
@@ -99,14 +134,25 @@ def test_a_table_round_trips_through_yaml(tmp_path):
     assert load_prices(path).regions["us-east-1"] == region_prices()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("regions:\n  us-east-1: [\n", "prices.yaml:3: not valid YAML"),
-    ("regions:\n  us-east-1:\n    source: s\n    published: p\n    fetched: f\n    training:\n"
-     "      ml.trn1.2xlarge: -3\n", "prices.yaml:7: regions.us-east-1.training.ml.trn1.2xlarge: Input should be greater than 0"),
-    ("regions:\n  us-east-1:\n    source: s\n    published: p\n    fetched: f\n    hostnig: {}\n",
-     "prices.yaml:6: regions.us-east-1.hostnig: Extra inputs are not permitted"),
-    ("regions:\n  us-east-1:\n    published: p\n    fetched: f\n", "prices.yaml:2: regions.us-east-1.source: Field required"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("regions:\n  us-east-1: [\n", "prices.yaml:3: not valid YAML"),
+        (
+            "regions:\n  us-east-1:\n    source: s\n    published: p\n    fetched: f\n    training:\n"
+            "      ml.trn1.2xlarge: -3\n",
+            "prices.yaml:7: regions.us-east-1.training.ml.trn1.2xlarge: Input should be greater than 0",
+        ),
+        (
+            "regions:\n  us-east-1:\n    source: s\n    published: p\n    fetched: f\n    hostnig: {}\n",
+            "prices.yaml:6: regions.us-east-1.hostnig: Extra inputs are not permitted",
+        ),
+        (
+            "regions:\n  us-east-1:\n    published: p\n    fetched: f\n",
+            "prices.yaml:2: regions.us-east-1.source: Field required",
+        ),
+    ],
+)
 def test_a_broken_table_names_the_file_line_and_key(tmp_path, text, message):
     path = tmp_path / "prices.yaml"
     path.write_text(text)
@@ -124,31 +170,51 @@ def test_a_missing_table_says_how_to_create_it(tmp_path):
 
 
 def _filters(region, plato):
-    return [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
-            {"Type": "TERM_MATCH", "Field": "productFamily", "Value": "ML Instance"},
-            {"Type": "TERM_MATCH", "Field": "platoinstancetype", "Value": plato}]
+    return [
+        {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
+        {"Type": "TERM_MATCH", "Field": "productFamily", "Value": "ML Instance"},
+        {"Type": "TERM_MATCH", "Field": "platoinstancetype", "Value": plato},
+    ]
 
 
 def _request(region, plato, token=None):
-    request = {"ServiceCode": "AmazonSageMaker", "Filters": _filters(region, plato), "FormatVersion": "aws_v1",
-               "MaxResults": 100}
+    request = {
+        "ServiceCode": "AmazonSageMaker",
+        "Filters": _filters(region, plato),
+        "FormatVersion": "aws_v1",
+        "MaxResults": 100,
+    }
     return {**request, "NextToken": token} if token else request
 
 
 def stubbed_pricing(region="us-east-1"):
     """A real botocore pricing client whose answers are stubbed: requests and responses are validated
     against the service model, and every expected request must be made, in order."""
-    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    client = boto3.client(
+        "pricing", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
     stub = Stubber(client)
-    docs = {plato: [json.dumps(p) for p in GOOD + NOISE if p["product"]["attributes"]["platoinstancetype"] == plato]
-            for plato in ("Training", "Processing", "Hosting")}
+    docs = {
+        plato: [
+            json.dumps(p) for p in GOOD + NOISE if p["product"]["attributes"]["platoinstancetype"] == plato
+        ]
+        for plato in ("Training", "Processing", "Hosting")
+    }
     training = docs["Training"]
-    stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": training[:2], "NextToken": "page2"},
-                      _request(region, "Training"))
-    stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": training[2:]},
-                      _request(region, "Training", "page2"))
+    stub.add_response(
+        "get_products",
+        {"FormatVersion": "aws_v1", "PriceList": training[:2], "NextToken": "page2"},
+        _request(region, "Training"),
+    )
+    stub.add_response(
+        "get_products",
+        {"FormatVersion": "aws_v1", "PriceList": training[2:]},
+        _request(region, "Training", "page2"),
+    )
     for plato in ("Processing", "Hosting"):
-        stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": docs[plato]}, _request(region, plato))
+        stub.add_response(
+            "get_products", {"FormatVersion": "aws_v1", "PriceList": docs[plato]}, _request(region, plato)
+        )
     return client, stub
 
 
@@ -177,10 +243,14 @@ def test_two_prices_for_one_type_keep_the_higher_and_are_reported(tmp_path):
 
 def offer_file(docs, offer_code="AmazonSageMaker"):
     """The bulk offer file's layout: products by SKU, terms.OnDemand by SKU then term."""
-    return {"formatVersion": "v1.0", "offerCode": offer_code, "version": "20261120180000",
-            "publicationDate": PUBLISHED,
-            "products": {d["product"]["sku"]: d["product"] for d in docs},
-            "terms": {"OnDemand": {d["product"]["sku"]: d["terms"]["OnDemand"] for d in docs}}}
+    return {
+        "formatVersion": "v1.0",
+        "offerCode": offer_code,
+        "version": "20261120180000",
+        "publicationDate": PUBLISHED,
+        "products": {d["product"]["sku"]: d["product"] for d in docs},
+        "terms": {"OnDemand": {d["product"]["sku"]: d["terms"]["OnDemand"] for d in docs}},
+    }
 
 
 def test_refresh_from_a_bulk_offer_file_reads_the_same_prices(tmp_path):
@@ -192,14 +262,23 @@ def test_refresh_from_a_bulk_offer_file_reads_the_same_prices(tmp_path):
     assert prices.published == PUBLISHED and "bulk offer file (offer.json" in prices.source
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such file; download it with `curl -o"),
-    ("{\n  \"products\": [,\n", "offer.json:2:16: not a JSON price list"),
-    (json.dumps(offer_file(GOOD, offer_code="AmazonEC2")), "not an AmazonSageMaker offer file (offerCode: 'AmazonEC2'"),
-    (json.dumps(offer_file(GOOD)), "holds no SageMaker training, processing or hosting prices for region 'eu-west-1'; "
-                                   "it covers us-east-1. Download that region's file: https://pricing.us-east-1."
-                                   "amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/eu-west-1/index.json"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file; download it with `curl -o"),
+        ('{\n  "products": [,\n', "offer.json:2:16: not a JSON price list"),
+        (
+            json.dumps(offer_file(GOOD, offer_code="AmazonEC2")),
+            "not an AmazonSageMaker offer file (offerCode: 'AmazonEC2'",
+        ),
+        (
+            json.dumps(offer_file(GOOD)),
+            "holds no SageMaker training, processing or hosting prices for region 'eu-west-1'; "
+            "it covers us-east-1. Download that region's file: https://pricing.us-east-1."
+            "amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/eu-west-1/index.json",
+        ),
+    ],
+)
 def test_a_wrong_offer_file_says_what_is_wrong_and_where_to_get_the_right_one(tmp_path, content, message):
     path = tmp_path / "offer.json"
     if content is not None:
@@ -211,11 +290,21 @@ def test_a_wrong_offer_file_says_what_is_wrong_and_where_to_get_the_right_one(tm
 
 
 def test_a_region_the_query_api_knows_nothing_of_is_an_error_not_an_empty_table():
-    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    client = boto3.client(
+        "pricing", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
     stub = Stubber(client)
     for plato in ("Training", "Processing", "Hosting"):
-        stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []}, _request("us-east-9", plato))
-    with stub, pytest.raises(UserError, match="holds no SageMaker training, processing or hosting prices for region 'us-east-9'"):
+        stub.add_response(
+            "get_products", {"FormatVersion": "aws_v1", "PriceList": []}, _request("us-east-9", plato)
+        )
+    with (
+        stub,
+        pytest.raises(
+            UserError,
+            match="holds no SageMaker training, processing or hosting prices for region 'us-east-9'",
+        ),
+    ):
         fetch_region(client, "us-east-9")
 
 
@@ -223,12 +312,24 @@ def test_a_region_the_query_api_knows_nothing_of_is_an_error_not_an_empty_table(
 
 
 def test_the_estimate_multiplies_counts_max_runtimes_and_prices():
-    cfg = load_config(overrides=["pipeline.instances.train_count=2", "pipeline.train_max_runtime_seconds=7200",
-                                 "pipeline.processing_max_runtime_seconds=1800", "infra.endpoint.max_instance_count=3"])
-    result = estimate(cfg, PriceTable(regions={"us-east-1": region_prices()}), Path("p.yaml"), date(2026, 11, 25))
+    cfg = load_config(
+        overrides=[
+            "pipeline.instances.train_count=2",
+            "pipeline.train_max_runtime_seconds=7200",
+            "pipeline.processing_max_runtime_seconds=1800",
+            "infra.endpoint.max_instance_count=3",
+        ]
+    )
+    result = estimate(
+        cfg, PriceTable(regions={"us-east-1": region_prices()}), Path("p.yaml"), date(2026, 11, 25)
+    )
     by_step = {line.item: (line.instance_type, line.count, line.hours, line.usd) for line in result.run}
-    assert by_step == {"Prepare": ("ml.m5.xlarge", 1, 0.5, 0.125), "FineTune": ("ml.trn1.2xlarge", 2, 2.0, 8.0),
-                       "Evaluate": ("ml.m5.2xlarge", 1, 0.5, 0.25), "CompileForInferentia": ("ml.m5.4xlarge", 1, 0.5, 0.5)}
+    assert by_step == {
+        "Prepare": ("ml.m5.xlarge", 1, 0.5, 0.125),
+        "FineTune": ("ml.trn1.2xlarge", 2, 2.0, 8.0),
+        "Evaluate": ("ml.m5.2xlarge", 1, 0.5, 0.25),
+        "CompileForInferentia": ("ml.m5.4xlarge", 1, 0.5, 0.5),
+    }
     assert result.run_usd == 8.875
     assert [(x.count, x.usd) for x in result.endpoint] == [(1, 36.0), (3, 108.0)]
     payload = result.as_json()
@@ -239,28 +340,44 @@ def test_the_estimate_multiplies_counts_max_runtimes_and_prices():
 def test_the_estimate_lists_what_it_leaves_out_and_warns_of_spot_and_old_prices():
     cfg = load_config(overrides=["pipeline.spot=true"])
     old = region_prices(published="2026-01-02T00:00:00Z")
-    notes = " ".join(estimate(cfg, PriceTable(regions={"us-east-1": old}), Path("p.yaml"), date(2026, 11, 25)).notes)
+    notes = " ".join(
+        estimate(cfg, PriceTable(regions={"us-east-1": old}), Path("p.yaml"), date(2026, 11, 25)).notes
+    )
     assert "pipeline.spot is on" in notes
-    assert "the MLflow tracking server (infra.mlflow" in notes and "EBS volumes (pipeline.volume_size_gb=100" in notes
+    assert (
+        "the MLflow tracking server (infra.mlflow" in notes
+        and "EBS volumes (pipeline.volume_size_gb=100" in notes
+    )
     assert "published 327 days ago: `mlops cost refresh --region us-east-1`" in notes
 
 
 def test_a_region_missing_from_the_table_says_how_to_fill_it():
-    cfg = load_config(overrides=["project.region=eu-west-1", "infra.availability_zones=[eu-west-1a, eu-west-1b]"])
+    cfg = load_config(
+        overrides=["project.region=eu-west-1", "infra.availability_zones=[eu-west-1a, eu-west-1b]"]
+    )
     with pytest.raises(UserError) as info:
         estimate(cfg, PriceTable(regions={"us-east-1": region_prices()}), Path("config/prices.yaml"))
-    assert str(info.value).startswith("config/prices.yaml has no SageMaker prices for eu-west-1 (project.region) "
-                                      "(it has us-east-1). Fill it from the AWS Price List: `mlops cost refresh "
-                                      "--region eu-west-1`")
+    assert str(info.value).startswith(
+        "config/prices.yaml has no SageMaker prices for eu-west-1 (project.region) "
+        "(it has us-east-1). Fill it from the AWS Price List: `mlops cost refresh "
+        "--region eu-west-1`"
+    )
 
 
 def test_an_instance_type_without_a_price_names_its_config_key():
-    cfg = load_config(overrides=["pipeline.instances.train=ml.trn1.32xlarge", "infra.endpoint.instance_type=ml.inf2.48xlarge"])
+    cfg = load_config(
+        overrides=[
+            "pipeline.instances.train=ml.trn1.32xlarge",
+            "infra.endpoint.instance_type=ml.inf2.48xlarge",
+        ]
+    )
     with pytest.raises(UserError) as info:
         estimate(cfg, PriceTable(regions={"us-east-1": region_prices()}), Path("p.yaml"))
     message = str(info.value)
-    assert ("p.yaml (prices published 2026-11-20T18:00:00Z) lacks: pipeline.instances.train=ml.trn1.32xlarge: no "
-            "training price in us-east-1; infra.endpoint.instance_type=ml.inf2.48xlarge: no hosting price in us-east-1.") in message
+    assert (
+        "p.yaml (prices published 2026-11-20T18:00:00Z) lacks: pipeline.instances.train=ml.trn1.32xlarge: no "
+        "training price in us-east-1; infra.endpoint.instance_type=ml.inf2.48xlarge: no hosting price in us-east-1."
+    ) in message
     assert message.count("ml.inf2.48xlarge") == 1  # the initial and ceiling lines share one problem
 
 
@@ -293,31 +410,52 @@ def test_mlops_cost_refresh_from_a_file_rewrites_one_region_and_keeps_the_others
     path = write_table(tmp_path / "prices.yaml", **{"us-west-2": region_prices(source="negotiated rates")})
     offer = tmp_path / "sm.json"
     offer.write_text(json.dumps(offer_file(GOOD + NOISE)))
-    result = runner.invoke(app, ["cost", "refresh", "--from-file", str(offer), "--prices", str(path)],
-                           env={"COLUMNS": "300"})
+    result = runner.invoke(
+        app, ["cost", "refresh", "--from-file", str(offer), "--prices", str(path)], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 0, result.output
-    assert "us-east-1 now has 2 training, 3 processing, 2 hosting prices, published 2026-11-20T18:00:00Z" in result.output
+    assert (
+        "us-east-1 now has 2 training, 3 processing, 2 hosting prices, published 2026-11-20T18:00:00Z"
+        in result.output
+    )
     table = load_prices(path)
     assert table.regions["us-west-2"].source == "negotiated rates"
     assert table.regions["us-east-1"].training["ml.trn1.32xlarge"] == 30.0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--region", "us-east-1", "--region", "us-west-2", "--from-file", "x.json"],
-     "--from-file holds one region's prices: give one --region with it"),
-    (["--region", "virginia"], "--region 'virginia': must look like an AWS region"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--region", "us-east-1", "--region", "us-west-2", "--from-file", "x.json"],
+            "--from-file holds one region's prices: give one --region with it",
+        ),
+        (["--region", "virginia"], "--region 'virginia': must look like an AWS region"),
+    ],
+)
 def test_mlops_cost_refresh_refuses_bad_arguments_before_any_call(tmp_path, args, message):
-    result = runner.invoke(app, ["cost", "refresh", *args, "--prices", str(tmp_path / "p.yaml")], env={"COLUMNS": "300"})
+    result = runner.invoke(
+        app, ["cost", "refresh", *args, "--prices", str(tmp_path / "p.yaml")], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "p.yaml").exists()
 
 
 def test_mlops_cost_refresh_without_credentials_says_how_to_get_them_or_use_a_file(tmp_path, monkeypatch):
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    for key in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+    ):
         monkeypatch.delenv(key, raising=False)
-    for key, value in {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
-                       "AWS_EC2_METADATA_DISABLED": "true", "COLUMNS": "300"}.items():
+    for key, value in {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "COLUMNS": "300",
+    }.items():
         monkeypatch.setenv(key, value)
     result = runner.invoke(app, ["cost", "refresh", "--prices", str(tmp_path / "p.yaml")])
     assert result.exit_code == 1
@@ -350,9 +488,11 @@ def test_mlops_cost_refresh_from_the_query_api_writes_the_table_and_shows_progre
 
 def test_a_hand_edited_table_may_leave_dates_unquoted_but_not_misspell_a_region(tmp_path):
     path = tmp_path / "prices.yaml"
-    path.write_text("regions:\n  us-east-1:\n    source: negotiated rates\n    published: 2026-11-20\n"
-                    "    fetched: 2026-11-25\n    hosting:\n      ml.inf2.xlarge: 1.2\n"
-                    "  us-east1:\n    source: s\n    published: p\n    fetched: f\n")
+    path.write_text(
+        "regions:\n  us-east-1:\n    source: negotiated rates\n    published: 2026-11-20\n"
+        "    fetched: 2026-11-25\n    hosting:\n      ml.inf2.xlarge: 1.2\n"
+        "  us-east1:\n    source: s\n    published: p\n    fetched: f\n"
+    )
     with pytest.raises(UserError) as info:
         load_prices(path)
     message = str(info.value)
@@ -363,8 +503,11 @@ def test_a_hand_edited_table_may_leave_dates_unquoted_but_not_misspell_a_region(
 
 def test_prices_with_no_publication_date_say_so_in_the_estimate():
     cfg = load_config()
-    notes = " ".join(estimate(cfg, PriceTable(regions={"us-east-1": region_prices(published="unknown")}),
-                              Path("p.yaml")).notes)
+    notes = " ".join(
+        estimate(
+            cfg, PriceTable(regions={"us-east-1": region_prices(published="unknown")}), Path("p.yaml")
+        ).notes
+    )
     assert "The table gives no publication date for these prices (published: 'unknown')" in notes
 
 
@@ -372,7 +515,9 @@ def test_hyphenated_instance_families_are_kept():
     from pipelines.cost.prices import parse_products, products_from_offer_file
 
     doc = offer_file([product("us-east-1", "Training", "ml.p6-b200.48xlarge", 100.0, instance_name="NA")])
-    assert parse_products(products_from_offer_file(doc), "us-east-1").prices["training"] == {"ml.p6-b200.48xlarge": 100.0}
+    assert parse_products(products_from_offer_file(doc), "us-east-1").prices["training"] == {
+        "ml.p6-b200.48xlarge": 100.0
+    }
 
 
 def test_an_offer_file_with_odd_products_skips_them_instead_of_crashing(tmp_path):
@@ -395,7 +540,9 @@ def test_a_directory_as_the_price_table_is_an_error_not_a_traceback(tmp_path):
 
 
 def test_options_before_refresh_are_refused_instead_of_ignored(tmp_path):
-    result = runner.invoke(app, ["cost", "--prices", str(tmp_path / "p.yaml"), "refresh"], env={"COLUMNS": "300"})
+    result = runner.invoke(
+        app, ["cost", "--prices", str(tmp_path / "p.yaml"), "refresh"], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 2
     assert "put the options after `refresh`, e.g. `mlops cost refresh --prices FILE`" in result.output
 
@@ -406,11 +553,17 @@ def test_china_regions_are_refused_with_the_reason():
 
 
 def test_access_denied_on_the_price_list_says_which_action_and_the_offline_way(tmp_path, monkeypatch):
-    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    client = boto3.client(
+        "pricing", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
     stub = Stubber(client)
-    stub.add_client_error("get_products", service_error_code="AccessDeniedException", http_status_code=400,
-                          service_message="User is not authorized to perform: pricing:GetProducts",
-                          expected_params=_request("us-east-1", "Training"))
+    stub.add_client_error(
+        "get_products",
+        service_error_code="AccessDeniedException",
+        http_status_code=400,
+        service_message="User is not authorized to perform: pricing:GetProducts",
+        expected_params=_request("us-east-1", "Training"),
+    )
 
     class Session:
         def client(self, name, region_name=None):
@@ -418,15 +571,24 @@ def test_access_denied_on_the_price_list_says_which_action_and_the_offline_way(t
 
     monkeypatch.setattr(boto3, "Session", Session)
     with stub:
-        result = runner.invoke(app, ["cost", "refresh", "--prices", str(tmp_path / "p.yaml")], env={"COLUMNS": "300"})
+        result = runner.invoke(
+            app, ["cost", "refresh", "--prices", str(tmp_path / "p.yaml")], env={"COLUMNS": "300"}
+        )
     assert result.exit_code == 2
-    assert "access denied for pricing:GetProducts (the Price List Query API, called in us-east-1)" in result.output
+    assert (
+        "access denied for pricing:GetProducts (the Price List Query API, called in us-east-1)"
+        in result.output
+    )
     assert "use --from-file" in result.output and not (tmp_path / "p.yaml").exists()
 
 
 def test_a_type_priced_twice_in_a_hand_edit_is_refused_at_its_line(tmp_path):
     path = tmp_path / "prices.yaml"
-    path.write_text("regions:\n  us-east-1:\n    source: s\n    published: p\n    fetched: f\n    hosting:\n"
-                    "      ml.inf2.xlarge: 1.2\n      ml.inf2.xlarge: 1.3\n")
-    with pytest.raises(UserError, match=r"prices.yaml:8: regions.us-east-1.hosting.ml.inf2.xlarge: duplicate key; keep one"):
+    path.write_text(
+        "regions:\n  us-east-1:\n    source: s\n    published: p\n    fetched: f\n    hosting:\n"
+        "      ml.inf2.xlarge: 1.2\n      ml.inf2.xlarge: 1.3\n"
+    )
+    with pytest.raises(
+        UserError, match=r"prices.yaml:8: regions.us-east-1.hosting.ml.inf2.xlarge: duplicate key; keep one"
+    ):
         load_prices(path)

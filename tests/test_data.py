@@ -26,7 +26,10 @@ def _write(tmp_path, lines, raw=None):
         ({"messages": []}, "non-empty list"),
         ({"messages": [{"role": "bot", "content": "x"}]}, "role is 'bot'"),
         ({"messages": [{"role": "user", "content": "x"}]}, "no assistant message"),
-        ({"messages": [{"role": "user", "content": "x"}, {"role": "system", "content": "s"}]}, "may only come first"),
+        (
+            {"messages": [{"role": "user", "content": "x"}, {"role": "system", "content": "s"}]},
+            "may only come first",
+        ),
         ({"prompt": "p", "completion": ""}, '"completion" must be a non-empty string'),
         ({"prompt": "p", "completion": "c", "messages": []}, "use one format per line"),
     ],

@@ -16,8 +16,12 @@ ENDPOINT = "llm-neuron-mlops-endpoint"
 BUCKET = "llm-neuron-mlops-artifacts-123456789012-us-east-1"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:abc"
 REPORT = {"target": "inf2", "batch_size": 4, "sequence_length": 512, "tensor_parallel_size": 2}
-GOOD_ENV = {"SM_ON_BATCH_SIZE": "4", "SM_ON_SEQUENCE_LENGTH": "512", "SM_ON_TENSOR_PARALLEL_SIZE": "2",
-            "SM_ON_MODEL": "/opt/ml/model"}
+GOOD_ENV = {
+    "SM_ON_BATCH_SIZE": "4",
+    "SM_ON_SEQUENCE_LENGTH": "512",
+    "SM_ON_TENSOR_PARALLEL_SIZE": "2",
+    "SM_ON_MODEL": "/opt/ml/model",
+}
 
 
 def _load_deployer():
@@ -48,23 +52,34 @@ class SageMakerWithUpdate:
         self._client.describe_endpoint_config(EndpointConfigName=EndpointConfigName)  # must exist, as in AWS
         endpoint = sagemaker_backends["123456789012"][REGION].endpoints[EndpointName]
         endpoint.endpoint_config_name = EndpointConfigName
-        self.updates.append({"EndpointName": EndpointName, "EndpointConfigName": EndpointConfigName,
-                             "DeploymentConfig": DeploymentConfig})
+        self.updates.append(
+            {
+                "EndpointName": EndpointName,
+                "EndpointConfigName": EndpointConfigName,
+                "DeploymentConfig": DeploymentConfig,
+            }
+        )
         return {"EndpointArn": endpoint.arn}
 
 
 @pytest.fixture
 def world(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
         # moto's endpoint-config validation lists no ml.inf2.* type (AWS accepts them): accept exactly those.
         from moto.sagemaker.models import FakeEndpointConfig
 
         original = FakeEndpointConfig.validate_instance_type
-        monkeypatch.setattr(FakeEndpointConfig, "validate_instance_type",
-                            lambda self, t: None if t.startswith("ml.inf2.") else original(self, t))
+        monkeypatch.setattr(
+            FakeEndpointConfig,
+            "validate_instance_type",
+            lambda self, t: None if t.startswith("ml.inf2.") else original(self, t),
+        )
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
         sm = SageMakerWithUpdate(boto3.client("sagemaker", region_name=REGION))
@@ -74,16 +89,29 @@ def world(monkeypatch):
         topic = sns.create_topic(Name="alarms")["TopicArn"]
         sqs = boto3.client("sqs", region_name=REGION)
         queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
         autoscaling = boto3.client("application-autoscaling", region_name=REGION)
-        env = {"ENDPOINT_NAME": ENDPOINT, "MODEL_PACKAGE_GROUP": GROUP, "INSTANCE_TYPE": "ml.inf2.xlarge",
-               "INITIAL_INSTANCE_COUNT": "1", "MAX_INSTANCE_COUNT": "2", "INVOCATIONS_PER_INSTANCE": "60",
-               "CANARY_PERCENT": "10", "CANARY_WAIT_SECONDS": "600", "DATA_CAPTURE_PERCENT": "100",
-               "CAPTURE_S3_URI": f"s3://{BUCKET}/data-capture/{ENDPOINT}",
-               "KMS_KEY_ARN": "arn:aws:kms:us-east-1:123456789012:key/abc",
-               "ENDPOINT_ROLE_ARN": "arn:aws:iam::123456789012:role/endpoint", "SUBNETS": "subnet-1,subnet-2",
-               "SECURITY_GROUPS": "sg-1", "ALARM_NAMES": f"{ENDPOINT}-5xx,{ENDPOINT}-latency", "TOPIC_ARN": topic}
+        env = {
+            "ENDPOINT_NAME": ENDPOINT,
+            "MODEL_PACKAGE_GROUP": GROUP,
+            "INSTANCE_TYPE": "ml.inf2.xlarge",
+            "INITIAL_INSTANCE_COUNT": "1",
+            "MAX_INSTANCE_COUNT": "2",
+            "INVOCATIONS_PER_INSTANCE": "60",
+            "CANARY_PERCENT": "10",
+            "CANARY_WAIT_SECONDS": "600",
+            "DATA_CAPTURE_PERCENT": "100",
+            "CAPTURE_S3_URI": f"s3://{BUCKET}/data-capture/{ENDPOINT}",
+            "KMS_KEY_ARN": "arn:aws:kms:us-east-1:123456789012:key/abc",
+            "ENDPOINT_ROLE_ARN": "arn:aws:iam::123456789012:role/endpoint",
+            "SUBNETS": "subnet-1,subnet-2",
+            "SECURITY_GROUPS": "sg-1",
+            "ALARM_NAMES": f"{ENDPOINT}-5xx,{ENDPOINT}-latency",
+            "TOPIC_ARN": topic,
+        }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         clients = {"sagemaker": sm, "s3": s3, "application-autoscaling": autoscaling, "sns": sns}
@@ -95,27 +123,46 @@ def world(monkeypatch):
         yield {"sm": sm, "s3": s3, "clients": clients, "messages": messages, "autoscaling": autoscaling}
 
 
-def package(world, run="run1", env=None, status="Approved", group=GROUP, upload=True, report=None, metadata=None):
+def package(
+    world, run="run1", env=None, status="Approved", group=GROUP, upload=True, report=None, metadata=None
+):
     prefix = f"llm-neuron-mlops-finetune/{run}/CompileForInferentia/compiled"
     if upload:
         world["s3"].put_object(Bucket=BUCKET, Key=f"{prefix}/model.tar.gz", Body=b"archive")
-        world["s3"].put_object(Bucket=BUCKET, Key=f"{prefix}/compile_report.json", Body=json.dumps(report or REPORT))
+        world["s3"].put_object(
+            Bucket=BUCKET, Key=f"{prefix}/compile_report.json", Body=json.dumps(report or REPORT)
+        )
     arn = world["sm"].create_model_package(
-        ModelPackageGroupName=group, ModelApprovalStatus=status,
+        ModelPackageGroupName=group,
+        ModelApprovalStatus=status,
         InferenceSpecification={
-            "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/{prefix}/model.tar.gz",
-                            "Environment": env or GOOD_ENV}],
-            "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"],
-            "SupportedRealtimeInferenceInstanceTypes": ["ml.inf2.xlarge"]},
-        CustomerMetadataProperties=metadata or {"compiled_batch_size": "4", "compiled_sequence_length": "512",
-                                                "compiled_tensor_parallel_size": "2"},
+            "Containers": [
+                {
+                    "Image": IMAGE,
+                    "ModelDataUrl": f"s3://{BUCKET}/{prefix}/model.tar.gz",
+                    "Environment": env or GOOD_ENV,
+                }
+            ],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+            "SupportedRealtimeInferenceInstanceTypes": ["ml.inf2.xlarge"],
+        },
+        CustomerMetadataProperties=metadata
+        or {
+            "compiled_batch_size": "4",
+            "compiled_sequence_length": "512",
+            "compiled_tensor_parallel_size": "2",
+        },
     )["ModelPackageArn"]
     return arn
 
 
 def event(arn, status="Approved", group=GROUP):
-    return {"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
-            "detail": {"ModelPackageArn": arn, "ModelPackageGroupName": group, "ModelApprovalStatus": status}}
+    return {
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Model Package State Change",
+        "detail": {"ModelPackageArn": arn, "ModelPackageGroupName": group, "ModelApprovalStatus": status},
+    }
 
 
 def run(world, evt):
@@ -137,20 +184,36 @@ def test_first_deploy_creates_model_config_endpoint_and_autoscaling(world):
     assert variant["InstanceType"] == "ml.inf2.xlarge" and variant["ModelName"] == name
     assert config["KmsKeyId"].startswith("arn:aws:kms:")
     capture = config["DataCaptureConfig"]
-    assert capture["EnableCapture"] is True and capture["DestinationS3Uri"].endswith(f"data-capture/{ENDPOINT}")
+    assert capture["EnableCapture"] is True and capture["DestinationS3Uri"].endswith(
+        f"data-capture/{ENDPOINT}"
+    )
     assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == name
     # Autoscaling waits for the endpoint's IN_SERVICE state change (it cannot register while Creating).
-    assert world["autoscaling"].describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
-    in_service = {"source": "aws.sagemaker", "detail-type": "SageMaker Endpoint State Change",
-                  "detail": {"EndpointName": ENDPOINT, "EndpointStatus": "IN_SERVICE"}}
+    assert (
+        world["autoscaling"].describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    )
+    in_service = {
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Endpoint State Change",
+        "detail": {"EndpointName": ENDPOINT, "EndpointStatus": "IN_SERVICE"},
+    }
     assert run(world, in_service)["status"] == "autoscaling registered"
     assert run(world, in_service)["status"] == "unchanged"
-    assert run(world, {**in_service, "detail": {"EndpointName": "other", "EndpointStatus": "IN_SERVICE"}})["status"] == "ignored"
+    assert (
+        run(world, {**in_service, "detail": {"EndpointName": "other", "EndpointStatus": "IN_SERVICE"}})[
+            "status"
+        ]
+        == "ignored"
+    )
     targets = world["autoscaling"].describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
-    assert targets[0]["ResourceId"] == f"endpoint/{ENDPOINT}/variant/AllTraffic" and targets[0]["MaxCapacity"] == 2
+    assert (
+        targets[0]["ResourceId"] == f"endpoint/{ENDPOINT}/variant/AllTraffic"
+        and targets[0]["MaxCapacity"] == 2
+    )
     policies = world["autoscaling"].describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
     assert policies[0]["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"] == {
-        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
+        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+    }
 
 
 def test_repeated_event_changes_nothing(world):
@@ -174,7 +237,8 @@ def test_update_of_a_live_endpoint_is_blue_green_canary_with_rollback_alarms(wor
     # One instance: a canary may be at most half the fleet, so all at once, watched for the same interval.
     assert policy["TrafficRoutingConfiguration"] == {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600}
     assert update["DeploymentConfig"]["AutoRollbackConfiguration"] == {
-        "Alarms": [{"AlarmName": f"{ENDPOINT}-5xx"}, {"AlarmName": f"{ENDPOINT}-latency"}]}
+        "Alarms": [{"AlarmName": f"{ENDPOINT}-5xx"}, {"AlarmName": f"{ENDPOINT}-latency"}]
+    }
 
 
 @pytest.mark.parametrize("status", ["Rejected", "PendingManualApproval"])
@@ -207,8 +271,14 @@ def test_inconsistent_serving_settings_are_refused_and_reported(world):
 
 
 def test_metadata_disagreeing_with_the_report_is_refused(world):
-    arn = package(world, metadata={"compiled_batch_size": "2", "compiled_sequence_length": "512",
-                                   "compiled_tensor_parallel_size": "2"})
+    arn = package(
+        world,
+        metadata={
+            "compiled_batch_size": "2",
+            "compiled_sequence_length": "512",
+            "compiled_tensor_parallel_size": "2",
+        },
+    )
     result = run(world, event(arn))
     assert result["status"] == "refused" and "metadata compiled_batch_size='2' disagrees" in result["reason"]
 
@@ -224,15 +294,31 @@ def test_canary_with_two_or_more_instances(monkeypatch):
     monkeypatch.setenv("INITIAL_INSTANCE_COUNT", "2")
     settings = deployer.Settings.from_env({**_env_for_settings(), "INITIAL_INSTANCE_COUNT": "2"})
     assert deployer.deployment_config(settings)["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {
-        "Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}, "WaitIntervalInSeconds": 600}
+        "Type": "CANARY",
+        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+        "WaitIntervalInSeconds": 600,
+    }
 
 
 def _env_for_settings():
-    return {"ENDPOINT_NAME": ENDPOINT, "MODEL_PACKAGE_GROUP": GROUP, "INSTANCE_TYPE": "ml.inf2.xlarge",
-            "INITIAL_INSTANCE_COUNT": "1", "MAX_INSTANCE_COUNT": "2", "INVOCATIONS_PER_INSTANCE": "60",
-            "CANARY_PERCENT": "10", "CANARY_WAIT_SECONDS": "600", "DATA_CAPTURE_PERCENT": "100",
-            "CAPTURE_S3_URI": "s3://b/c", "KMS_KEY_ARN": "k", "ENDPOINT_ROLE_ARN": "r", "SUBNETS": "s",
-            "SECURITY_GROUPS": "g", "ALARM_NAMES": "a,b", "TOPIC_ARN": "t"}
+    return {
+        "ENDPOINT_NAME": ENDPOINT,
+        "MODEL_PACKAGE_GROUP": GROUP,
+        "INSTANCE_TYPE": "ml.inf2.xlarge",
+        "INITIAL_INSTANCE_COUNT": "1",
+        "MAX_INSTANCE_COUNT": "2",
+        "INVOCATIONS_PER_INSTANCE": "60",
+        "CANARY_PERCENT": "10",
+        "CANARY_WAIT_SECONDS": "600",
+        "DATA_CAPTURE_PERCENT": "100",
+        "CAPTURE_S3_URI": "s3://b/c",
+        "KMS_KEY_ARN": "k",
+        "ENDPOINT_ROLE_ARN": "r",
+        "SUBNETS": "s",
+        "SECURITY_GROUPS": "g",
+        "ALARM_NAMES": "a,b",
+        "TOPIC_ARN": "t",
+    }
 
 
 def test_a_failed_endpoint_is_refused_with_what_to_do(world):
@@ -241,7 +327,11 @@ def test_a_failed_endpoint_is_refused_with_what_to_do(world):
     run(world, event(package(world, "run1")))
     sagemaker_backends["123456789012"][REGION].endpoints[ENDPOINT].endpoint_status = "Failed"
     result = run(world, event(package(world, "run2")))
-    assert result["status"] == "refused" and "is Failed" in result["reason"] and "delete-endpoint" in result["reason"]
+    assert (
+        result["status"] == "refused"
+        and "is Failed" in result["reason"]
+        and "delete-endpoint" in result["reason"]
+    )
 
 
 def test_a_busy_endpoint_is_retried_later(world):
@@ -271,13 +361,31 @@ def test_the_request_shapes_match_botocore():
     from botocore.validate import ParamValidator
 
     settings = deployer.Settings(
-        endpoint_name=ENDPOINT, model_package_group=GROUP, instance_type="ml.inf2.xlarge", initial_instance_count=1,
-        max_instance_count=2, invocations_per_instance=60, canary_percent=10, canary_wait_seconds=600,
-        data_capture_percent=100, capture_s3_uri=f"s3://{BUCKET}/data-capture", kms_key_arn="arn:aws:kms:us-east-1:1:key/a",
-        endpoint_role_arn="arn:aws:iam::123456789012:role/endpoint", subnets=["subnet-1"], security_groups=["sg-1"],
-        alarm_names=["a", "b"], topic_arn="arn:aws:sns:us-east-1:1:t")
+        endpoint_name=ENDPOINT,
+        model_package_group=GROUP,
+        instance_type="ml.inf2.xlarge",
+        initial_instance_count=1,
+        max_instance_count=2,
+        invocations_per_instance=60,
+        canary_percent=10,
+        canary_wait_seconds=600,
+        data_capture_percent=100,
+        capture_s3_uri=f"s3://{BUCKET}/data-capture",
+        kms_key_arn="arn:aws:kms:us-east-1:1:key/a",
+        endpoint_role_arn="arn:aws:iam::123456789012:role/endpoint",
+        subnets=["subnet-1"],
+        security_groups=["sg-1"],
+        alarm_names=["a", "b"],
+        topic_arn="arn:aws:sns:us-east-1:1:t",
+    )
     model = botocore.session.get_session().get_service_model("sagemaker")
     shape = model.operation_model("UpdateEndpoint").input_shape
-    report = ParamValidator().validate({"EndpointName": ENDPOINT, "EndpointConfigName": "c",
-                                        "DeploymentConfig": deployer.deployment_config(settings)}, shape)
+    report = ParamValidator().validate(
+        {
+            "EndpointName": ENDPOINT,
+            "EndpointConfigName": "c",
+            "DeploymentConfig": deployer.deployment_config(settings),
+        },
+        shape,
+    )
     assert not report.has_errors(), report.generate_report()

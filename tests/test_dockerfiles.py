@@ -191,22 +191,29 @@ def test_training_base_matches_project_pins():
     project = pyproject()
 
     # torch: pyproject's lower bound is the container's torch (2.8 + torch-neuronx); local runs may be newer.
-    torch_req = next(Requirement(d) for d in project["project"]["dependencies"] if Requirement(d).name == "torch")
+    torch_req = next(
+        Requirement(d) for d in project["project"]["dependencies"] if Requirement(d).name == "torch"
+    )
     floors = [s.version for s in torch_req.specifier if s.operator in (">=", "==", "~=")]
     assert floors, "pyproject.toml must give torch a lower bound (the container's torch)"
     assert major_minor(m["torch"]) == major_minor(floors[0]), (
-        f"training DLC has torch {m['torch']}, pyproject.toml says torch {torch_req.specifier}")
+        f"training DLC has torch {m['torch']}, pyproject.toml says torch {torch_req.specifier}"
+    )
 
     # transformers: the DLC's copy is replaced by requirements-train.txt's pin, which must not be older.
     pinned = requirements_train()["transformers"]
     assert Version(m["transformers"]) <= Version(pinned), (
-        f"training DLC ships transformers {m['transformers']}, newer than our pin {pinned}: pip would downgrade it")
+        f"training DLC ships transformers {m['transformers']}, newer than our pin {pinned}: pip would downgrade it"
+    )
     assert Version(m["transformers"]).major == Version(pinned).major
 
     # Python: container code must run on the DLC's interpreter, which is what ruff and requires-python target.
     assert f"py{m['py']}" == project["tool"]["ruff"]["target-version"]
-    floor = next(s.version for s in Requirement("x" + project["project"]["requires-python"]).specifier
-                 if s.operator == ">=")
+    floor = next(
+        s.version
+        for s in Requirement("x" + project["project"]["requires-python"]).specifier
+        if s.operator == ">="
+    )
     assert "".join(map(str, major_minor(floor))) == m["py"]
 
 
@@ -217,11 +224,16 @@ def test_inference_base_matches_optimum_neuron_pin():
     optimum = requirements_train()["optimum-neuron"]
     assert m["optimum"] == optimum, (
         f"serving DLC carries optimum-neuron {m['optimum']}, training image pins {optimum}: a compiled artifact "
-        "is only loadable by the optimum-neuron and neuronx-cc versions that wrote it")
+        "is only loadable by the optimum-neuron and neuronx-cc versions that wrote it"
+    )
     stack = OPTIMUM_NEURON_STACK.get(optimum)
     assert stack, f"add optimum-neuron {optimum}'s SDK and vLLM versions to OPTIMUM_NEURON_STACK"
-    assert m["sdk"] == stack["sdk"], f"optimum-neuron {optimum} is built for SDK {stack['sdk']}, tag says {m['sdk']}"
-    assert m["vllm"] == stack["vllm"], f"optimum-neuron {optimum} pins vllm {stack['vllm']}, tag says {m['vllm']}"
+    assert m["sdk"] == stack["sdk"], (
+        f"optimum-neuron {optimum} is built for SDK {stack['sdk']}, tag says {m['sdk']}"
+    )
+    assert m["vllm"] == stack["vllm"], (
+        f"optimum-neuron {optimum} pins vllm {stack['vllm']}, tag says {m['vllm']}"
+    )
     assert f"py{m['py']}" == pyproject()["tool"]["ruff"]["target-version"]
 
 
@@ -231,19 +243,24 @@ def test_both_images_are_on_the_same_neuron_sdk_line():
     assert train and serve
     sdk = OPTIMUM_NEURON_STACK[requirements_train()["optimum-neuron"]]["sdk"]
     assert major_minor(train["sdk"]) == major_minor(serve["sdk"]) == major_minor(sdk), (
-        f"training DLC SDK {train['sdk']}, serving DLC SDK {serve['sdk']}, optimum-neuron wants {sdk}")
+        f"training DLC SDK {train['sdk']}, serving DLC SDK {serve['sdk']}, optimum-neuron wants {sdk}"
+    )
     assert train["os"] == serve["os"] and train["py"] == serve["py"]
 
 
 def test_training_image_installs_our_pins_from_the_neuron_repository():
     """requirements-train.txt is installed, and Neuron packages only ever come with the Neuron index."""
-    requirement_dests = [dest for sources, dest in copies(TRAIN) if "containers/requirements-train.txt" in sources]
+    requirement_dests = [
+        dest for sources, dest in copies(TRAIN) if "containers/requirements-train.txt" in sources
+    ]
     assert requirement_dests, "Dockerfile.train never copies containers/requirements-train.txt"
     runs = [rest for keyword, rest in instructions(TRAIN) if keyword == "RUN"]
     installs = [r for r in runs if "pip install" in r and any(f"-r {d}" in r for d in requirement_dests)]
     assert installs, "no RUN pip-installs -r <copied requirements-train.txt>"
     for run in runs:
-        wants_neuron = "[neuronx]" in run or any(re.search(rf"(?<![\w-]){p}\b", run) for p in NEURON_ONLY_PACKAGES)
+        wants_neuron = "[neuronx]" in run or any(
+            re.search(rf"(?<![\w-]){p}\b", run) for p in NEURON_ONLY_PACKAGES
+        )
         if "pip install" in run and wants_neuron:
             index = _expand(run, _arg_defaults(TRAIN))
             assert NEURON_PIP_INDEX in index, f"Neuron packages requested without the Neuron index: {run}"
@@ -291,15 +308,19 @@ def test_copied_paths_exist_and_carry_the_entrypoint(name):
         for source in sources:
             if (ROOT / source).is_dir() and (ROOT / source / "__init__.py").is_file():
                 assert dest.rstrip("/").endswith("/" + Path(source).name), (
-                    f"COPY {source} {dest} flattens the package; copy it to <root>/{Path(source).name}")
+                    f"COPY {source} {dest} flattens the package; copy it to <root>/{Path(source).name}"
+                )
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
 def test_every_local_package_the_copied_code_imports_is_copied(name):
     files = _copied_files(DOCKERFILES[name])
     local = _local_packages()
-    copied_packages = {f.relative_to(ROOT).parts[0] for f in files if f.name == "__init__.py"
-                       and len(f.relative_to(ROOT).parts) == 2}
+    copied_packages = {
+        f.relative_to(ROOT).parts[0]
+        for f in files
+        if f.name == "__init__.py" and len(f.relative_to(ROOT).parts) == 2
+    }
     missing: dict[str, str] = {}
     for f in files:
         if f.suffix != ".py":
@@ -326,7 +347,8 @@ def test_entrypoint_is_the_shared_one_and_importable(name):
     pythonpath = [p for p in _drop_references(env_values(path).get("PYTHONPATH", "")).split(":") if p]
     workdirs = [rest for kw, rest in instructions(path) if kw == "WORKDIR"]
     assert package_root in pythonpath or (workdirs and workdirs[-1] == package_root), (
-        f"containers/ lands in {package_root}, which is neither on PYTHONPATH ({pythonpath}) nor the WORKDIR")
+        f"containers/ lands in {package_root}, which is neither on PYTHONPATH ({pythonpath}) nor the WORKDIR"
+    )
 
 
 def _drop_references(value: str) -> str:
@@ -342,7 +364,9 @@ def test_inference_image_serves_by_default():
     assert last(INFERENCE, "CMD") == ["serve"]
 
 
-@pytest.mark.parametrize(("name", "commands"), [("inference", ["serve"]), ("train", ["train", "evaluate", "compile"])])
+@pytest.mark.parametrize(
+    ("name", "commands"), [("inference", ["serve"]), ("train", ["train", "evaluate", "compile"])]
+)
 def test_image_commands_exist_in_the_entrypoint(name, commands, capsys):
     """The commands each image is started with are real subcommands of containers.entrypoint."""
     from containers.entrypoint import main

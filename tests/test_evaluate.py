@@ -14,12 +14,18 @@ from training.errors import UserError
 
 
 def test_exact_match_case_is_the_last_assistant_turn():
-    msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-            {"role": "user", "content": "c"}, {"role": "assistant", "content": " d "}]
-    cases = exact_match_cases([
-        {"messages": msgs, "prompt": None, "completion": None, "source": "v.jsonl:1"},
-        {"messages": None, "prompt": "p", "completion": "q", "source": "v.jsonl:2"},
-    ])
+    msgs = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+        {"role": "assistant", "content": " d "},
+    ]
+    cases = exact_match_cases(
+        [
+            {"messages": msgs, "prompt": None, "completion": None, "source": "v.jsonl:1"},
+            {"messages": None, "prompt": "p", "completion": "q", "source": "v.jsonl:2"},
+        ]
+    )
     assert cases[0] == (msgs[:3], " d ", "v.jsonl:1")
     assert cases[1] == ([{"role": "user", "content": "p"}], "q", "v.jsonl:2")
 
@@ -29,8 +35,16 @@ def tiny_lm(smollm2_tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)).eval()
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(smollm2_tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    ).eval()
     tok = copy.deepcopy(smollm2_tokenizer)  # the session fixture is shared: do not mutate it
     tok.padding_side = "left"
     return model, tok
@@ -40,17 +54,25 @@ def test_generation_always_prefills_one_shape_and_respects_limits(tiny_lm):
     model, tok = tiny_lm
     prefill_shapes = []
     handle = model.register_forward_pre_hook(
-        lambda m, a, kw: prefill_shapes.append(tuple(kw["input_ids"].shape)) if kw["input_ids"].shape[1] > 1 else None,
-        with_kwargs=True)
+        lambda m, a, kw: (
+            prefill_shapes.append(tuple(kw["input_ids"].shape)) if kw["input_ids"].shape[1] > 1 else None
+        ),
+        with_kwargs=True,
+    )
     prompts = [chat_prompt_ids(tok, [{"role": "user", "content": "x" * n}]) for n in (1, 5, 9, 3, 7)]
     try:
-        out = generate(model, tok, prompts, Shape(batch_size=2, prompt_length=64, max_new_tokens=4),
-                       max_new_tokens=[4, 1, 2, 3, 4])
+        out = generate(
+            model,
+            tok,
+            prompts,
+            Shape(batch_size=2, prompt_length=64, max_new_tokens=4),
+            max_new_tokens=[4, 1, 2, 3, 4],
+        )
     finally:
         handle.remove()
     assert prefill_shapes == [(2, 64)] * 3  # 5 prompts in batches of 2: the last batch is filled, not shrunk
     assert len(out) == 5
-    assert [o.completion_tokens <= lim for o, lim in zip(out, [4, 1, 2, 3, 4])] == [True] * 5
+    assert [o.completion_tokens <= lim for o, lim in zip(out, [4, 1, 2, 3, 4], strict=True)] == [True] * 5
     assert out[0].prompt_tokens == len(prompts[0])
     with pytest.raises(ValueError, match="exceed prompt_length=4"):
         generate(model, tok, prompts, Shape(2, 4, 4))
@@ -67,11 +89,16 @@ def test_model_folder_accepts_a_folder_or_its_archive(tmp_path):
 
 
 def test_model_folder_errors_say_what_was_found(tmp_path):
-    with pytest.raises(UserError, match=r"--model-dir: .*nope does not exist; give the model folder \(or its model.tar.gz\)"):
+    with pytest.raises(
+        UserError, match=r"--model-dir: .*nope does not exist; give the model folder \(or its model.tar.gz\)"
+    ):
         model_folder(tmp_path / "nope", "--model-dir")
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "weights.bin").write_text("")
-    with pytest.raises(UserError, match=r"holds neither a Hugging Face model \(config.json\) nor model.tar.gz \(found: weights.bin\)"):
+    with pytest.raises(
+        UserError,
+        match=r"holds neither a Hugging Face model \(config.json\) nor model.tar.gz \(found: weights.bin\)",
+    ):
         model_folder(tmp_path / "x", "--model-dir")
     (tmp_path / "t").mkdir()
     with tarfile.open(tmp_path / "t" / "model.tar.gz", "w:gz") as tar:
@@ -104,10 +131,28 @@ def test_evaluation_json_format(tmp_path, tiny_lm):
     model.save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")
     data = tmp_path / "val.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"say {i}", "completion": str(i)}) + "\n" for i in range(5)))
-    rc = main(["evaluate", "--model-dir", str(tmp_path / "model"), "--data", str(data), "--base-model",
-               str(tmp_path / "model"), "--output-dir", str(tmp_path / "out"), "--batch-size", "2",
-               "--max-new-tokens", "3", "--max-seq-length", "64"])
+    data.write_text(
+        "".join(json.dumps({"prompt": f"say {i}", "completion": str(i)}) + "\n" for i in range(5))
+    )
+    rc = main(
+        [
+            "evaluate",
+            "--model-dir",
+            str(tmp_path / "model"),
+            "--data",
+            str(data),
+            "--base-model",
+            str(tmp_path / "model"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--batch-size",
+            "2",
+            "--max-new-tokens",
+            "3",
+            "--max-seq-length",
+            "64",
+        ]
+    )
     assert rc == 0
     doc = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     for name in ("eval_loss", "perplexity", "exact_match", "base_exact_match", "exact_match_improvement"):

@@ -17,8 +17,13 @@ def test_round_trip_through_sagemaker_strings():
 
 def test_strings_parse_numbers_bools_and_comma_lists():
     hp = parse_sagemaker_hyperparameters(
-        {"max_steps": "12", "learning_rate": "1e-4", "zero_1": "false", "lora_target_modules": "q_proj, v_proj",
-         "sagemaker_program": "ignored"},
+        {
+            "max_steps": "12",
+            "learning_rate": "1e-4",
+            "zero_1": "false",
+            "lora_target_modules": "q_proj, v_proj",
+            "sagemaker_program": "ignored",
+        },
         "hp.json",
     )
     assert (hp.max_steps, hp.learning_rate, hp.zero_1) == (12, 1e-4, False)

@@ -27,8 +27,16 @@ def _cached_definition(cfg):
     """The SageMaker SDK takes ~6 s per definition; the infra variants here share one config for it."""
     from pipelines.definition.builder import pipeline_definition
 
-    key = cfg.model_dump_json(include={"project": True, "training": True, "evaluation": True, "serving": True,
-                                       "pipeline": True, "infra": {"mlflow"}})  # what the definition reads
+    key = cfg.model_dump_json(
+        include={
+            "project": True,
+            "training": True,
+            "evaluation": True,
+            "serving": True,
+            "pipeline": True,
+            "infra": {"mlflow"},
+        }
+    )  # what the definition reads
     if key not in _DEFINITIONS:
         _DEFINITIONS[key] = pipeline_definition(cfg)
     return _DEFINITIONS[key]
@@ -52,8 +60,12 @@ def synth(tmp_path, overrides=(), acknowledgements=True):
     finally:
         nag.ENABLED = True
     report = json.loads((tmp_path / "validation-report.json").read_text())
-    findings = {(v["ruleName"], c["constructPath"]) for r in report["pluginReports"] for v in r["violations"]
-                for c in v["violatingConstructs"]}
+    findings = {
+        (v["ruleName"], c["constructPath"])
+        for r in report["pluginReports"]
+        for v in r["violations"]
+        for c in v["violatingConstructs"]
+    }
     return assembly, findings
 
 
@@ -61,7 +73,9 @@ def synth(tmp_path, overrides=(), acknowledgements=True):
 def platform(tmp_path_factory):
     assembly, findings = synth(tmp_path_factory.mktemp("cdk"))
     acknowledged = list(nag.ACKNOWLEDGED)
-    assert assembly is not None, f"synth failed on {len(findings)} unacknowledged finding(s): {sorted(findings)[:10]}"
+    assert assembly is not None, (
+        f"synth failed on {len(findings)} unacknowledged finding(s): {sorted(findings)[:10]}"
+    )
     templates = {name: assembly.get_stack_by_name(f"llm-neuron-mlops-{name}").template for name in STACKS}
     return {"templates": templates, "findings": findings, "acknowledged": acknowledged}
 
@@ -81,7 +95,9 @@ def test_each_acknowledgement_covers_exactly_one_real_finding_and_says_why(platf
     _, raw = synth(tmp_path, acknowledgements=False)
     acknowledged = {(rule, path) for path, rule, _ in platform["acknowledged"]}
     assert len(acknowledged) == len(platform["acknowledged"]), "an acknowledgement is repeated"
-    assert acknowledged == raw, f"stale: {sorted(acknowledged - raw)}; unacknowledged: {sorted(raw - acknowledged)}"
+    assert acknowledged == raw, (
+        f"stale: {sorted(acknowledged - raw)}; unacknowledged: {sorted(raw - acknowledged)}"
+    )
     for path, rule, reason in platform["acknowledged"]:
         assert len(reason) >= 40, f"{rule} on {path}: the reason is too thin"
         assert not rule.endswith("IAM5"), f"{rule} on {path}: acknowledge each wildcard by its finding id"
@@ -92,8 +108,9 @@ def _policy_documents(templates):
     for name, template in templates.items():
         for resource in template["Resources"].values():
             props = resource.get("Properties", {})
-            docs = [props.get("PolicyDocument"), props.get("KeyPolicy")] + [p.get("PolicyDocument")
-                                                                           for p in props.get("Policies", [])]
+            docs = [props.get("PolicyDocument"), props.get("KeyPolicy")] + [
+                p.get("PolicyDocument") for p in props.get("Policies", [])
+            ]
             for doc in docs:
                 if doc:
                     yield name, resource["Type"], doc
@@ -115,7 +132,9 @@ def test_no_full_access_managed_policies_no_star_actions_no_service_wide_sagemak
             # Identity policies grant no service-wide wildcard at all (bucket Deny statements and the key
             # policy's account-root kms:* are resource policies, outside this rule).
             if kind.startswith("AWS::IAM::") and statement.get("Effect") == "Allow":
-                assert not any(a.endswith(":*") for a in actions), f"{stack}: a service-wide wildcard in {actions}"
+                assert not any(a.endswith(":*") for a in actions), (
+                    f"{stack}: a service-wide wildcard in {actions}"
+                )
     assert seen > 30  # the scan saw the roles' statements
 
 
@@ -134,21 +153,52 @@ def test_cfn_lint_finds_no_errors(platform):
 def test_key_rotates_and_buckets_are_versioned_kms_tls_only_private_and_logged(platform):
     t = assertions.Template.from_json(platform["templates"]["foundation"])
     t.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
-    kms_buckets = [b for b in resources(platform["templates"]["foundation"], "AWS::S3::Bucket")
-                   if "aws:kms" in json.dumps(b["Properties"].get("BucketEncryption", {}))]
+    kms_buckets = [
+        b
+        for b in resources(platform["templates"]["foundation"], "AWS::S3::Bucket")
+        if "aws:kms" in json.dumps(b["Properties"].get("BucketEncryption", {}))
+    ]
     assert len(kms_buckets) == 2  # data and artifacts; the access-log bucket is SSE-S3 (S3 requires it)
     for bucket in resources(platform["templates"]["foundation"], "AWS::S3::Bucket"):
         props = bucket["Properties"]
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}
         assert props["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
     for bucket in kms_buckets:
         assert "LoggingConfiguration" in bucket["Properties"]
-    t.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": assertions.Match.array_with([
-        assertions.Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
-    t.has_resource_properties("AWS::S3::Bucket", {"LifecycleConfiguration": {"Rules": assertions.Match.array_with([
-        assertions.Match.object_like({"Prefix": "checkpoints/", "ExpirationInDays": 30, "Status": "Enabled"}),
-        assertions.Match.object_like({"Prefix": "neuron-cache/", "Status": "Enabled"})])}})
+    t.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": assertions.Match.array_with(
+                    [
+                        assertions.Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
+                )
+            }
+        },
+    )
+    t.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "LifecycleConfiguration": {
+                "Rules": assertions.Match.array_with(
+                    [
+                        assertions.Match.object_like(
+                            {"Prefix": "checkpoints/", "ExpirationInDays": 30, "Status": "Enabled"}
+                        ),
+                        assertions.Match.object_like({"Prefix": "neuron-cache/", "Status": "Enabled"}),
+                    ]
+                )
+            }
+        },
+    )
 
 
 def test_network_is_private_with_the_endpoints_jobs_need(platform):
@@ -158,7 +208,9 @@ def test_network_is_private_with_the_endpoints_jobs_need(platform):
     t.resource_count_is("AWS::EC2::NatGateway", 0)
     for subnet in resources(template, "AWS::EC2::Subnet"):
         assert subnet["Properties"]["MapPublicIpOnLaunch"] is False
-    services = json.dumps([e["Properties"]["ServiceName"] for e in resources(template, "AWS::EC2::VPCEndpoint")])
+    services = json.dumps(
+        [e["Properties"]["ServiceName"] for e in resources(template, "AWS::EC2::VPCEndpoint")]
+    )
     for service in ("sagemaker.api", "sagemaker.runtime", "ecr.api", "ecr.dkr", "logs", "sts", "kms", ".s3"):
         assert service in services, service
     t.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "ALL"})
@@ -175,9 +227,19 @@ def test_pipeline_body_is_the_generated_definition_with_deploy_time_values(platf
     generated = json.loads(body)
     assert generated["Parameters"] == json.loads(golden)["Parameters"]
     assert [s["Name"] for s in generated["Steps"]] == ["Prepare", "FineTune", "Evaluate", "QualityGate"]
-    assert set(values) == {"TrainingImageUri", "InferenceImageUri", "DataBucket", "ArtifactsBucket", "KmsKeyArn",
-                           "JobRoleName", "JobSecurityGroupId", "SourceCommit", "PrivateSubnet1", "PrivateSubnet2",
-                           "MlflowTrackingServerArn"}
+    assert set(values) == {
+        "TrainingImageUri",
+        "InferenceImageUri",
+        "DataBucket",
+        "ArtifactsBucket",
+        "KmsKeyArn",
+        "JobRoleName",
+        "JobSecurityGroupId",
+        "SourceCommit",
+        "PrivateSubnet1",
+        "PrivateSubnet2",
+        "MlflowTrackingServerArn",
+    }
     # The fine-tune tracks to the tracking stack's server: its ARN, imported from that stack.
     (finetune,) = [s for s in generated["Steps"] if s["Name"] == "FineTune"]
     assert finetune["Arguments"]["Environment"]["MLFLOW_TRACKING_URI"] == "${MlflowTrackingServerArn}"
@@ -185,10 +247,22 @@ def test_pipeline_body_is_the_generated_definition_with_deploy_time_values(platf
     assert "TrackingServerArn" in json.dumps(values["MlflowTrackingServerArn"])
     assert pipeline["Properties"]["PipelineName"] == "llm-neuron-mlops-finetune"
     t = assertions.Template.from_json(template)
-    t.has_resource_properties("AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": "llm-neuron-mlops-models"})
-    t.has_resource_properties("AWS::Events::Rule", {"EventPattern": {
-        "source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Building Pipeline Execution Status Change"],
-        "detail": {"currentPipelineExecutionStatus": ["Failed"], "pipelineArn": assertions.Match.any_value()}}})
+    t.has_resource_properties(
+        "AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": "llm-neuron-mlops-models"}
+    )
+    t.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker Model Building Pipeline Execution Status Change"],
+                "detail": {
+                    "currentPipelineExecutionStatus": ["Failed"],
+                    "pipelineArn": assertions.Match.any_value(),
+                },
+            }
+        },
+    )
 
 
 def _statements(template, description_part):
@@ -201,31 +275,50 @@ def _statements(template, description_part):
 def test_roles_are_least_privilege(platform):
     template = platform["templates"]["pipeline"]
     pipeline = {s["Sid"]: s for s in _statements(template, "SageMaker Pipelines does")}
-    assert set(pipeline) == {"RunJobs", "RegisterModels", "PassJobRole", "ReadPropertyFiles", "ListArtifacts",
-                             "DecryptArtifacts"}
-    assert pipeline["PassJobRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert set(pipeline) == {
+        "RunJobs",
+        "RegisterModels",
+        "PassJobRole",
+        "ReadPropertyFiles",
+        "ListArtifacts",
+        "DecryptArtifacts",
+    }
+    assert pipeline["PassJobRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
     assert "sagemaker:CreateEndpoint" not in json.dumps(pipeline)
     jobs = {s["Sid"]: s for s in _statements(template, "pipeline's containers")}
     assert jobs["ReadData"]["Action"] == "s3:GetObject"  # read-only on the data bucket
-    assert not any(a.startswith("sagemaker:") for s in jobs.values()
-                   for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
+    assert not any(
+        a.startswith("sagemaker:")
+        for s in jobs.values()
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    )
     assert jobs["Metrics"]["Condition"] == {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}}
 
 
 def test_mlflow_server_and_its_switch(platform, tmp_path):
     t = assertions.Template.from_json(platform["templates"]["tracking"])
-    t.has_resource_properties("AWS::SageMaker::MlflowTrackingServer", {
-        "AutomaticModelRegistration": True, "TrackingServerSize": "Small",
-        "ArtifactStoreUri": assertions.Match.any_value()})
+    t.has_resource_properties(
+        "AWS::SageMaker::MlflowTrackingServer",
+        {
+            "AutomaticModelRegistration": True,
+            "TrackingServerSize": "Small",
+            "ArtifactStoreUri": assertions.Match.any_value(),
+        },
+    )
     assembly, findings = synth(tmp_path, ["infra.mlflow=false", "infra.schedule=rate(7 days)"])
     assert findings == set() and assembly is not None
     names = {s.stack_name for s in assembly.stacks}
     assert "llm-neuron-mlops-tracking" not in names
     pipeline = assembly.get_stack_by_name("llm-neuron-mlops-pipeline").template
     assertions.Template.from_json(pipeline).has_resource_properties(
-        "AWS::Events::Rule", {"ScheduleExpression": "rate(7 days)"})
+        "AWS::Events::Rule", {"ScheduleExpression": "rate(7 days)"}
+    )
     assert "sagemaker-mlflow" not in json.dumps(pipeline)
-    assert "MLFLOW_TRACKING_URI" not in json.dumps(pipeline) and "MlflowTrackingServerArn" not in json.dumps(pipeline)
+    assert "MLFLOW_TRACKING_URI" not in json.dumps(pipeline) and "MlflowTrackingServerArn" not in json.dumps(
+        pipeline
+    )
 
 
 def test_images_are_staged_from_containers_and_published_as_parameters(platform):
@@ -237,11 +330,17 @@ def test_images_are_staged_from_containers_and_published_as_parameters(platform)
 def test_cdk_app_synthesizes_with_no_credentials_and_no_docker(tmp_path):
     """`python app.py` as `cdk synth` runs it: no AWS variables, no docker on PATH, an empty HOME."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_"))}
-    env.update(HOME=str(tmp_path), CDK_OUTDIR=str(tmp_path / "out"), PATH=os.path.dirname(sys.executable) + ":/usr/bin:/bin",
-               AWS_EC2_METADATA_DISABLED="true")
+    env.update(
+        HOME=str(tmp_path),
+        CDK_OUTDIR=str(tmp_path / "out"),
+        PATH=os.path.dirname(sys.executable) + ":/usr/bin:/bin",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
     if any(Path(d, "docker").exists() for d in env["PATH"].split(":")):
         pytest.skip("a docker binary is on /usr/bin here; this check needs a PATH without it")
-    proc = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "out"
     for name in STACKS:
@@ -254,17 +353,38 @@ def test_cdk_app_synthesizes_with_no_credentials_and_no_docker(tmp_path):
 
 def test_approval_rule_matches_only_approved_packages_of_this_group(platform):
     t = assertions.Template.from_json(platform["templates"]["deploy"])
-    t.has_resource_properties("AWS::Events::Rule", {"EventPattern": {
-        "source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
-        "detail": {"ModelPackageGroupName": ["llm-neuron-mlops-models"], "ModelApprovalStatus": ["Approved"]}},
-        "Targets": assertions.Match.array_with([assertions.Match.object_like({
-            "RetryPolicy": {"MaximumRetryAttempts": 2}, "DeadLetterConfig": assertions.Match.any_value()})])})
+    t.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker Model Package State Change"],
+                "detail": {
+                    "ModelPackageGroupName": ["llm-neuron-mlops-models"],
+                    "ModelApprovalStatus": ["Approved"],
+                },
+            },
+            "Targets": assertions.Match.array_with(
+                [
+                    assertions.Match.object_like(
+                        {
+                            "RetryPolicy": {"MaximumRetryAttempts": 2},
+                            "DeadLetterConfig": assertions.Match.any_value(),
+                        }
+                    )
+                ]
+            ),
+        },
+    )
 
 
 def test_deployer_runs_alone_in_the_vpc_with_a_dead_letter_queue_and_the_endpoint_settings(platform):
     template = platform["templates"]["deploy"]
-    (function,) = [f for f in resources(template, "AWS::Lambda::Function")
-                   if f["Properties"].get("Handler") == "deployer.handler"]
+    (function,) = [
+        f
+        for f in resources(template, "AWS::Lambda::Function")
+        if f["Properties"].get("Handler") == "deployer.handler"
+    ]
     props = function["Properties"]
     assert props["ReservedConcurrentExecutions"] == 1
     assert props["VpcConfig"]["SubnetIds"] and "TargetArn" in json.dumps(props["DeadLetterConfig"])
@@ -279,16 +399,23 @@ def test_the_deployer_lambda_reads_exactly_the_environment_the_stack_gives_it(pl
     every variable the stack sets is read, every one read is set, and the config's values arrive intact."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("deployer_runtime", ROOT / "infra/deploy/runtime/deployer.py")
+    spec = importlib.util.spec_from_file_location(
+        "deployer_runtime", ROOT / "infra/deploy/runtime/deployer.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["deployer_runtime"] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     Settings = module.Settings  # noqa: N806
     template = platform["templates"]["deploy"]
-    (function,) = [f for f in resources(template, "AWS::Lambda::Function")
-                   if f["Properties"].get("Handler") == "deployer.handler"]
-    given = {k: v if isinstance(v, str) else "deploy-time-token" for k, v in
-             function["Properties"]["Environment"]["Variables"].items()}
+    (function,) = [
+        f
+        for f in resources(template, "AWS::Lambda::Function")
+        if f["Properties"].get("Handler") == "deployer.handler"
+    ]
+    given = {
+        k: v if isinstance(v, str) else "deploy-time-token"
+        for k, v in function["Properties"]["Environment"]["Variables"].items()
+    }
     read = set()
 
     class Recorder(dict):
@@ -300,23 +427,55 @@ def test_the_deployer_lambda_reads_exactly_the_environment_the_stack_gives_it(pl
     assert read == set(given), f"set but never read: {sorted(set(given) - read)}"
     e = load_config().infra.endpoint
     assert (
-        settings.instance_type, settings.initial_instance_count, settings.max_instance_count,
-        settings.invocations_per_instance, settings.canary_percent, settings.canary_wait_seconds,
-        settings.data_capture_percent, settings.endpoint_name, settings.model_package_group) == (
-        e.instance_type, e.initial_instance_count, e.max_instance_count, e.invocations_per_instance,
-        e.canary_percent, e.canary_wait_seconds, e.data_capture_percent, "llm-neuron-mlops-endpoint",
-        "llm-neuron-mlops-models")
+        settings.instance_type,
+        settings.initial_instance_count,
+        settings.max_instance_count,
+        settings.invocations_per_instance,
+        settings.canary_percent,
+        settings.canary_wait_seconds,
+        settings.data_capture_percent,
+        settings.endpoint_name,
+        settings.model_package_group,
+    ) == (
+        e.instance_type,
+        e.initial_instance_count,
+        e.max_instance_count,
+        e.invocations_per_instance,
+        e.canary_percent,
+        e.canary_wait_seconds,
+        e.data_capture_percent,
+        "llm-neuron-mlops-endpoint",
+        "llm-neuron-mlops-models",
+    )
 
 
 def test_rollback_alarms_watch_the_endpoint_and_notify(platform):
     t = assertions.Template.from_json(platform["templates"]["deploy"])
-    dims = [{"Name": "EndpointName", "Value": "llm-neuron-mlops-endpoint"}, {"Name": "VariantName", "Value": "AllTraffic"}]
-    t.has_resource_properties("AWS::CloudWatch::Alarm", {
-        "AlarmName": "llm-neuron-mlops-endpoint-5xx", "MetricName": "Invocation5XXErrors", "Namespace": "AWS/SageMaker",
-        "Dimensions": dims, "Threshold": 1, "AlarmActions": assertions.Match.any_value()})
-    t.has_resource_properties("AWS::CloudWatch::Alarm", {
-        "AlarmName": "llm-neuron-mlops-endpoint-latency", "MetricName": "ModelLatency", "ExtendedStatistic": "p90",
-        "Threshold": 5_000_000, "Dimensions": dims})
+    dims = [
+        {"Name": "EndpointName", "Value": "llm-neuron-mlops-endpoint"},
+        {"Name": "VariantName", "Value": "AllTraffic"},
+    ]
+    t.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": "llm-neuron-mlops-endpoint-5xx",
+            "MetricName": "Invocation5XXErrors",
+            "Namespace": "AWS/SageMaker",
+            "Dimensions": dims,
+            "Threshold": 1,
+            "AlarmActions": assertions.Match.any_value(),
+        },
+    )
+    t.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": "llm-neuron-mlops-endpoint-latency",
+            "MetricName": "ModelLatency",
+            "ExtendedStatistic": "p90",
+            "Threshold": 5_000_000,
+            "Dimensions": dims,
+        },
+    )
     t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
 
 
@@ -325,7 +484,8 @@ def test_deployer_may_deploy_but_not_delete_and_passes_only_the_endpoint_role(pl
     actions = json.dumps([s["Action"] for s in statements.values()])
     assert "sagemaker:DeleteEndpoint" not in actions and "sagemaker:DeleteModel" not in actions
     assert statements["PassEndpointRole"]["Condition"] == {
-        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
     assert statements["ReadPackages"]["Action"] == "sagemaker:DescribeModelPackage"
 
 
@@ -358,8 +518,12 @@ def test_alarms_can_publish_to_the_encrypted_topic(platform):
 
 
 def test_vpc_endpoints_cover_the_deployer_and_mlflow(platform):
-    services = json.dumps([e["Properties"]["ServiceName"]
-                           for e in resources(platform["templates"]["foundation"], "AWS::EC2::VPCEndpoint")])
+    services = json.dumps(
+        [
+            e["Properties"]["ServiceName"]
+            for e in resources(platform["templates"]["foundation"], "AWS::EC2::VPCEndpoint")
+        ]
+    )
     for service in (".sns", ".application-autoscaling", "experiments"):
         assert service in services, service
 

@@ -7,7 +7,6 @@ import textwrap
 
 import pytest
 
-from pipelines.local.expressions import Context, ExpressionError, parse_path, resolve
 from pipelines.definition.parameters import coerce_parameters
 from pipelines.local.executor import (
     ExecutionFailed,
@@ -16,6 +15,7 @@ from pipelines.local.executor import (
     iso_duration_seconds,
     order_steps,
 )
+from pipelines.local.expressions import Context, ExpressionError, parse_path, resolve
 
 STEP_SCRIPT = textwrap.dedent('''
     """A processing step for tests: records that it ran, reads its inputs, writes result.json."""
@@ -42,17 +42,44 @@ STEP_SCRIPT = textwrap.dedent('''
 def proc_step(name, value, counter, script, inputs=(), cache=True, die_unless=None, depends=()):
     args = [name, str(counter), value]
     step = {
-        "Name": name, "Type": "Processing", "DisplayName": f"step {name}",
+        "Name": name,
+        "Type": "Processing",
+        "DisplayName": f"step {name}",
         "Arguments": {
-            "AppSpecification": {"ImageUri": "img", "ContainerEntrypoint": ["python", str(script)],
-                                 "ContainerArguments": args},
-            "ProcessingInputs": [{"InputName": n, "S3Input": {"S3Uri": uri, "LocalPath": f"/opt/ml/processing/{n}",
-                                                              "S3DataType": "S3Prefix", "S3InputMode": "File"}}
-                                 for n, uri in inputs],
-            "ProcessingOutputConfig": {"Outputs": [{"OutputName": "out", "S3Output": {
-                "S3Uri": {"Std:Join": {"On": "/", "Values": ["s3://bucket", {"Get": "Execution.PipelineExecutionId"},
-                                                              name]}},
-                "LocalPath": "/opt/ml/processing/out", "S3UploadMode": "EndOfJob"}}]},
+            "AppSpecification": {
+                "ImageUri": "img",
+                "ContainerEntrypoint": ["python", str(script)],
+                "ContainerArguments": args,
+            },
+            "ProcessingInputs": [
+                {
+                    "InputName": n,
+                    "S3Input": {
+                        "S3Uri": uri,
+                        "LocalPath": f"/opt/ml/processing/{n}",
+                        "S3DataType": "S3Prefix",
+                        "S3InputMode": "File",
+                    },
+                }
+                for n, uri in inputs
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {
+                        "OutputName": "out",
+                        "S3Output": {
+                            "S3Uri": {
+                                "Std:Join": {
+                                    "On": "/",
+                                    "Values": ["s3://bucket", {"Get": "Execution.PipelineExecutionId"}, name],
+                                }
+                            },
+                            "LocalPath": "/opt/ml/processing/out",
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                ]
+            },
             "Environment": {"DIE_UNLESS": str(die_unless)} if die_unless else {},
         },
         "PropertyFiles": [{"PropertyFileName": "Result", "OutputName": "out", "FilePath": "result.json"}],
@@ -84,18 +111,46 @@ def pipeline(env, threshold_default=1.0, die_unless=None):
     s, c = env["script"], env["counter"]
     b = proc_step("B", {"Get": "Parameters.Value"}, c, s, inputs=[("a", out_uri("A"))], die_unless=die_unless)
     b["Arguments"]["AppSpecification"]["ContainerArguments"].append(json_get("A", "nested.items[0].x"))
-    gate = {"Name": "Gate", "Type": "Condition", "Arguments": {
-        "Conditions": [{"Type": "GreaterThanOrEqualTo", "LeftValue": json_get("B", "value"),
-                        "RightValue": {"Get": "Parameters.Threshold"}}],
-        "IfSteps": [proc_step("C", "3", c, s, inputs=[("b", out_uri("B"))], cache=False)],
-        "ElseSteps": [{"Name": "Stop", "Type": "Fail", "Arguments": {"ErrorMessage": {"Std:Join": {
-            "On": "", "Values": ["value ", json_get("B", "value"), " is below ", {"Get": "Parameters.Threshold"}]}}}}],
-    }}
+    gate = {
+        "Name": "Gate",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [
+                {
+                    "Type": "GreaterThanOrEqualTo",
+                    "LeftValue": json_get("B", "value"),
+                    "RightValue": {"Get": "Parameters.Threshold"},
+                }
+            ],
+            "IfSteps": [proc_step("C", "3", c, s, inputs=[("b", out_uri("B"))], cache=False)],
+            "ElseSteps": [
+                {
+                    "Name": "Stop",
+                    "Type": "Fail",
+                    "Arguments": {
+                        "ErrorMessage": {
+                            "Std:Join": {
+                                "On": "",
+                                "Values": [
+                                    "value ",
+                                    json_get("B", "value"),
+                                    " is below ",
+                                    {"Get": "Parameters.Threshold"},
+                                ],
+                            }
+                        }
+                    },
+                }
+            ],
+        },
+    }
     return {
         "Version": "2020-12-01",
-        "Parameters": [{"Name": "Value", "Type": "Float", "DefaultValue": 2.0},
-                       {"Name": "Threshold", "Type": "Float", "DefaultValue": threshold_default},
-                       {"Name": "Mode", "Type": "String", "DefaultValue": "a", "EnumValues": ["a", "b"]}],
+        "Parameters": [
+            {"Name": "Value", "Type": "Float", "DefaultValue": 2.0},
+            {"Name": "Threshold", "Type": "Float", "DefaultValue": threshold_default},
+            {"Name": "Mode", "Type": "String", "DefaultValue": "a", "EnumValues": ["a", "b"]},
+        ],
         # Listed out of order on purpose: the executor orders by dependency.
         "Steps": [gate, b, proc_step("A", "1", c, s)],
     }
@@ -120,7 +175,9 @@ def test_references_condition_true_runs_the_if_branch(env):
     statuses = {s["name"]: s["status"] for s in report["steps"]}
     assert statuses == {"A": "done", "B": "done", "Gate": "done", "C": "done", "Stop": "skipped"}
     b_result = json.loads((env["store"] / "s3/bucket/e1/B/result.json").read_text())
-    assert b_result["argv"][2] == "2.0" and b_result["argv"][-1] == "2.0"  # parameter, then JsonGet nested.items[0].x
+    assert (
+        b_result["argv"][2] == "2.0" and b_result["argv"][-1] == "2.0"
+    )  # parameter, then JsonGet nested.items[0].x
     assert b_result["inputs"] == {"a": ["result.json"]}  # A's output, downloaded to B's LocalPath
     assert report["gates"]["Gate"] == {"passed": True, "detail": "true: 2.0 GreaterThanOrEqualTo 1.0"}
     assert (env["store"] / "runs/e1/logs/B.log").read_text().count("step B value=2.0") == 1
@@ -141,7 +198,9 @@ def test_cache_hit_then_miss_when_the_arguments_change(env):
     execute(env, pipeline(env), execution_id="e1")
     report = execute(env, pipeline(env), execution_id="e2")
     statuses = {s["name"]: s["status"] for s in report["steps"]}
-    assert statuses["A"] == "cached" and statuses["B"] == "cached" and statuses["C"] == "done"  # C has no CacheConfig
+    assert (
+        statuses["A"] == "cached" and statuses["B"] == "cached" and statuses["C"] == "done"
+    )  # C has no CacheConfig
     assert ran(env) == ["A", "B", "C", "C"]
     # A cache hit reuses the earlier execution's outputs, as SageMaker does.
     assert report["artifacts"]["B.out"] == "s3://bucket/e1/B"
@@ -179,29 +238,49 @@ def test_resume_after_a_killed_step_continues_from_the_first_unfinished_step(env
 def test_unsupported_step_type_is_refused_before_anything_runs(env):
     definition = pipeline(env)
     definition["Steps"].append({"Name": "Notify", "Type": "Lambda", "Arguments": {}})
-    definition["Steps"][0]["Arguments"]["IfSteps"].append({"Name": "Batch", "Type": "Transform", "Arguments": {}})
+    definition["Steps"][0]["Arguments"]["IfSteps"].append(
+        {"Name": "Batch", "Type": "Transform", "Arguments": {}}
+    )
     with pytest.raises(ExecutorError) as info:
         execute(env, definition)
-    assert "cannot run step(s) Batch (Transform), Notify (Lambda)" in str(info.value) or \
-        "cannot run step(s) Notify (Lambda), Batch (Transform)" in str(info.value)
+    assert "cannot run step(s) Batch (Transform), Notify (Lambda)" in str(
+        info.value
+    ) or "cannot run step(s) Notify (Lambda), Batch (Transform)" in str(info.value)
     assert ran(env) == []
 
 
 def test_a_missing_input_names_the_step_input_and_uri(env):
     definition = pipeline(env)
     definition["Steps"][2]["Arguments"]["ProcessingInputs"] = [
-        {"InputName": "data", "S3Input": {"S3Uri": "s3://bucket/nothing/", "LocalPath": "/opt/ml/processing/data"}}]
+        {
+            "InputName": "data",
+            "S3Input": {"S3Uri": "s3://bucket/nothing/", "LocalPath": "/opt/ml/processing/data"},
+        }
+    ]
     with pytest.raises(ExecutionFailed, match=r"A: input 'data': no object at s3://bucket/nothing/"):
         execute(env, definition)
 
 
 def test_expression_details():
-    ctx = Context(parameters={"P": 1}, execution={"PipelineExecutionId": "x"},
-                  properties={"S": {"Outputs": {"o": {"Uri": "s3://b/k"}}}})
+    ctx = Context(
+        parameters={"P": 1},
+        execution={"PipelineExecutionId": "x"},
+        properties={"S": {"Outputs": {"o": {"Uri": "s3://b/k"}}}},
+    )
     assert parse_path("Outputs['o'].Uri") == ["Outputs", "o", "Uri"]
     assert parse_path("a.b[2].c") == ["a", "b", 2, "c"]
-    assert resolve({"Std:Join": {"On": "/", "Values": [{"Get": "Steps.S.Outputs['o'].Uri"}, {"Get": "Parameters.P"},
-                                                       True]}}, ctx) == "s3://b/k/1/true"
+    assert (
+        resolve(
+            {
+                "Std:Join": {
+                    "On": "/",
+                    "Values": [{"Get": "Steps.S.Outputs['o'].Uri"}, {"Get": "Parameters.P"}, True],
+                }
+            },
+            ctx,
+        )
+        == "s3://b/k/1/true"
+    )
     with pytest.raises(ExpressionError, match="Parameters.Q: no such parameter"):
         resolve({"Get": "Parameters.Q"}, ctx)
     with pytest.raises(ExpressionError, match="step 'T' has not run"):
@@ -214,14 +293,30 @@ def test_expression_details():
 def test_step_commands_use_this_interpreter_and_docker_argv_mounts_opt_ml(tmp_path):
     from pipelines.local.jobs import JobSpec, docker_argv, local_argv
 
-    spec = JobSpec("Prepare", "img:1", ["python", "-m", "containers.entrypoint", "prepare", "--x", "1"],
-                   {"A": "b"}, tmp_path, network_isolated=True, extra_mounts={"/ck": "/opt/ml/checkpoints"})
+    spec = JobSpec(
+        "Prepare",
+        "img:1",
+        ["python", "-m", "containers.entrypoint", "prepare", "--x", "1"],
+        {"A": "b"},
+        tmp_path,
+        network_isolated=True,
+        extra_mounts={"/ck": "/opt/ml/checkpoints"},
+    )
     assert local_argv(spec)[0] == sys.executable
     argv = docker_argv(spec)
     assert argv[:3] == ["docker", "run", "--rm"]
     assert f"{tmp_path}:/opt/ml" in argv and "/ck:/opt/ml/checkpoints" in argv
     assert argv[argv.index("--network") + 1] == "none" and "A=b" in argv
-    assert argv[-8:] == ["--entrypoint", "python", "img:1", "-m", "containers.entrypoint", "prepare", "--x", "1"]
+    assert argv[-8:] == [
+        "--entrypoint",
+        "python",
+        "img:1",
+        "-m",
+        "containers.entrypoint",
+        "prepare",
+        "--x",
+        "1",
+    ]
 
 
 def test_local_store_paths_never_leave_the_store(tmp_path):

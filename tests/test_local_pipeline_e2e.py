@@ -19,11 +19,21 @@ pytestmark = pytest.mark.slow
 def settings(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("local_pipeline")
     (tmp / "train.jsonl").write_text("\n".join((TASK / "train.jsonl").read_text().splitlines()[:48]) + "\n")
-    (tmp / "validation.jsonl").write_text("\n".join((TASK / "validation.jsonl").read_text().splitlines()[:8]) + "\n")
-    sets = {"model.local_source": tiny_model, "local.store_dir": tmp / "store",
-            "data.train": tmp / "train.jsonl", "data.validation": tmp / "validation.jsonl",
-            "training.max_steps": 4, "training.warmup_steps": 1, "training.save_steps": 2,
-            "evaluation.batch_size": 4, "evaluation.max_new_tokens": 4, "serving.batch_size": 2}
+    (tmp / "validation.jsonl").write_text(
+        "\n".join((TASK / "validation.jsonl").read_text().splitlines()[:8]) + "\n"
+    )
+    sets = {
+        "model.local_source": tiny_model,
+        "local.store_dir": tmp / "store",
+        "data.train": tmp / "train.jsonl",
+        "data.validation": tmp / "validation.jsonl",
+        "training.max_steps": 4,
+        "training.warmup_steps": 1,
+        "training.save_steps": 2,
+        "evaluation.batch_size": 4,
+        "evaluation.max_new_tokens": 4,
+        "serving.batch_size": 2,
+    }
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     return {"args": args, "store": tmp / "store"}
 
@@ -49,10 +59,19 @@ def test_first_run_executes_registers_and_serves(first_run, settings):
     assert first_run.returncode == 0, first_run.stdout[-4000:] + first_run.stderr[-4000:]
     report = report_of(first_run)
     statuses = {s["name"]: s["status"] for s in report["steps"]}
-    assert statuses == {"Prepare": "done", "FineTune": "done", "Evaluate": "done", "QualityGate": "done",
-                        "CompileForInferentia": "done", "RegisterModel": "done", "QualityGateFailed": "skipped"}
+    assert statuses == {
+        "Prepare": "done",
+        "FineTune": "done",
+        "Evaluate": "done",
+        "QualityGate": "done",
+        "CompileForInferentia": "done",
+        "RegisterModel": "done",
+        "QualityGateFailed": "skipped",
+    }
     assert report["gates"]["QualityGate"]["passed"] is True
-    assert {"eval_loss", "exact_match", "base_exact_match", "exact_match_improvement"} <= set(report["metrics"])
+    assert {"eval_loss", "exact_match", "base_exact_match", "exact_match_improvement"} <= set(
+        report["metrics"]
+    )
     assert report["registered"]["ModelPackageVersion"] == 1
     assert "smoke test reply:" in first_run.stdout and "curl -s http://127.0.0.1:" in first_run.stdout
 
@@ -64,7 +83,7 @@ def test_first_run_executes_registers_and_serves(first_run, settings):
     version = model_versions(settings["store"], "llm-neuron-mlops-models")[0]
     tags = version["tags"]
     stats_uri = report["artifacts"]["Prepare.stats"]
-    stats = json.loads((settings["store"] / "s3" / stats_uri[len("s3://"):] / "data_stats.json").read_text())
+    stats = json.loads((settings["store"] / "s3" / stats_uri[len("s3://") :] / "data_stats.json").read_text())
     assert tags["meta.data_sha256"] == stats["content_sha256"]
     assert tags["approval_status"] == "PendingManualApproval"
     assert json.loads(tags["environment"])["SM_ON_BATCH_SIZE"] == "2"
@@ -80,8 +99,12 @@ def test_second_run_comes_from_the_cache(first_run, settings):
     proc = mlops("run", "--local", "--no-serve", "--param", "QualityThreshold=0", *settings["args"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     statuses = {s["name"]: s["status"] for s in report_of(proc)["steps"]}
-    assert [statuses[n] for n in ("Prepare", "FineTune", "Evaluate", "CompileForInferentia")] == ["cached"] * 4
-    assert statuses["RegisterModel"] == "done"  # a new package version, as SageMaker registers one per execution
+    assert [statuses[n] for n in ("Prepare", "FineTune", "Evaluate", "CompileForInferentia")] == [
+        "cached"
+    ] * 4
+    assert (
+        statuses["RegisterModel"] == "done"
+    )  # a new package version, as SageMaker registers one per execution
     assert "4 from cache" in proc.stdout
 
 
@@ -102,8 +125,17 @@ def test_bad_param_and_docker_without_engine_are_clear(first_run, settings):
 
 def test_local_twins_of_the_operator_commands(first_run, settings):
     env = {**__import__("os").environ, "COLUMNS": "300"}
-    run = lambda *a: subprocess.run([MLOPS, *a, *settings["args"]], cwd=ROOT, capture_output=True, text=True,  # noqa: E731
-                                    timeout=300, env=env)
+
+    def run(*a):
+        return subprocess.run(
+            [MLOPS, *a, *settings["args"]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+
     listed = run("models", "list", "--local")
     assert listed.returncode == 0 and "PendingManualApproval" in listed.stdout
     shown = run("models", "show", "1", "--local")
@@ -113,8 +145,15 @@ def test_local_twins_of_the_operator_commands(first_run, settings):
     assert "Approved" in run("models", "list", "--local").stdout
     status = run("pipeline", "status", "--local")
     assert "CompileForInferentia" in status.stdout and "cached" in status.stdout
-    invoked = run("endpoint", "invoke", "--local", "--prompt", "Convert this date to ISO 8601: 1 May 1990",
-                  "--max-tokens", "8")
+    invoked = run(
+        "endpoint",
+        "invoke",
+        "--local",
+        "--prompt",
+        "Convert this date to ISO 8601: 1 May 1990",
+        "--max-tokens",
+        "8",
+    )
     assert invoked.returncode == 0 and invoked.stdout.strip(), invoked.stderr
 
 

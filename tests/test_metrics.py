@@ -19,9 +19,22 @@ def test_progress_bar_only_for_a_person_watching():
 
 
 def test_metric_lines_match_the_sagemaker_regexes():
-    line = format_metrics({"step": 5, "train_loss": 1.25, "learning_rate": 3e-4, "tokens_per_second": 221.5,
-                           "padding_fraction": 0.105, "eval_loss": 0.5})
+    line = format_metrics(
+        {
+            "step": 5,
+            "train_loss": 1.25,
+            "learning_rate": 3e-4,
+            "tokens_per_second": 221.5,
+            "padding_fraction": 0.105,
+            "eval_loss": 0.5,
+        }
+    )
     assert line.startswith("metrics step=5 ")
     values = {key: float(re.search(rx, line).group(1)) for key, rx in METRIC_REGEXES.items()}
-    assert values == {"train_loss": 1.25, "eval_loss": 0.5, "learning_rate": 3e-4, "tokens_per_second": 221.5,
-                      "padding_fraction": 0.105}
+    assert values == {
+        "train_loss": 1.25,
+        "eval_loss": 0.5,
+        "learning_rate": 3e-4,
+        "tokens_per_second": 221.5,
+        "padding_fraction": 0.105,
+    }

@@ -3,7 +3,12 @@
 import pytest
 
 from training.backends import choose_backend
-from training.backends.neuron_backend import launch_command, neuron_env, neuron_sdk_available, processes_per_node
+from training.backends.neuron_backend import (
+    launch_command,
+    neuron_env,
+    neuron_sdk_available,
+    processes_per_node,
+)
 from training.errors import UserError
 from training.hyperparameters import TrainHyperparameters
 
@@ -38,7 +43,9 @@ def test_launch_errors_name_the_fix():
 
 
 def test_neuron_env_sets_compiler_flags_and_keeps_user_values():
-    env = neuron_env(TrainHyperparameters(), {"NEURON_COMPILE_CACHE_URL": "s3://b/cache", "MALLOC_ARENA_MAX": "8"})
+    env = neuron_env(
+        TrainHyperparameters(), {"NEURON_COMPILE_CACHE_URL": "s3://b/cache", "MALLOC_ARENA_MAX": "8"}
+    )
     assert env["NEURON_CC_FLAGS"] == "--model-type transformer --retry_failed_compilation"
     assert env["MALLOC_ARENA_MAX"] == "8"
     assert env["NEURON_COMPILE_CACHE_URL"] == "s3://b/cache"
@@ -75,7 +82,9 @@ def test_sft_config_kwargs_are_known_fields_and_keep_one_shape(tmp_path):
 def test_precompile_runs_few_steps_and_saves_nothing(tmp_path):
     from training.backends.neuron_backend import PRECOMPILE_MAX_STEPS, sft_config_kwargs
 
-    kwargs = sft_config_kwargs(TrainHyperparameters(max_steps=500), tmp_path, precompile=True, interactive=False)
+    kwargs = sft_config_kwargs(
+        TrainHyperparameters(max_steps=500), tmp_path, precompile=True, interactive=False
+    )
     assert kwargs["max_steps"] == PRECOMPILE_MAX_STEPS and kwargs["save_strategy"] == "no"
     short = sft_config_kwargs(TrainHyperparameters(max_steps=6, warmup_steps=1), tmp_path, True, False)
     assert short["max_steps"] == 6
@@ -85,7 +94,10 @@ def test_collator_stacks_blocks_and_records_shapes():
     from training.backends.neuron_backend import _StackBlocks
 
     collate = _StackBlocks()
-    rows = [{"input_ids": [1, 2, 3, 0], "labels": [-100, 2, 3, -100]}, {"input_ids": [4, 5, 6, 7], "labels": [-100, -100, 6, 7]}]
+    rows = [
+        {"input_ids": [1, 2, 3, 0], "labels": [-100, 2, 3, -100]},
+        {"input_ids": [4, 5, 6, 7], "labels": [-100, -100, 6, 7]},
+    ]
     batch = collate(rows)
     assert batch["input_ids"].shape == (2, 4) and batch["labels"][0].tolist() == [-100, 2, 3, -100]
     assert batch["attention_mask"].sum() == 8
@@ -123,8 +135,16 @@ def test_run_raises_the_worker_reason(tmp_path, monkeypatch):
 
     monkeypatch.setattr(neuron_backend.subprocess, "run", fake_run)
     monkeypatch.setenv("SM_NUM_NEURONS", "2")
-    job = TrainJob(hp=TrainHyperparameters(), train_path=tmp_path, validation_path=None, model_source="m",
-                   gguf_file=None, model_dir=tmp_path / "model", checkpoint_dir=tmp_path / "ckpt", failure_file=failure)
+    job = TrainJob(
+        hp=TrainHyperparameters(),
+        train_path=tmp_path,
+        validation_path=None,
+        model_source="m",
+        gguf_file=None,
+        model_dir=tmp_path / "model",
+        checkpoint_dir=tmp_path / "ckpt",
+        failure_file=failure,
+    )
     with pytest.raises(UserError, match="lora_r must be > 0"):
         neuron_backend.run(job)
     assert launched["cmd"][0] == "torchrun" and launched["env"]["NEURON_CC_FLAGS"]
@@ -143,4 +163,8 @@ def test_adapter_config_is_placed_beside_consolidated_weights(tmp_path):
     assert (adapter / "adapter_config.json").read_text() == '{"r": 8}'
     for n in (10, 2, 30):
         (tmp_path / f"checkpoint-{n}").mkdir()
-    assert [p.name for p in existing_trainer_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10", "checkpoint-30"]
+    assert [p.name for p in existing_trainer_checkpoints(tmp_path)] == [
+        "checkpoint-2",
+        "checkpoint-10",
+        "checkpoint-30",
+    ]

@@ -21,8 +21,17 @@ def artifact(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
     # optimum-neuron 0.4.5 NxDNeuronConfig names (compiled_shapes reads tp_degree).
-    (folder / "neuron_config.json").write_text(json.dumps(
-        {"batch_size": 4, "sequence_length": 2048, "tp_degree": 2, "torch_dtype": "bfloat16", "target": "trn1"}))
+    (folder / "neuron_config.json").write_text(
+        json.dumps(
+            {
+                "batch_size": 4,
+                "sequence_length": 2048,
+                "tp_degree": 2,
+                "torch_dtype": "bfloat16",
+                "target": "trn1",
+            }
+        )
+    )
     (folder / "compile_report.json").write_text(json.dumps({"target": "inf2", "dtype": "bfloat16", **SHAPES}))
     return folder
 
@@ -31,24 +40,63 @@ def test_argv_and_env_from_the_artifact(artifact):
     env = {"PATH": "/usr/bin", "HF_HOME": "/tmp/hf"}
     argv, child = neuron_launch(artifact, 8080, env)
     model = os.path.abspath(artifact)
-    assert argv == ["optimum-cli", "neuron", "serve", "--port", "8080", "--model", model, "--batch_size", "4",
-                    "--sequence_length", "2048", "--tensor_parallel_size", "2"]
-    assert child == {"PATH": "/usr/bin", "HF_HOME": "/tmp/hf", "SM_ON_MODEL": model, "SM_ON_BATCH_SIZE": "4",
-                     "SM_ON_SEQUENCE_LENGTH": "2048", "SM_ON_TENSOR_PARALLEL_SIZE": "2"}
+    assert argv == [
+        "optimum-cli",
+        "neuron",
+        "serve",
+        "--port",
+        "8080",
+        "--model",
+        model,
+        "--batch_size",
+        "4",
+        "--sequence_length",
+        "2048",
+        "--tensor_parallel_size",
+        "2",
+    ]
+    assert child == {
+        "PATH": "/usr/bin",
+        "HF_HOME": "/tmp/hf",
+        "SM_ON_MODEL": model,
+        "SM_ON_BATCH_SIZE": "4",
+        "SM_ON_SEQUENCE_LENGTH": "2048",
+        "SM_ON_TENSOR_PARALLEL_SIZE": "2",
+    }
     assert env == {"PATH": "/usr/bin", "HF_HOME": "/tmp/hf"}  # the caller's mapping is left alone
     assert is_neuron_artifact(artifact) and not is_neuron_artifact(artifact.parent)
 
 
 def test_port_from_sagemaker_bind_to_port_and_other_sm_on_settings_pass_through(artifact):
-    env = {"SAGEMAKER_BIND_TO_PORT": "9001", "SM_ON_BATCH_SIZE": "4", "SM_ON_TASK": "generate",
-           "SM_ON_ALLOW_NON_CACHED_MODEL": "", "SM_ON_MODEL": "/somewhere/else"}
-    argv, child = neuron_launch(artifact, serve_port(env), env, served_model_name="my-model",
-                                extra_args=["--host", "0.0.0.0"])
+    env = {
+        "SAGEMAKER_BIND_TO_PORT": "9001",
+        "SM_ON_BATCH_SIZE": "4",
+        "SM_ON_TASK": "generate",
+        "SM_ON_ALLOW_NON_CACHED_MODEL": "",
+        "SM_ON_MODEL": "/somewhere/else",
+    }
+    argv, child = neuron_launch(
+        artifact, serve_port(env), env, served_model_name="my-model", extra_args=["--host", "0.0.0.0"]
+    )
     assert argv[3:5] == ["--port", "9001"]
     assert child["SM_ON_MODEL"] == os.path.abspath(artifact)  # the artifact being served wins
-    assert argv[5:] == ["--model", os.path.abspath(artifact), "--batch_size", "4", "--sequence_length", "2048",
-                        "--tensor_parallel_size", "2", "--allow_non_cached_model",
-                        "--served_model_name", "my-model", "--task", "generate", "--host", "0.0.0.0"]
+    assert argv[5:] == [
+        "--model",
+        os.path.abspath(artifact),
+        "--batch_size",
+        "4",
+        "--sequence_length",
+        "2048",
+        "--tensor_parallel_size",
+        "2",
+        "--allow_non_cached_model",
+        "--served_model_name",
+        "my-model",
+        "--task",
+        "generate",
+        "--host",
+        "0.0.0.0",
+    ]
     # An explicit served name in the environment stands.
     argv, _ = neuron_launch(artifact, 8080, {"SM_ON_SERVED_MODEL_NAME": "env-name"}, served_model_name="flag")
     assert argv[argv.index("--served_model_name") + 1] == "env-name"

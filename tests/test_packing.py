@@ -32,8 +32,16 @@ def test_packed_examples_do_not_attend_to_each_other():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2)).eval()
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=50,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    ).eval()
     a, b = [3, 4, 5, 6], [7, 8, 9]
     blocks = pack_into_blocks([a, b], [a, b], 10, pad_token_id=0)
     ids = torch.from_numpy(blocks.input_ids)

@@ -6,9 +6,13 @@ from pipelines.definition.parameters import ParameterError, coerce_parameters
 
 
 def declared():
-    return {"Parameters": [{"Name": "Value", "Type": "Float", "DefaultValue": 2.0},
-                           {"Name": "Threshold", "Type": "Float", "DefaultValue": 0.5},
-                           {"Name": "Mode", "Type": "String", "DefaultValue": "a", "EnumValues": ["a", "b"]}]}
+    return {
+        "Parameters": [
+            {"Name": "Value", "Type": "Float", "DefaultValue": 2.0},
+            {"Name": "Threshold", "Type": "Float", "DefaultValue": 0.5},
+            {"Name": "Mode", "Type": "String", "DefaultValue": "a", "EnumValues": ["a", "b"]},
+        ]
+    }
 
 
 def test_parameter_errors_are_reported_together():
@@ -23,5 +27,7 @@ def test_parameter_errors_are_reported_together():
 def test_s3_parameters_must_be_s3_uris():
     definition = declared()
     definition["Parameters"].append({"Name": "TrainDataS3Uri", "Type": "String", "DefaultValue": "s3://b/d/"})
-    with pytest.raises(ParameterError, match=r"--param TrainDataS3Uri='/home/me/train.jsonl': must be an s3:// URI"):
+    with pytest.raises(
+        ParameterError, match=r"--param TrainDataS3Uri='/home/me/train.jsonl': must be an s3:// URI"
+    ):
         coerce_parameters(definition, {"TrainDataS3Uri": "/home/me/train.jsonl"})

@@ -22,7 +22,9 @@ def test_pyproject_pins_match_container_requirements():
     container = _pins((ROOT / "containers" / "requirements-train.txt").read_text().splitlines())
     for name in PINNED:
         assert name in ours, f"{name} must be pinned with == in pyproject.toml"
-        assert ours[name] == container.get(name), f"{name}: pyproject {ours[name]} != container {container.get(name)}"
+        assert ours[name] == container.get(name), (
+            f"{name}: pyproject {ours[name]} != container {container.get(name)}"
+        )
 
 
 def test_the_training_images_mlflow_client_is_in_the_range_local_runs_use():
@@ -32,5 +34,8 @@ def test_the_training_images_mlflow_client_is_in_the_range_local_runs_use():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     (local,) = [Requirement(r) for r in project if Requirement(r).name == "mlflow"]
     container = _pins((ROOT / "containers" / "requirements-train.txt").read_text().splitlines())
-    assert local.specifier.contains(container["mlflow-skinny"]), (container["mlflow-skinny"], str(local.specifier))
+    assert local.specifier.contains(container["mlflow-skinny"]), (
+        container["mlflow-skinny"],
+        str(local.specifier),
+    )
     assert "sagemaker-mlflow" in container

@@ -17,30 +17,51 @@ from botocore.validate import ParamValidator
 
 from config import load_config
 from pipelines.definition.builder import pipeline_definition
-from pipelines.definition.placeholders import PSEUDO_PARAMETERS, placeholder_names, substitute, used_placeholders
+from pipelines.definition.placeholders import (
+    PSEUDO_PARAMETERS,
+    placeholder_names,
+    substitute,
+    used_placeholders,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests/golden/pipeline.json"
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
 
 # The API each step type's Arguments are the request body of, and the name field the service adds.
-REQUEST = {"Training": ("CreateTrainingJob", "TrainingJobName"),
-           "Processing": ("CreateProcessingJob", "ProcessingJobName"),
-           "RegisterModel": ("CreateModelPackage", None)}
+REQUEST = {
+    "Training": ("CreateTrainingJob", "TrainingJobName"),
+    "Processing": ("CreateProcessingJob", "ProcessingJobName"),
+    "RegisterModel": ("CreateModelPackage", None),
+}
 # Describe* responses: a `Get: Steps.<step>.<path>` reads that response (SageMaker's step properties).
-PROPERTIES = {"Training": "DescribeTrainingJob", "Processing": "DescribeProcessingJob",
-              "RegisterModel": "DescribeModelPackage"}
-EXECUTION_VARIABLES = {"PipelineExecutionId", "PipelineExecutionArn", "PipelineName", "PipelineArn",
-                       "StartDateTime", "CurrentDateTime"}
+PROPERTIES = {
+    "Training": "DescribeTrainingJob",
+    "Processing": "DescribeProcessingJob",
+    "RegisterModel": "DescribeModelPackage",
+}
+EXECUTION_VARIABLES = {
+    "PipelineExecutionId",
+    "PipelineExecutionArn",
+    "PipelineName",
+    "PipelineArn",
+    "StartDateTime",
+    "CurrentDateTime",
+}
 # Realistic deploy-time values, so the service model's patterns and lengths apply to them too.
 DEPLOY_VALUES = {
-    "AWS::Partition": "aws", "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::AccountId": "123456789012",
     "TrainingImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/llm-train:abc",
     "InferenceImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/llm-serve:abc",
-    "DataBucket": "data-bucket-123", "ArtifactsBucket": "artifacts-bucket-123",
+    "DataBucket": "data-bucket-123",
+    "ArtifactsBucket": "artifacts-bucket-123",
     "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
-    "JobRoleName": "llm-jobs", "JobSecurityGroupId": "sg-0123456789abcdef0", "SourceCommit": "0" * 40,
-    "PrivateSubnet1": "subnet-0123456789abcdef0", "PrivateSubnet2": "subnet-0123456789abcdef1",
+    "JobRoleName": "llm-jobs",
+    "JobSecurityGroupId": "sg-0123456789abcdef0",
+    "SourceCommit": "0" * 40,
+    "PrivateSubnet1": "subnet-0123456789abcdef0",
+    "PrivateSubnet2": "subnet-0123456789abcdef1",
     "MlflowTrackingServerArn": "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/llm-neuron-mlops-mlflow",
 }
 
@@ -70,18 +91,32 @@ def all_steps(definition: dict[str, Any]) -> list[dict[str, Any]]:
 def test_definition_matches_the_golden_file(text):
     golden = GOLDEN.read_text()
     if text != golden:
-        diff = "".join(difflib.unified_diff(golden.splitlines(True), text.splitlines(True), "golden", "generated", n=2))
-        pytest.fail("the pipeline definition changed. If intended, run `make golden`, review and commit "
-                    f"tests/golden/pipeline.json. Diff (first 120 lines):\n{''.join(diff.splitlines(True)[:120])}")
+        diff = "".join(
+            difflib.unified_diff(golden.splitlines(True), text.splitlines(True), "golden", "generated", n=2)
+        )
+        pytest.fail(
+            "the pipeline definition changed. If intended, run `make golden`, review and commit "
+            f"tests/golden/pipeline.json. Diff (first 120 lines):\n{''.join(diff.splitlines(True)[:120])}"
+        )
 
 
 def test_cli_generates_identical_bytes_with_no_credentials_or_aws_config(tmp_path):
     """A clean environment: no AWS variables, an empty HOME (no ~/.aws, no SDK user config)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_"))}
-    env.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    env.update(
+        HOME=str(tmp_path),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+    )
     out = tmp_path / "pipeline.json"
-    proc = subprocess.run([str(Path(sys.executable).parent / "mlops"), "pipeline", "definition", "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "mlops"), "pipeline", "definition", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_bytes() == GOLDEN.read_bytes()
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
@@ -97,11 +132,21 @@ def test_no_timestamps_or_local_paths_leak_in(text):
 
 def test_every_placeholder_is_known_and_substitutable(text):
     cfg = load_config([], [])
-    known = set(placeholder_names(cfg.pipeline.subnet_count, mlflow=cfg.infra.mlflow)) | set(PSEUDO_PARAMETERS)
+    known = set(placeholder_names(cfg.pipeline.subnet_count, mlflow=cfg.infra.mlflow)) | set(
+        PSEUDO_PARAMETERS
+    )
     used = used_placeholders(text)
     assert used <= known, f"unknown placeholders: {used - known}"
-    assert {"TrainingImageUri", "InferenceImageUri", "KmsKeyArn", "JobRoleName", "JobSecurityGroupId",
-            "PrivateSubnet1", "PrivateSubnet2", "ArtifactsBucket"} <= used
+    assert {
+        "TrainingImageUri",
+        "InferenceImageUri",
+        "KmsKeyArn",
+        "JobRoleName",
+        "JobSecurityGroupId",
+        "PrivateSubnet1",
+        "PrivateSubnet2",
+        "ArtifactsBucket",
+    } <= used
     assert "${" not in substitute(text, DEPLOY_VALUES)
     with pytest.raises(KeyError, match="no value for placeholder.*KmsKeyArn"):
         substitute(text, {k: v for k, v in DEPLOY_VALUES.items() if k != "KmsKeyArn"})
@@ -129,7 +174,11 @@ class Resolver:
         self.params = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
 
     def value(self, node: Any, shape: Any) -> Any:
-        if isinstance(node, dict) and len(node) == 1 and next(iter(node)) in ("Get", "Std:Join", "Std:JsonGet"):
+        if (
+            isinstance(node, dict)
+            and len(node) == 1
+            and next(iter(node)) in ("Get", "Std:Join", "Std:JsonGet")
+        ):
             return self.expression(node, shape)
         if isinstance(node, dict) and shape is not None and shape.type_name == "structure":
             return {k: self.value(v, shape.members.get(k)) for k, v in node.items()}
@@ -144,8 +193,10 @@ class Resolver:
         if kind == "Get" and body.startswith("Parameters."):
             return self.params[body.split(".", 1)[1]]
         if kind == "Std:Join":
-            return body["On"].join(str(self.value(v, None) if not isinstance(v, dict) else self.expression(v, None))
-                                   for v in body["Values"])
+            return body["On"].join(
+                str(self.value(v, None) if not isinstance(v, dict) else self.expression(v, None))
+                for v in body["Values"]
+            )
         # A step property, an execution variable or a JsonGet: known only at run time.
         if shape is not None and shape.type_name in ("integer", "long"):
             return 1
@@ -196,7 +247,9 @@ def request_problems(definition: dict[str, Any]) -> list[str]:
             request[name_field] = f"pipelines-abc123-{step['Name']}"[:63]
         report = ParamValidator().validate(request, shape)
         if report.has_errors():
-            problems += [f"{step['Name']} ({operation}): {line}" for line in report.generate_report().splitlines()]
+            problems += [
+                f"{step['Name']} ({operation}): {line}" for line in report.generate_report().splitlines()
+            ]
         problems += [f"{step['Name']} ({operation}): {p}" for p in shape_problems(request, shape, operation)]
     return problems
 
@@ -207,17 +260,39 @@ def test_every_step_request_is_valid_for_the_sagemaker_api(definition, text):
     assert request_problems(resolved) == []
 
 
-@pytest.mark.parametrize("mutate, needle", [
-    (lambda d: d["Steps"][0]["Arguments"]["ProcessingResources"]["ClusterConfig"].update(InstanceTyp="ml.m5.xlarge"),
-     'Unknown parameter in ProcessingResources.ClusterConfig: "InstanceTyp"'),
-    (lambda d: next(p for p in d["Parameters"] if p["Name"] == "TrainInstanceType").update(DefaultValue="ml.inf2.xlarge"),
-     "'ml.inf2.xlarge' is not one of TrainingInstanceType"),
-    (lambda d: next(p for p in d["Parameters"] if p["Name"] == "PrepareInstanceType").update(DefaultValue="ml.trn1.2xlarge"),
-     "'ml.trn1.2xlarge' is not one of ProcessingInstanceType"),
-    (lambda d: d["Steps"][1]["Arguments"].pop("RoleArn"), 'Missing required parameter in input: "RoleArn"'),
-    (lambda d: d["Steps"][1]["Arguments"]["AlgorithmSpecification"].update(TrainingInputMode="Streaming"),
-     "'Streaming' is not one of TrainingInputMode"),
-])
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (
+            lambda d: d["Steps"][0]["Arguments"]["ProcessingResources"]["ClusterConfig"].update(
+                InstanceTyp="ml.m5.xlarge"
+            ),
+            'Unknown parameter in ProcessingResources.ClusterConfig: "InstanceTyp"',
+        ),
+        (
+            lambda d: next(p for p in d["Parameters"] if p["Name"] == "TrainInstanceType").update(
+                DefaultValue="ml.inf2.xlarge"
+            ),
+            "'ml.inf2.xlarge' is not one of TrainingInstanceType",
+        ),
+        (
+            lambda d: next(p for p in d["Parameters"] if p["Name"] == "PrepareInstanceType").update(
+                DefaultValue="ml.trn1.2xlarge"
+            ),
+            "'ml.trn1.2xlarge' is not one of ProcessingInstanceType",
+        ),
+        (
+            lambda d: d["Steps"][1]["Arguments"].pop("RoleArn"),
+            'Missing required parameter in input: "RoleArn"',
+        ),
+        (
+            lambda d: d["Steps"][1]["Arguments"]["AlgorithmSpecification"].update(
+                TrainingInputMode="Streaming"
+            ),
+            "'Streaming' is not one of TrainingInputMode",
+        ),
+    ],
+)
 def test_the_request_check_catches_misspelt_fields_and_wrong_instance_types(text, mutate, needle):
     broken = json.loads(substitute(text, DEPLOY_VALUES))
     mutate(broken)
@@ -231,7 +306,9 @@ def test_jobs_run_in_the_vpc_encrypted_with_the_kms_key(definition):
         if step["Type"] == "Processing":
             net = args["NetworkConfig"]
             assert net["VpcConfig"]["Subnets"] == ["${PrivateSubnet1}", "${PrivateSubnet2}"], step["Name"]
-            assert net["EnableNetworkIsolation"] is True and net["EnableInterContainerTrafficEncryption"] is True
+            assert (
+                net["EnableNetworkIsolation"] is True and net["EnableInterContainerTrafficEncryption"] is True
+            )
             assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == "${KmsKeyArn}"
             assert args["ProcessingOutputConfig"]["KmsKeyId"] == "${KmsKeyArn}"
             assert args["StoppingCondition"]["MaxRuntimeInSeconds"] == 3 * 3600
@@ -244,7 +321,9 @@ def test_jobs_run_in_the_vpc_encrypted_with_the_kms_key(definition):
             assert args["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
             assert args["Environment"]["NEURON_COMPILE_CACHE_URL"] == "s3://${ArtifactsBucket}/neuron-cache/"
             assert args["HyperParameters"]["backend"] == {"Get": "Parameters.TrainBackend"}
-            assert "Execution." not in json.dumps(args["CheckpointConfig"])  # keyed by inputs, so caching can hit
+            assert "Execution." not in json.dumps(
+                args["CheckpointConfig"]
+            )  # keyed by inputs, so caching can hit
             assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
             names = {m["Name"] for m in args["AlgorithmSpecification"]["MetricDefinitions"]}
             assert {"train_loss", "eval_loss", "tokens_per_second"} <= names
@@ -252,7 +331,10 @@ def test_jobs_run_in_the_vpc_encrypted_with_the_kms_key(definition):
 
 def test_cloud_defaults_of_the_local_switches(definition):
     params = {p["Name"]: p for p in definition["Parameters"]}
-    assert params["TrainBackend"]["DefaultValue"] == "neuron" and params["CompileTarget"]["DefaultValue"] == "inf2"
+    assert (
+        params["TrainBackend"]["DefaultValue"] == "neuron"
+        and params["CompileTarget"]["DefaultValue"] == "inf2"
+    )
 
 
 def test_spot_adds_max_wait_and_register_carries_inf2_types(definition):
@@ -277,7 +359,9 @@ def references(node: Any) -> list[tuple[str, Any]]:
         if set(node) == {"Get"}:
             found.append(("Get", node["Get"]))
         elif set(node) == {"Std:JsonGet"}:
-            found.append(("JsonGet", (node["Std:JsonGet"]["PropertyFile"]["Get"], node["Std:JsonGet"]["Path"])))
+            found.append(
+                ("JsonGet", (node["Std:JsonGet"]["PropertyFile"]["Get"], node["Std:JsonGet"]["Path"]))
+            )
             return found
         for value in node.values():
             found += references(value)
@@ -320,8 +404,10 @@ def reference_problems(definition: dict[str, Any], samples: dict[str, dict[str, 
                 value: Any = samples[file_name]
                 for key in json_path.split("."):
                     if not isinstance(value, dict) or key not in value:
-                        problems.append(f"{step['Name']}: {json_path} is not in {file_name} "
-                                        f"({declared[file_name]['FilePath']} as our code writes it)")
+                        problems.append(
+                            f"{step['Name']}: {json_path} is not in {file_name} "
+                            f"({declared[file_name]['FilePath']} as our code writes it)"
+                        )
                         break
                     value = value[key]
             elif ref.startswith("Parameters."):
@@ -353,8 +439,12 @@ def property_file_samples(tmp_path_factory, tiny_model, fake_inf2_export) -> dic
     task = ROOT / "training/tasks/date_normalization"
     data = tmp / "val.jsonl"
     data.write_text("\n".join((task / "validation.jsonl").read_text().splitlines()[:4]) + "\n")
-    stats = run_prepare(data, data, load_tokenizer(str(tiny_model)), tmp / "prepared", PrepareSettings(256), "0" * 64)
-    evaluation = evaluate(str(tiny_model), data, EvalSettings(batch_size=4, max_new_tokens=4), (str(tiny_model), None))
+    stats = run_prepare(
+        data, data, load_tokenizer(str(tiny_model)), tmp / "prepared", PrepareSettings(256), "0" * 64
+    )
+    evaluation = evaluate(
+        str(tiny_model), data, EvalSettings(batch_size=4, max_new_tokens=4), (str(tiny_model), None)
+    )
 
     import inference.compile as compile_module
 

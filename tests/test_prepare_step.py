@@ -48,11 +48,20 @@ def test_prepare_writes_packed_channels_and_stats(tmp_path, tiny_model, smollm2_
     from training.prepare_step import folder_sha256
 
     assert stats["base_model_sha256"] == folder_sha256(tiny_model)
-    assert stats["tokens"] == stats["channels"]["train"]["real_tokens"] + stats["channels"]["validation"]["real_tokens"]
+    assert (
+        stats["tokens"]
+        == stats["channels"]["train"]["real_tokens"] + stats["channels"]["validation"]["real_tokens"]
+    )
 
     # What the fine-tune reads from the packed folder equals packing the JSONL in the job itself.
-    direct = prepare_channel(smollm2_tokenizer, TASK / "train.jsonl", channel="train", max_seq_length=256,
-                             overlong="reject", skip_invalid_lines=False)
+    direct = prepare_channel(
+        smollm2_tokenizer,
+        TASK / "train.jsonl",
+        channel="train",
+        max_seq_length=256,
+        overlong="reject",
+        skip_invalid_lines=False,
+    )
     hp = TrainHyperparameters(max_seq_length=256)
     packed = prepare_for_training(smollm2_tokenizer, opt / "processing/packed_train", "train", hp)
     for name in ("input_ids", "labels", "position_ids", "real_per_block"):
@@ -63,17 +72,23 @@ def test_prepare_writes_packed_channels_and_stats(tmp_path, tiny_model, smollm2_
     # The content hash names the data, not the run: same files, same hash.
     again = tmp_path / "again"
     assert main(["prepare", "--max-seq-length", "256", "--output-dir", str(again)]) == 0
-    assert json.loads((again / "stats/data_stats.json").read_text())["content_sha256"] == stats["content_sha256"]
+    assert (
+        json.loads((again / "stats/data_stats.json").read_text())["content_sha256"] == stats["content_sha256"]
+    )
 
 
-def test_packed_channel_with_other_block_length_or_tokenizer_is_refused(tmp_path, tiny_model, smollm2_tokenizer,
-                                                                        monkeypatch):
+def test_packed_channel_with_other_block_length_or_tokenizer_is_refused(
+    tmp_path, tiny_model, smollm2_tokenizer, monkeypatch
+):
     opt = _processing_job(tmp_path, tiny_model)
     monkeypatch.setenv("MLOPS_OPT_ML", str(opt))
     assert main(["prepare", "--max-seq-length", "128", "--overlong", "truncate"]) == 0
     folder = opt / "processing/packed_train"
-    with pytest.raises(UserError, match=r"packed into blocks of 128 tokens but max_seq_length=256; rerun Prepare "
-                                        r"with --max-seq-length 256"):
+    with pytest.raises(
+        UserError,
+        match=r"packed into blocks of 128 tokens but max_seq_length=256; rerun Prepare "
+        r"with --max-seq-length 256",
+    ):
         load_packed(folder, "train", 256, smollm2_tokenizer)
     meta = json.loads((folder / "packed_meta.json").read_text())
     (folder / "packed_meta.json").write_text(json.dumps({**meta, "tokenizer_sha256": "0" * 64}))
@@ -110,11 +125,26 @@ def test_finetune_trains_on_the_packed_channels(tmp_path, tiny_model, monkeypatc
     (job / "input/config").mkdir(parents=True)
     shutil.copytree(opt / "processing/packed_train", job / "input/data/train")
     shutil.copytree(opt / "processing/packed_validation", job / "input/data/validation")
-    (job / "input/config/hyperparameters.json").write_text(json.dumps(
-        {"base_model": str(tiny_model), "max_seq_length": "256", "max_steps": "3", "warmup_steps": "1",
-         "logging_steps": "1", "save_steps": "3"}))
-    proc = subprocess.run([sys.executable, "-m", "containers.entrypoint", "train"], cwd=ROOT,
-                          env=dict(os.environ, MLOPS_OPT_ML=str(job)), capture_output=True, text=True, timeout=300)
+    (job / "input/config/hyperparameters.json").write_text(
+        json.dumps(
+            {
+                "base_model": str(tiny_model),
+                "max_seq_length": "256",
+                "max_steps": "3",
+                "warmup_steps": "1",
+                "logging_steps": "1",
+                "save_steps": "3",
+            }
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "containers.entrypoint", "train"],
+        cwd=ROOT,
+        env=dict(os.environ, MLOPS_OPT_ML=str(job)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "already packed (Prepare step): no tokenization here" in proc.stdout
     assert "tokenizing train" not in proc.stdout + proc.stderr

@@ -11,12 +11,20 @@ def test_concurrent_requests_are_batched_up_to_the_limit(monkeypatch):
     calls = []
 
     def fake_generate(model, tokenizer, prompts, shape, max_new_tokens, temperature, top_p, fill_batch):
-        calls.append({"n": len(prompts), "shape": shape, "limits": max_new_tokens, "temperature": temperature})
-        return [Generated(text=f"out{len(p)}", prompt_tokens=len(p), completion_tokens=lim, finish_reason="length")
-                for p, lim in zip(prompts, max_new_tokens)]
+        calls.append(
+            {"n": len(prompts), "shape": shape, "limits": max_new_tokens, "temperature": temperature}
+        )
+        return [
+            Generated(
+                text=f"out{len(p)}", prompt_tokens=len(p), completion_tokens=lim, finish_reason="length"
+            )
+            for p, lim in zip(prompts, max_new_tokens, strict=True)
+        ]
 
     monkeypatch.setattr("inference.server.generate", fake_generate)
-    engine = Engine(Path("."), ServeLimits(batch_size=4, sequence_length=64, max_new_tokens=8, batch_wait_ms=50), "m")
+    engine = Engine(
+        Path("."), ServeLimits(batch_size=4, sequence_length=64, max_new_tokens=8, batch_wait_ms=50), "m"
+    )
 
     async def scenario():
         loop_task = asyncio.create_task(engine.batch_loop())

@@ -7,18 +7,25 @@ from training.tokenize import IGNORE_INDEX, tokenize_example
 
 
 def _targets(tok, out):
-    return tok.decode([t for t, lab in zip(out["input_ids"], out["labels"]) if lab != IGNORE_INDEX])
+    return tok.decode(
+        [t for t, lab in zip(out["input_ids"], out["labels"], strict=True) if lab != IGNORE_INDEX]
+    )
 
 
 def test_chat_loss_covers_each_assistant_turn_and_its_end_token(smollm2_tokenizer):
     tok = smollm2_tokenizer
-    ex = {"source": "train.jsonl:1", "prompt": None, "completion": None, "messages": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": "4"},
-        {"role": "user", "content": "3+3?"},
-        {"role": "assistant", "content": "6"},
-    ]}
+    ex = {
+        "source": "train.jsonl:1",
+        "prompt": None,
+        "completion": None,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4"},
+            {"role": "user", "content": "3+3?"},
+            {"role": "assistant", "content": "6"},
+        ],
+    }
     out = tokenize_example(tok, ex)
     assert len(out["input_ids"]) == len(out["labels"]) == out["length"]
     assert _targets(tok, out) == "4<|im_end|>\n6<|im_end|>\n"
@@ -26,7 +33,9 @@ def test_chat_loss_covers_each_assistant_turn_and_its_end_token(smollm2_tokenize
 
 
 def test_prompt_completion_is_rendered_as_one_exchange(smollm2_tokenizer):
-    out = tokenize_example(smollm2_tokenizer, {"source": "t:1", "messages": None, "prompt": "Say hi", "completion": "hi"})
+    out = tokenize_example(
+        smollm2_tokenizer, {"source": "t:1", "messages": None, "prompt": "Say hi", "completion": "hi"}
+    )
     assert _targets(smollm2_tokenizer, out) == "hi<|im_end|>\n"
 
 
@@ -35,8 +44,17 @@ def test_template_that_does_not_render_prefixes_is_a_clear_error(smollm2_tokeniz
 
     tok = copy.deepcopy(smollm2_tokenizer)
     # Renders the number of messages first, so a shorter conversation is not a prefix of a longer one.
-    tok.chat_template = "{{ messages|length }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
-    ex = {"source": "train.jsonl:7", "prompt": None, "completion": None, "messages": [
-        {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
-    with pytest.raises(UserError, match=r"train.jsonl:7: the tokenizer's chat template does not render a conversation as a prefix"):
+    tok.chat_template = (
+        "{{ messages|length }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+    )
+    ex = {
+        "source": "train.jsonl:7",
+        "prompt": None,
+        "completion": None,
+        "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+    }
+    with pytest.raises(
+        UserError,
+        match=r"train.jsonl:7: the tokenizer's chat template does not render a conversation as a prefix",
+    ):
         tokenize_example(tok, ex)

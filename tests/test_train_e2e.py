@@ -26,9 +26,14 @@ def _job(tmp_path, tiny_model, **hp):
 
 
 def _start(opt):
-    return subprocess.Popen([sys.executable, "-m", "containers.entrypoint", "train"], cwd=ROOT,
-                            env=dict(os.environ, MLOPS_OPT_ML=str(opt)), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "containers.entrypoint", "train"],
+        cwd=ROOT,
+        env=dict(os.environ, MLOPS_OPT_ML=str(opt)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_train_writes_model_report_and_metric_lines(tmp_path, tiny_model):

@@ -67,9 +67,7 @@ def save_checkpoint(root: Path, step: int, write: Callable[[Path], None], keep: 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     write(tmp)
-    files = {
-        str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()
-    }
+    files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
     (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
     for p in tmp.rglob("*"):
         if p.is_file():

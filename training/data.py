@@ -39,7 +39,7 @@ def _check_messages(messages: Any) -> str | None:
     assistant_turns = 0
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
-            return f"messages[{i}] must be an object with \"role\" and \"content\""
+            return f'messages[{i}] must be an object with "role" and "content"'
         unknown = set(msg) - {"role", "content"}
         if unknown:
             return f"messages[{i}] has unknown keys {sorted(unknown)}; only role and content are allowed"

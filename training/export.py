@@ -15,7 +15,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def save_merged(peft_model: Any, tokenizer: Any, model_dir: Path, save_dtype: str, save_adapter: bool = True) -> None:
+def save_merged(
+    peft_model: Any, tokenizer: Any, model_dir: Path, save_dtype: str, save_adapter: bool = True
+) -> None:
     """Save ``model_dir/adapter`` (unless it is already there) and the merged model + tokenizer at ``model_dir``."""
     import torch
 
@@ -46,9 +48,16 @@ def merge_adapter_folder(
     from transformers import AutoModelForCausalLM
 
     if not (adapter_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"no adapter_config.json in {adapter_dir}: the adapter was not saved completely")
+        raise FileNotFoundError(
+            f"no adapter_config.json in {adapter_dir}: the adapter was not saved completely"
+        )
     base = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32)
     peft_model = PeftModel.from_pretrained(base, adapter_dir)
     log.info("merging adapter %s into %s", adapter_dir, base_source)
-    save_merged(peft_model, tokenizer, model_dir, save_dtype,
-                save_adapter=adapter_dir.resolve() != (model_dir / "adapter").resolve())
+    save_merged(
+        peft_model,
+        tokenizer,
+        model_dir,
+        save_dtype,
+        save_adapter=adapter_dir.resolve() != (model_dir / "adapter").resolve(),
+    )

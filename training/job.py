@@ -41,7 +41,9 @@ class BlockSampler:
         if epoch not in self._orders:
             import numpy as np
 
-            self._orders = {epoch: np.random.default_rng(self.seed + epoch).permutation(self.num_blocks).tolist()}
+            self._orders = {
+                epoch: np.random.default_rng(self.seed + epoch).permutation(self.num_blocks).tolist()
+            }
         return self._orders[epoch]
 
     def indices(self, micro_batch: int) -> list[int]:

@@ -15,7 +15,9 @@ from training.packing import PackedBlocks
 from training.tokenize import IGNORE_INDEX
 
 
-def token_loss_sum(model: Any, ids: torch.Tensor, labels: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, int]:
+def token_loss_sum(
+    model: Any, ids: torch.Tensor, labels: torch.Tensor, pos: torch.Tensor
+) -> tuple[torch.Tensor, int]:
     """Sum of token losses at target positions, and how many there were."""
     # No attention mask + restarting position_ids + no cache = block-diagonal causal attention
     # (see training/packing.py).

@@ -36,7 +36,9 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     """sha256 of the fast tokenizer's full serialization (vocabulary, merges, normalizers, added tokens)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise UserError("the base model's tokenizer is not a fast (Rust) tokenizer; save the model with a tokenizer.json")
+        raise UserError(
+            "the base model's tokenizer is not a fast (Rust) tokenizer; save the model with a tokenizer.json"
+        )
     return hashlib.sha256(backend.to_str().encode()).hexdigest()
 
 
@@ -49,8 +51,10 @@ def save_packed(folder: Path, prepared: PreparedData, tokenizer: Any) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     blocks = prepared.blocks
-    save_file({name: np.ascontiguousarray(getattr(blocks, name), dtype=np.int64) for name in _ARRAYS},
-              str(folder / BLOCKS_FILE))
+    save_file(
+        {name: np.ascontiguousarray(getattr(blocks, name), dtype=np.int64) for name in _ARRAYS},
+        str(folder / BLOCKS_FILE),
+    )
     meta = {
         "format_version": FORMAT_VERSION,
         "block_length": blocks.block_length,
@@ -68,11 +72,15 @@ def load_packed(folder: Path, channel: str, max_seq_length: int, tokenizer: Any)
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{channel} channel {folder} holds {BLOCKS_FILE} but {META_FILE} is unreadable ({exc}); "
-                        "rerun the Prepare step") from None
+        raise UserError(
+            f"{channel} channel {folder} holds {BLOCKS_FILE} but {META_FILE} is unreadable ({exc}); "
+            "rerun the Prepare step"
+        ) from None
     if meta.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{meta_path}: format_version {meta.get('format_version')!r}, this code reads "
-                        f"{FORMAT_VERSION}; rerun the Prepare step with the same image as the fine-tune")
+        raise UserError(
+            f"{meta_path}: format_version {meta.get('format_version')!r}, this code reads "
+            f"{FORMAT_VERSION}; rerun the Prepare step with the same image as the fine-tune"
+        )
     if meta.get("block_length") != max_seq_length:
         raise UserError(
             f"{channel} channel {folder} was packed into blocks of {meta.get('block_length')} tokens but "
@@ -90,12 +98,17 @@ def load_packed(folder: Path, channel: str, max_seq_length: int, tokenizer: Any)
         raise UserError(f"{folder / BLOCKS_FILE} lacks {', '.join(missing)}; rerun the Prepare step")
     labels = arrays["labels"]
     blocks = PackedBlocks(
-        input_ids=arrays["input_ids"], labels=labels, position_ids=arrays["position_ids"],
-        real_per_block=arrays["real_per_block"], real_tokens=int(arrays["real_per_block"].sum()),
+        input_ids=arrays["input_ids"],
+        labels=labels,
+        position_ids=arrays["position_ids"],
+        real_per_block=arrays["real_per_block"],
+        real_tokens=int(arrays["real_per_block"].sum()),
         target_tokens=int((labels != IGNORE_INDEX).sum()),
     )
     if blocks.input_ids.shape != labels.shape or blocks.block_length != max_seq_length:
-        raise UserError(f"{folder / BLOCKS_FILE} has inconsistent shapes {blocks.input_ids.shape} / {labels.shape}; "
-                        "rerun the Prepare step")
+        raise UserError(
+            f"{folder / BLOCKS_FILE} has inconsistent shapes {blocks.input_ids.shape} / {labels.shape}; "
+            "rerun the Prepare step"
+        )
     stats = dict(meta.get("stats", {}), packed_by="prepare step", packed_folder=str(folder))
     return PreparedData(blocks=blocks, stats=stats)

@@ -46,7 +46,11 @@ def prepare_for_training(tokenizer: Any, path: Path, channel: str, hp: Any) -> P
         log.info("%s channel %s is already packed (Prepare step): no tokenization here", channel, path)
         return load_packed(path, channel, hp.max_seq_length, tokenizer)
     return prepare_channel(
-        tokenizer, path, channel=channel, max_seq_length=hp.max_seq_length, overlong=hp.overlong,
+        tokenizer,
+        path,
+        channel=channel,
+        max_seq_length=hp.max_seq_length,
+        overlong=hp.overlong,
         skip_invalid_lines=hp.skip_invalid_lines,
     )
 
@@ -117,7 +121,9 @@ def prepare_channel(
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
-        raise UserError("the tokenizer defines neither a pad token nor an EOS token; set one in tokenizer_config.json")
+        raise UserError(
+            "the tokenizer defines neither a pad token nor an EOS token; set one in tokenizer_config.json"
+        )
     blocks = pack_into_blocks(input_ids, labels, max_seq_length, pad_id)
     stats = {
         "channel": channel,
@@ -135,7 +141,11 @@ def prepare_channel(
     }
     log.info(
         "%s data: %d examples, %d real tokens packed into %d blocks of %d (padding %.1f%%)",
-        channel, stats["examples"], blocks.real_tokens, blocks.num_blocks, max_seq_length,
+        channel,
+        stats["examples"],
+        blocks.real_tokens,
+        blocks.num_blocks,
+        max_seq_length,
         100 * blocks.padding_fraction,
     )
     return PreparedData(blocks=blocks, stats=stats)

@@ -55,8 +55,13 @@ def folder_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def data_stats(train: PreparedData, validation: PreparedData | None, tokenizer: Any,
-               settings: PrepareSettings, base_model_sha256: str) -> dict[str, Any]:
+def data_stats(
+    train: PreparedData,
+    validation: PreparedData | None,
+    tokenizer: Any,
+    settings: PrepareSettings,
+    base_model_sha256: str,
+) -> dict[str, Any]:
     channels = {"train": train.stats} | ({"validation": validation.stats} if validation else {})
     # The data's identity: the raw contents of each channel, named, so swapping train and validation
     # changes the hash. Tokenizer and block length are recorded next to it, not mixed in.
@@ -82,11 +87,23 @@ def data_stats(train: PreparedData, validation: PreparedData | None, tokenizer: 
     }
 
 
-def run_prepare(train: Path, validation: Path | None, tokenizer: Any, output_root: Path,
-                settings: PrepareSettings, base_model_sha256: str) -> dict[str, Any]:
+def run_prepare(
+    train: Path,
+    validation: Path | None,
+    tokenizer: Any,
+    output_root: Path,
+    settings: PrepareSettings,
+    base_model_sha256: str,
+) -> dict[str, Any]:
     def channel(path: Path, name: str) -> PreparedData:
-        return prepare_channel(tokenizer, path, channel=name, max_seq_length=settings.max_seq_length,
-                               overlong=settings.overlong, skip_invalid_lines=settings.skip_invalid_lines)
+        return prepare_channel(
+            tokenizer,
+            path,
+            channel=name,
+            max_seq_length=settings.max_seq_length,
+            overlong=settings.overlong,
+            skip_invalid_lines=settings.skip_invalid_lines,
+        )
 
     train_data = channel(train, "train")
     validation_data = channel(validation, "validation") if validation is not None else None
@@ -98,7 +115,14 @@ def run_prepare(train: Path, validation: Path | None, tokenizer: Any, output_roo
     stats = data_stats(train_data, validation_data, tokenizer, settings, base_model_sha256)
     (output_root / "stats").mkdir(parents=True, exist_ok=True)
     (output_root / "stats" / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
-    log.info("prepared %d examples, %d tokens in %d blocks of %d (padding %.1f%%), %d dropped; data sha256 %s",
-             stats["examples"], stats["tokens"], stats["blocks"], settings.max_seq_length,
-             100 * stats["padding_fraction"], stats["dropped"], stats["content_sha256"][:12])
+    log.info(
+        "prepared %d examples, %d tokens in %d blocks of %d (padding %.1f%%), %d dropped; data sha256 %s",
+        stats["examples"],
+        stats["tokens"],
+        stats["blocks"],
+        settings.max_seq_length,
+        100 * stats["padding_fraction"],
+        stats["dropped"],
+        stats["content_sha256"][:12],
+    )
     return stats

@@ -10,7 +10,17 @@ from typing import Any
 
 from training.job import TrainJob
 
-_VERSIONED = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "optimum-neuron", "torch-neuronx", "neuronx-cc")
+_VERSIONED = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "datasets",
+    "optimum-neuron",
+    "torch-neuronx",
+    "neuronx-cc",
+)
 
 
 def library_versions() -> dict[str, str]:

@@ -16,7 +16,9 @@ IGNORE_INDEX = -100
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
 
 
 def render_with_target_spans(tokenizer: Any, example: dict[str, Any]) -> tuple[str, list[tuple[int, int]]]:
@@ -56,7 +58,7 @@ def tokenize_example(tokenizer: Any, example: dict[str, Any]) -> dict[str, Any]:
     text, spans = render_with_target_spans(tokenizer, example)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     labels = []
-    for token_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
+    for token_id, (start, _end) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
         # A token belongs to a target span if it starts inside it; zero-width special tokens
         # (start == end) count by their position too.
         is_target = any(s <= start < e for s, e in spans)

@@ -28,7 +28,9 @@ from training.errors import UserError
 class ErrorBoundary(TyperGroup):
     """The root group: runs the command, and explains what it raised."""
 
-    def invoke(self, ctx: Any) -> Any:  # typer.Context; typed Any as its base class (vendored click) is private
+    def invoke(
+        self, ctx: Any
+    ) -> Any:  # typer.Context; typed Any as its base class (vendored click) is private
         try:
             return super().invoke(ctx)
         except NothingThere as exc:
@@ -55,7 +57,8 @@ class ErrorBoundary(TyperGroup):
 
 
 app = typer.Typer(
-    cls=ErrorBoundary, no_args_is_help=True,
+    cls=ErrorBoundary,
+    no_args_is_help=True,
     help="Fine-tune on Trainium, serve on Inferentia; the same steps run locally.",
 )
 

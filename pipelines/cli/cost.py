@@ -12,12 +12,14 @@ from rich.table import Table
 from rich.text import Text
 
 from config.loader import PRICES_FILE
-from pipelines.operate.aws_errors import explained
 from pipelines.cli.options import ConfigFiles, SetItems, load, out, say, warn
+from pipelines.operate.aws_errors import explained
 from training.errors import UserError
 
 app = typer.Typer()  # help: the callback's docstring
-Prices = Annotated[Path, typer.Option("--prices", help="The price table to read (and, for refresh, to write).")]
+Prices = Annotated[
+    Path, typer.Option("--prices", help="The price table to read (and, for refresh, to write).")
+]
 
 
 def _usd(value: float) -> str:
@@ -41,8 +43,10 @@ def cost(
     if ctx.invoked_subcommand is not None:
         if prices != PRICES_FILE or as_json or config or set_:
             # Options before the subcommand would belong to `cost`, and `refresh` would silently ignore them.
-            raise UserError(f"put the options after `{ctx.invoked_subcommand}`, e.g. "
-                            f"`mlops cost {ctx.invoked_subcommand} --prices FILE`")
+            raise UserError(
+                f"put the options after `{ctx.invoked_subcommand}`, e.g. "
+                f"`mlops cost {ctx.invoked_subcommand} --prices FILE`"
+            )
         return
     cfg = load(config, set_)
     from pipelines.cost.estimate import estimate
@@ -54,18 +58,48 @@ def cost(
         return
     p = result.prices
     say(f"Prices for {result.region}: {p.source}, published {p.published}, fetched {p.fetched} ({prices})")
-    run = Table("step", "use", "instance", "count", "max hours", "USD/hour", "USD",
-                title=f"One run of {cfg.pipeline_name}, every step to its max runtime", title_justify="left")
+    run = Table(
+        "step",
+        "use",
+        "instance",
+        "count",
+        "max hours",
+        "USD/hour",
+        "USD",
+        title=f"One run of {cfg.pipeline_name}, every step to its max runtime",
+        title_justify="left",
+    )
     for line in result.run:
-        run.add_row(line.item, line.usage, line.instance_type, str(line.count), f"{line.hours:g}",
-                    f"{line.usd_per_hour:g}", _usd(line.usd))
+        run.add_row(
+            line.item,
+            line.usage,
+            line.instance_type,
+            str(line.count),
+            f"{line.hours:g}",
+            f"{line.usd_per_hour:g}",
+            _usd(line.usd),
+        )
     run.add_row("total", "", "", "", "", "", _usd(result.run_usd), style="bold")
     out.print(run)
-    endpoint = Table("endpoint", "instance", "count", "USD/hour", "USD/day", "USD/30 days",
-                     title="The endpoint, per day", title_justify="left")
+    endpoint = Table(
+        "endpoint",
+        "instance",
+        "count",
+        "USD/hour",
+        "USD/day",
+        "USD/30 days",
+        title="The endpoint, per day",
+        title_justify="left",
+    )
     for line in result.endpoint:
-        endpoint.add_row(Text(line.item), line.instance_type, str(line.count), f"{line.usd_per_hour:g}",
-                         _usd(line.usd), _usd(line.usd * 30))
+        endpoint.add_row(
+            Text(line.item),
+            line.instance_type,
+            str(line.count),
+            f"{line.usd_per_hour:g}",
+            _usd(line.usd),
+            _usd(line.usd * 30),
+        )
     out.print(endpoint)
     for note in result.notes:
         say(f"- {note}")
@@ -74,10 +108,17 @@ def cost(
 @app.command("refresh")
 def cost_refresh(
     region: Annotated[
-        list[str], typer.Option("--region", "-r", help="Region to refresh (repeatable; default project.region).")
+        list[str],
+        typer.Option("--region", "-r", help="Region to refresh (repeatable; default project.region)."),
     ] = [],
-    from_file: Annotated[Path | None, typer.Option("--from-file", help="Read a downloaded AmazonSageMaker bulk offer file "
-                                            "instead of calling the Price List Query API (no credentials needed).")] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file",
+            help="Read a downloaded AmazonSageMaker bulk offer file "
+            "instead of calling the Price List Query API (no credentials needed).",
+        ),
+    ] = None,
     prices: Prices = PRICES_FILE,
     config: ConfigFiles = [],
     set_: SetItems = [],
@@ -135,6 +176,8 @@ def _fetch(client: Any, region: str) -> tuple[Any, list[str]]:
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("AccessDenied", "AccessDeniedException"):
             raise  # the error boundary explains the rest
-        raise UserError("access denied for pricing:GetProducts (the Price List Query API, called in us-east-1): "
-                        "allow that action to your identity, or download the public offer file and use --from-file "
-                        "(`mlops cost refresh --help`)") from None
+        raise UserError(
+            "access denied for pricing:GetProducts (the Price List Query API, called in us-east-1): "
+            "allow that action to your identity, or download the public offer file and use --from-file "
+            "(`mlops cost refresh --help`)"
+        ) from None

@@ -10,7 +10,9 @@ import typer
 from pipelines.cli.options import ConfigFiles, Local, SetItems, load, platform, say
 from training.errors import UserError
 
-app = typer.Typer(help="The model endpoint (`--local`: the one `mlops run --local` started).", no_args_is_help=True)
+app = typer.Typer(
+    help="The model endpoint (`--local`: the one `mlops run --local` started).", no_args_is_help=True
+)
 
 
 @app.command("status")
@@ -41,8 +43,10 @@ def rollback(config: ConfigFiles = [], set_: SetItems = []) -> None:
 
     cfg = load(config, set_)
     before, after, endpoint_config = CloudPlatform(cfg).rollback()
-    say(f"{cfg.endpoint_name}: rolling back v{before} -> v{after} ({endpoint_config}); "
-        "watch with `mlops endpoint status`")
+    say(
+        f"{cfg.endpoint_name}: rolling back v{before} -> v{after} ({endpoint_config}); "
+        "watch with `mlops endpoint status`"
+    )
 
 
 @app.command("stop")
@@ -53,10 +57,15 @@ def stop(
 ) -> None:
     """Stop the local endpoint (SIGTERM: in-flight requests finish first)."""
     if not local:
-        raise UserError("only `mlops endpoint stop --local` exists; a cloud endpoint is managed by the deployer "
-                        "(`mlops endpoint rollback`, or delete its stack)")
+        raise UserError(
+            "only `mlops endpoint stop --local` exists; a cloud endpoint is managed by the deployer "
+            "(`mlops endpoint rollback`, or delete its stack)"
+        )
     from pipelines.local.endpoint import stop as stop_local
 
     state = stop_local(Path(load(config, set_).local.store_dir).resolve())
-    typer.echo(f"stopped the local endpoint at {state['url']} (pid {state['pid']})" if state
-               else "no local endpoint is running")
+    typer.echo(
+        f"stopped the local endpoint at {state['url']} (pid {state['pid']})"
+        if state
+        else "no local endpoint is running"
+    )

@@ -11,7 +11,9 @@ from rich.text import Text
 
 from pipelines.cli.options import ConfigFiles, Local, SetItems, load, out, platform, say
 
-app = typer.Typer(help="The Model Registry group (`--local`: the local MLflow registry).", no_args_is_help=True)
+app = typer.Typer(
+    help="The Model Registry group (`--local`: the local MLflow registry).", no_args_is_help=True
+)
 Version = Annotated[int, typer.Argument(help="Version number (see `mlops models list`).")]
 Reason = Annotated[str | None, typer.Option("--reason", help="Why, recorded with the decision.")]
 
@@ -32,12 +34,18 @@ def show(version: Version, local: Local = False, config: ConfigFiles = [], set_:
     cfg = load(config, set_)
     shown = platform(cfg, local).model(version)
     say(f"{cfg.model_package_group} v{shown.version}: {shown.status}  {shown.arn}")
-    for title, values in (("metrics", shown.metrics), ("metadata", shown.metadata), ("serving", shown.serving)):
+    for title, values in (
+        ("metrics", shown.metrics),
+        ("metadata", shown.metadata),
+        ("serving", shown.serving),
+    ):
         table = Table("name", "value", title=title)
         for key, value in sorted(values.items()):
             table.add_row(Text(key), Text(f"{value:.4g}" if isinstance(value, float) else str(value)))
         out.print(table)
-    say(f"artifact: {shown.artifact}\nimage: {shown.image}\ninstance types: {', '.join(shown.instance_types)}")
+    say(
+        f"artifact: {shown.artifact}\nimage: {shown.image}\ninstance types: {', '.join(shown.instance_types)}"
+    )
 
 
 def _decide(version: int, status: str, reason: str | None, local: bool, config: list, set_: list) -> None:
@@ -48,14 +56,24 @@ def _decide(version: int, status: str, reason: str | None, local: bool, config: 
 
 
 @app.command("approve")
-def approve(version: Version, reason: Reason = None, local: Local = False, config: ConfigFiles = [],
-            set_: SetItems = []) -> None:
+def approve(
+    version: Version,
+    reason: Reason = None,
+    local: Local = False,
+    config: ConfigFiles = [],
+    set_: SetItems = [],
+) -> None:
     """Approve a version; in the cloud this deploys it to the endpoint (blue/green)."""
     _decide(version, "Approved", reason, local, config, set_)
 
 
 @app.command("reject")
-def reject(version: Version, reason: Reason = None, local: Local = False, config: ConfigFiles = [],
-           set_: SetItems = []) -> None:
+def reject(
+    version: Version,
+    reason: Reason = None,
+    local: Local = False,
+    config: ConfigFiles = [],
+    set_: SetItems = [],
+) -> None:
     """Reject a version."""
     _decide(version, "Rejected", reason, local, config, set_)

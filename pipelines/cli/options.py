@@ -21,14 +21,17 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 ConfigFiles = Annotated[
-    list[Path], typer.Option("--config", "-c", help="Override YAML merged over config/default.yaml (repeatable).")
+    list[Path],
+    typer.Option("--config", "-c", help="Override YAML merged over config/default.yaml (repeatable)."),
 ]
 SetItems = Annotated[
     list[str],
     typer.Option("--set", "-s", help="dotted.key=value override, e.g. training.max_steps=20 (repeatable)."),
 ]
 Local = Annotated[bool, typer.Option("--local", help="The local twin: what `mlops run --local` produced.")]
-Params = Annotated[list[str], typer.Option("--param", "-p", help="Pipeline parameter Name=value (repeatable).")]
+Params = Annotated[
+    list[str], typer.Option("--param", "-p", help="Pipeline parameter Name=value (repeatable).")
+]
 
 
 def load(files: list[Path], sets: list[str]) -> ProjectConfig:

@@ -11,16 +11,31 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from pipelines.cli.options import ConfigFiles, Local, Params, SetItems, load, out, parse_params, platform, say, warn
+from pipelines.cli.options import (
+    ConfigFiles,
+    Local,
+    Params,
+    SetItems,
+    load,
+    out,
+    parse_params,
+    platform,
+    say,
+    warn,
+)
 from pipelines.operate.platform import ExecutionStatus
 
-app = typer.Typer(help="The SageMaker Pipeline generated from the config, and its executions.", no_args_is_help=True)
+app = typer.Typer(
+    help="The SageMaker Pipeline generated from the config, and its executions.", no_args_is_help=True
+)
 Execution = Annotated[str | None, typer.Argument(help="Execution ARN or id (default: the newest).")]
 
 
 @app.command("definition")
 def definition(
-    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON to this file instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the JSON to this file instead of stdout.")
+    ] = None,
     config: ConfigFiles = [],
     set_: SetItems = [],
 ) -> None:
@@ -78,12 +93,16 @@ def _steps_table(status: ExecutionStatus) -> Table:
     table = Table("step", "status", "time", "detail", "logs", title=f"{status.execution}: {status.status}")
     for step in status.steps:
         seconds = f"{step.seconds:.0f}s" if step.seconds is not None else ""
-        table.add_row(Text(step.name), Text(step.status), seconds, Text(step.detail[-120:]), Text(step.logs or ""))
+        table.add_row(
+            Text(step.name), Text(step.status), seconds, Text(step.detail[-120:]), Text(step.logs or "")
+        )
     return table
 
 
 @app.command("status")
-def status(execution: Execution = None, local: Local = False, config: ConfigFiles = [], set_: SetItems = []) -> None:
+def status(
+    execution: Execution = None, local: Local = False, config: ConfigFiles = [], set_: SetItems = []
+) -> None:
     """Steps of an execution with status, durations, failure reasons and a link to each step's logs.
 
     Examples: mlops pipeline status;  mlops pipeline status --local

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 def train(
     local: Annotated[bool, typer.Option("--local", help="Run the train entrypoint on this machine.")] = False,
     run_id: Annotated[
-        str | None, typer.Option("--run-id", help="Run folder name; reuse one to resume from its checkpoints.")
+        str | None,
+        typer.Option("--run-id", help="Run folder name; reuse one to resume from its checkpoints."),
     ] = None,
     config: ConfigFiles = [],
     set_: SetItems = [],
@@ -30,8 +31,10 @@ def train(
     Example: mlops train --local --set training.max_steps=20
     """
     if not local:
-        raise UserError("only `mlops train --local` exists; cloud training runs through the SageMaker pipeline "
-                        "(`mlops pipeline start`)")
+        raise UserError(
+            "only `mlops train --local` exists; cloud training runs through the SageMaker pipeline "
+            "(`mlops pipeline start`)"
+        )
     cfg = load(config, set_)
     from pipelines.local.train import run_training
 
@@ -54,16 +57,23 @@ def train(
 
 
 def run(
-    local: Annotated[bool, typer.Option("--local", help="Run the pipeline definition on this machine.")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run the pipeline definition on this machine.")
+    ] = False,
     param: Params = [],
     resume: Annotated[
-        str | None, typer.Option("--resume", help="Continue this execution id from its first unfinished step.")
+        str | None,
+        typer.Option("--resume", help="Continue this execution id from its first unfinished step."),
     ] = None,
-    docker: Annotated[bool, typer.Option("--docker", help="Run each step inside its image (needs a Docker engine).")] = False,
+    docker: Annotated[
+        bool, typer.Option("--docker", help="Run each step inside its image (needs a Docker engine).")
+    ] = False,
     serve: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the registered model when the gate passes.")
     ] = True,
-    port: Annotated[int | None, typer.Option("--port", help="Loopback port of the local endpoint (default: a free one).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Loopback port of the local endpoint (default: a free one).")
+    ] = None,
     config: ConfigFiles = [],
     set_: SetItems = [],
 ) -> None:
@@ -75,8 +85,10 @@ def run(
     Examples: mlops run --local;  mlops run --local --param MaxSteps=20;  mlops run --local --resume ID
     """
     if not local:
-        raise UserError("only `mlops run --local` exists; in the cloud, start the deployed pipeline with "
-                        "`mlops pipeline start` or from SageMaker Studio")
+        raise UserError(
+            "only `mlops run --local` exists; in the cloud, start the deployed pipeline with "
+            "`mlops pipeline start` or from SageMaker Studio"
+        )
     cfg = load(config, set_)
     overrides = parse_params(param)
     from pipelines.local.executor import ExecutionFailed
@@ -86,7 +98,9 @@ def run(
     console = Console(soft_wrap=True)  # URIs and the curl line must stay copyable
     try:
         with StepView(console) as view:
-            result = run_local(cfg, overrides, resume=resume, docker=docker, serve=serve, port=port, view=view)
+            result = run_local(
+                cfg, overrides, resume=resume, docker=docker, serve=serve, port=port, view=view
+            )
     except ExecutionFailed as exc:
         _explain_failure(exc)
         raise typer.Exit(1) from None
@@ -100,12 +114,16 @@ def _explain_failure(exc: ExecutionFailed) -> None:
         warn(f"log: {exc.log}")
     warn(f"report: {exc.report}")
     if exc.by_fail_step:
-        warn("the pipeline stopped itself here; change the inputs or parameters (e.g. --param "
-             "QualityThreshold=..., more training steps) and run again: finished steps come from the cache")
+        warn(
+            "the pipeline stopped itself here; change the inputs or parameters (e.g. --param "
+            "QualityThreshold=..., more training steps) and run again: finished steps come from the cache"
+        )
     else:
-        warn(f"after a transient cause (the machine, an interruption), continue it: mlops run --local --resume "
-             f"{exc.report.parent.name}\nafter fixing the data, the config or the code, run again without "
-             "--resume: steps whose inputs did not change come from the cache")
+        warn(
+            f"after a transient cause (the machine, an interruption), continue it: mlops run --local --resume "
+            f"{exc.report.parent.name}\nafter fixing the data, the config or the code, run again without "
+            "--resume: steps whose inputs did not change come from the cache"
+        )
 
 
 def _print_summary(result: LocalResult) -> None:
@@ -113,8 +131,10 @@ def _print_summary(result: LocalResult) -> None:
     steps = report["steps"]
     cached = sum(1 for s in steps if s["status"] == "cached")
     total = sum(s["seconds"] or 0 for s in steps)
-    say(f"\nexecution {report['execution_id']}: {report['status']} ({len(steps)} steps, {cached} from cache, "
-        f"{total:.0f} s of step time)")
+    say(
+        f"\nexecution {report['execution_id']}: {report['status']} ({len(steps)} steps, {cached} from cache, "
+        f"{total:.0f} s of step time)"
+    )
     metrics = report.get("metrics", {})
     if metrics:
         shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -123,18 +143,24 @@ def _print_summary(result: LocalResult) -> None:
         say(f"{name}: {'passed' if gate['passed'] else 'not passed'} ({gate['detail']})")
     registered = report.get("registered")
     if registered:
-        say(f"registered: {registered['ModelPackageGroupName']} version {registered['ModelPackageVersion']} "
-            f"({registered['ModelApprovalStatus']}) in the local MLflow registry")
+        say(
+            f"registered: {registered['ModelPackageGroupName']} version {registered['ModelPackageVersion']} "
+            f"({registered['ModelApprovalStatus']}) in the local MLflow registry"
+        )
     for key, uri in report.get("artifacts", {}).items():
         say(f"  {key}: {uri}")
     say(f"report: {result.report_path}")
     if result.endpoint:
         url = result.endpoint["url"]
         reply = result.smoke["choices"][0]["message"]["content"] if result.smoke else ""
-        say(f"\nlocal endpoint: {url} (model {result.endpoint['model']} v{result.endpoint['version']}, "
-            f"log {result.endpoint['log']})")
+        say(
+            f"\nlocal endpoint: {url} (model {result.endpoint['model']} v{result.endpoint['version']}, "
+            f"log {result.endpoint['log']})"
+        )
         say(f"smoke test reply: {reply!r}")
-        say(f"try: curl -s {url}/invocations -H 'Content-Type: application/json' -d "
-            "'{\"messages\":[{\"role\":\"user\",\"content\":\"Convert this date to ISO 8601: "
-            "the 30th of June, 1956\"}],\"temperature\":0}'")
+        say(
+            f"try: curl -s {url}/invocations -H 'Content-Type: application/json' -d "
+            '\'{"messages":[{"role":"user","content":"Convert this date to ISO 8601: '
+            'the 30th of June, 1956"}],"temperature":0}\''
+        )
         say("stop it: mlops endpoint stop --local")

@@ -14,8 +14,12 @@ from training.errors import UserError
 
 
 def ui(
-    local: Annotated[bool, typer.Option("--local", help="The local MLflow store that `mlops run --local` fills.")] = False,
-    port: Annotated[int | None, typer.Option("--port", help="Loopback port of the UI (default: a free one).")] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="The local MLflow store that `mlops run --local` fills.")
+    ] = False,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Loopback port of the UI (default: a free one).")
+    ] = None,
     config: ConfigFiles = [],
     set_: SetItems = [],
 ) -> None:
@@ -24,12 +28,16 @@ def ui(
     Example: mlops ui --local
     """
     if not local:
-        raise UserError("only `mlops ui --local` exists; the managed MLflow server opens from SageMaker Studio "
-                        "(MLflow > the tracking server of this project)")
+        raise UserError(
+            "only `mlops ui --local` exists; the managed MLflow server opens from SageMaker Studio "
+            "(MLflow > the tracking server of this project)"
+        )
     cfg = load(config, set_)
     if cfg.local.mlflow != "sqlite":
-        raise UserError(f"local.mlflow={cfg.local.mlflow!r}: local runs track nothing; set local.mlflow=sqlite "
-                        "and run `mlops run --local` first")
+        raise UserError(
+            f"local.mlflow={cfg.local.mlflow!r}: local runs track nothing; set local.mlflow=sqlite "
+            "and run `mlops run --local` first"
+        )
     from pipelines.local.endpoint import free_port
     from pipelines.local.registry import tracking_uri
 
@@ -39,8 +47,18 @@ def ui(
     port = port or free_port()
     # 127.0.0.1 only: the store holds the training data's statistics and the models; nothing on the
     # network should reach it.
-    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(store),
-            "--host", "127.0.0.1", "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri(store),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     say(f"MLflow UI on the local store: http://127.0.0.1:{port}  (Ctrl-C stops it)")
     try:
         code = subprocess.call(argv)

@@ -13,8 +13,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from config.schema import ProjectConfig
-from pipelines.definition.builder import COMPILE, EVALUATE, FINETUNE, PREPARE
 from pipelines.cost.prices import PriceTable, RegionPrices
+from pipelines.definition.builder import COMPILE, EVALUATE, FINETUNE, PREPARE
 from training.errors import UserError
 
 STALE_AFTER_DAYS = 120  # SageMaker prices change rarely; older figures get a warning, not a refusal
@@ -49,15 +49,32 @@ class Estimate:
 
     def as_json(self) -> dict[str, object]:
         def rows(lines: list[CostLine]) -> list[dict[str, object]]:
-            return [{"item": x.item, "usage": x.usage, "instance_type": x.instance_type, "count": x.count,
-                     "hours": x.hours, "usd_per_hour": x.usd_per_hour, "usd": round(x.usd, 4),
-                     "config_key": x.config_key} for x in lines]
+            return [
+                {
+                    "item": x.item,
+                    "usage": x.usage,
+                    "instance_type": x.instance_type,
+                    "count": x.count,
+                    "hours": x.hours,
+                    "usd_per_hour": x.usd_per_hour,
+                    "usd": round(x.usd, 4),
+                    "config_key": x.config_key,
+                }
+                for x in lines
+            ]
 
-        return {"region": self.region, "currency": "USD",
-                "prices": {"source": self.prices.source, "published": self.prices.published,
-                           "fetched": self.prices.fetched},
-                "pipeline_run_max": {"steps": rows(self.run), "usd": round(self.run_usd, 4)},
-                "endpoint_per_day": rows(self.endpoint), "notes": self.notes}
+        return {
+            "region": self.region,
+            "currency": "USD",
+            "prices": {
+                "source": self.prices.source,
+                "published": self.prices.published,
+                "fetched": self.prices.fetched,
+            },
+            "pipeline_run_max": {"steps": rows(self.run), "usd": round(self.run_usd, 4)},
+            "endpoint_per_day": rows(self.endpoint),
+            "notes": self.notes,
+        }
 
 
 def estimate(cfg: ProjectConfig, table: PriceTable, prices_path: Path, today: date | None = None) -> Estimate:
@@ -69,11 +86,19 @@ def estimate(cfg: ProjectConfig, table: PriceTable, prices_path: Path, today: da
             f"{prices_path} has no SageMaker prices for {region} (project.region){have}. Fill it from the AWS Price "
             f"List: `mlops cost refresh --region {region}` (needs pricing:GetProducts), or without credentials "
             f"download the public offer file and run `mlops cost refresh --region {region} --from-file FILE` "
-            "(README, \"What it costs\")")
+            '(README, "What it costs")'
+        )
     missing: list[str] = []
 
-    def line(item: str, usage: str, type_key: str, instance_type: str, count: int, hours: float,
-             config_key: str | None = None) -> CostLine:
+    def line(
+        item: str,
+        usage: str,
+        type_key: str,
+        instance_type: str,
+        count: int,
+        hours: float,
+        config_key: str | None = None,
+    ) -> CostLine:
         usd = prices.usage(usage).get(instance_type)
         if usd is None:
             missing.append(f"{type_key}={instance_type}: no {usage} price in {region}")
@@ -83,22 +108,44 @@ def estimate(cfg: ProjectConfig, table: PriceTable, prices_path: Path, today: da
     processing_hours = p.processing_max_runtime_seconds / 3600
     run = [
         line(PREPARE, "processing", "pipeline.instances.prepare", inst.prepare, 1, processing_hours),
-        line(FINETUNE, "training", "pipeline.instances.train", inst.train, inst.train_count,
-             p.train_max_runtime_seconds / 3600),
+        line(
+            FINETUNE,
+            "training",
+            "pipeline.instances.train",
+            inst.train,
+            inst.train_count,
+            p.train_max_runtime_seconds / 3600,
+        ),
         line(EVALUATE, "processing", "pipeline.instances.evaluate", inst.evaluate, 1, processing_hours),
         line(COMPILE, "processing", "pipeline.instances.compile", inst.compile, 1, processing_hours),
     ]
     endpoint = [
-        line(f"{cfg.endpoint_name} (initial)", "hosting", "infra.endpoint.instance_type", ep.instance_type,
-             ep.initial_instance_count, 24.0, "infra.endpoint.initial_instance_count"),
-        line(f"{cfg.endpoint_name} (autoscaling ceiling)", "hosting", "infra.endpoint.instance_type",
-             ep.instance_type, ep.max_instance_count, 24.0, "infra.endpoint.max_instance_count"),
+        line(
+            f"{cfg.endpoint_name} (initial)",
+            "hosting",
+            "infra.endpoint.instance_type",
+            ep.instance_type,
+            ep.initial_instance_count,
+            24.0,
+            "infra.endpoint.initial_instance_count",
+        ),
+        line(
+            f"{cfg.endpoint_name} (autoscaling ceiling)",
+            "hosting",
+            "infra.endpoint.instance_type",
+            ep.instance_type,
+            ep.max_instance_count,
+            24.0,
+            "infra.endpoint.max_instance_count",
+        ),
     ]
     if missing:
         raise UserError(
-            f"{prices_path} (prices published {prices.published}) lacks: " + "; ".join(dict.fromkeys(missing))
+            f"{prices_path} (prices published {prices.published}) lacks: "
+            + "; ".join(dict.fromkeys(missing))
             + f". Either SageMaker does not offer that type for that use in {region}, or the table predates it: "
-            f"`mlops cost refresh --region {region}`, or pick another type with --set")
+            f"`mlops cost refresh --region {region}`, or pick another type with --set"
+        )
     return Estimate(region, prices, run, endpoint, _notes(cfg, prices, today or date.today()))
 
 
@@ -112,24 +159,39 @@ def _notes(cfg: ProjectConfig, prices: RegionPrices, today: date) -> list[str]:
         "(up to 4); the figure counts one.",
     ]
     if p.spot:
-        notes.append("pipeline.spot is on: FineTune is shown at the on-demand price; managed spot bills less, by a "
-                     "discount that varies and that this estimate does not price.")
+        notes.append(
+            "pipeline.spot is on: FineTune is shown at the on-demand price; managed spot bills less, by a "
+            "discount that varies and that this estimate does not price."
+        )
     notes.append(
         f"During a blue/green rollout the new fleet runs beside the old one for about "
         f"infra.endpoint.canary_wait_seconds={cfg.infra.endpoint.canary_wait_seconds} plus the shift: up to twice "
-        "the endpoint's instances for that time.")
-    left_out = [f"EBS volumes (pipeline.volume_size_gb={p.volume_size_gb} per job instance)", "S3", "CloudWatch",
-                "KMS", "VPC interface endpoints", "data transfer"]
+        "the endpoint's instances for that time."
+    )
+    left_out = [
+        f"EBS volumes (pipeline.volume_size_gb={p.volume_size_gb} per job instance)",
+        "S3",
+        "CloudWatch",
+        "KMS",
+        "VPC interface endpoints",
+        "data transfer",
+    ]
     if cfg.infra.mlflow:
-        left_out.append(f"the MLflow tracking server (infra.mlflow, size {cfg.infra.mlflow_size}, billed per hour "
-                        "while it exists)")
+        left_out.append(
+            f"the MLflow tracking server (infra.mlflow, size {cfg.infra.mlflow_size}, billed per hour "
+            "while it exists)"
+        )
     notes.append("Not counted: " + ", ".join(left_out) + ".")
     age = _age_days(prices.published, today)
     if age is None:
-        notes.append(f"The table gives no publication date for these prices (published: {prices.published!r}): "
-                     f"`mlops cost refresh --region {cfg.project.region}` records it.")
+        notes.append(
+            f"The table gives no publication date for these prices (published: {prices.published!r}): "
+            f"`mlops cost refresh --region {cfg.project.region}` records it."
+        )
     elif age > STALE_AFTER_DAYS:
-        notes.append(f"These prices were published {age} days ago: `mlops cost refresh --region {cfg.project.region}`.")
+        notes.append(
+            f"These prices were published {age} days ago: `mlops cost refresh --region {cfg.project.region}`."
+        )
     return notes
 
 

@@ -24,14 +24,15 @@ from config.loader import PRICES_FILE, locate_keys
 from config.schema import REGION_PATTERN
 from training.errors import UserError
 
-
 # The Price List's `platoinstancetype` attribute of an "ML Instance" product, by the job kind it bills.
 USAGES = {"Training": "training", "Processing": "processing", "Hosting": "hosting"}
 SERVICE_CODE = "AmazonSageMaker"
 # The Price List Query API answers only in a few regions; us-east-1 serves the prices of every region.
 PRICING_API_REGION = "us-east-1"
 QUERY_SOURCE = "AWS Price List Query API (pricing:GetProducts, AmazonSageMaker, on-demand)"
-BULK_URL = "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/{region}/index.json"
+BULK_URL = (
+    "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/{region}/index.json"
+)
 
 # Families may hold a hyphen (ml.p6-b200.48xlarge).
 INSTANCE_PATTERN = r"ml\.[a-z0-9-]+\.[a-z0-9]+"
@@ -81,7 +82,9 @@ def load_prices(path: Path = PRICES_FILE) -> PriceTable:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: price table not found; create it with `mlops cost refresh --prices {path}`") from None
+        raise UserError(
+            f"{path}: price table not found; create it with `mlops cost refresh --prices {path}`"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the price table ({exc}); --prices takes a YAML file") from None
     try:
@@ -90,8 +93,10 @@ def load_prices(path: Path = PRICES_FILE) -> PriceTable:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{at}: not valid YAML ({getattr(exc, 'problem', None) or exc}); fix it, or delete the "
-                        "file and fill it again with `mlops cost refresh`") from None
+        raise UserError(
+            f"{at}: not valid YAML ({getattr(exc, 'problem', None) or exc}); fix it, or delete the "
+            "file and fill it again with `mlops cost refresh`"
+        ) from None
     where: dict[tuple[str, ...], str] = {}
     duplicates: list[str] = []
     locate_keys(node, path, (), where, duplicates)
@@ -105,9 +110,11 @@ def load_prices(path: Path = PRICES_FILE) -> PriceTable:
             loc = tuple(str(p) for p in error["loc"])
             at = next((where[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in where), f"{path}:1")
             problems.append(f"{at}: {'.'.join(loc)}: {error['msg'].removeprefix('Value error, ')}")
-        raise UserError("price table problems: fix these lines, or delete the file and fill it again with "
-                        "`mlops cost refresh` (other regions in it would have to be refreshed too):\n  "
-                        + "\n  ".join(problems)) from None
+        raise UserError(
+            "price table problems: fix these lines, or delete the file and fill it again with "
+            "`mlops cost refresh` (other regions in it would have to be refreshed too):\n  "
+            + "\n  ".join(problems)
+        ) from None
 
 
 def save_prices(table: PriceTable, path: Path = PRICES_FILE) -> None:
@@ -178,15 +185,21 @@ def parse_products(products: Iterable[Product], region: str) -> ParsedPrices:
     for product in products:
         attrs = product.attributes
         usage = USAGES.get(attrs.get("platoinstancetype", ""))
-        if (product.product_family != "ML Instance" or usage is None or attrs.get("regionCode") != region
-                or attrs.get("locationType", "AWS Region") != "AWS Region"):
+        if (
+            product.product_family != "ML Instance"
+            or usage is None
+            or attrs.get("regionCode") != region
+            or attrs.get("locationType", "AWS Region") != "AWS Region"
+        ):
             continue
         instance, usd = instance_type_of(attrs), hourly_usd(product.on_demand)
         if instance is None or usd is None:
             continue
         table = parsed.prices[usage]
         if instance in table and table[instance] != usd:
-            parsed.conflicts.append(f"{usage} {instance}: {table[instance]} and {usd} (kept {max(usd, table[instance])})")
+            parsed.conflicts.append(
+                f"{usage} {instance}: {table[instance]} and {usd} (kept {max(usd, table[instance])})"
+            )
         table[instance] = max(usd, table.get(instance, 0.0))
         if product.published and product.published > parsed.published:
             parsed.published = product.published
@@ -207,9 +220,12 @@ def products_from_query_items(items: Iterable[Any]) -> Iterator[Product]:
     for item in items:
         doc = _mapping(json.loads(item) if isinstance(item, str) else item)
         product = _mapping(doc.get("product"))
-        yield Product(attributes=_mapping(product.get("attributes")), product_family=str(product.get("productFamily", "")),
-                      on_demand=_terms(_mapping(doc.get("terms")).get("OnDemand")),
-                      published=doc.get("publicationDate"))
+        yield Product(
+            attributes=_mapping(product.get("attributes")),
+            product_family=str(product.get("productFamily", "")),
+            on_demand=_terms(_mapping(doc.get("terms")).get("OnDemand")),
+            published=doc.get("publicationDate"),
+        )
 
 
 def products_from_offer_file(doc: dict[str, Any]) -> Iterator[Product]:
@@ -217,20 +233,32 @@ def products_from_offer_file(doc: dict[str, Any]) -> Iterator[Product]:
     on_demand = _mapping(_mapping(doc.get("terms")).get("OnDemand"))
     for sku, product in _mapping(doc.get("products")).items():
         product = _mapping(product)
-        yield Product(attributes=_mapping(product.get("attributes")), product_family=str(product.get("productFamily", "")),
-                      on_demand=_terms(on_demand.get(sku)), published=doc.get("publicationDate"))
+        yield Product(
+            attributes=_mapping(product.get("attributes")),
+            product_family=str(product.get("productFamily", "")),
+            on_demand=_terms(on_demand.get(sku)),
+            published=doc.get("publicationDate"),
+        )
 
 
-def query_price_list(client: Any, region: str, progress: Callable[[str], None] = lambda _: None) -> Iterator[Any]:
+def query_price_list(
+    client: Any, region: str, progress: Callable[[str], None] = lambda _: None
+) -> Iterator[Any]:
     """Every ML Instance product of `region` for the three uses, page by page (GetProducts returns at most 100)."""
     for plato, usage in USAGES.items():
-        filters = [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
-                   {"Type": "TERM_MATCH", "Field": "productFamily", "Value": "ML Instance"},
-                   {"Type": "TERM_MATCH", "Field": "platoinstancetype", "Value": plato}]
+        filters = [
+            {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
+            {"Type": "TERM_MATCH", "Field": "productFamily", "Value": "ML Instance"},
+            {"Type": "TERM_MATCH", "Field": "platoinstancetype", "Value": plato},
+        ]
         token, pages, count = None, 0, 0
         while True:
-            request: dict[str, Any] = {"ServiceCode": SERVICE_CODE, "Filters": filters, "FormatVersion": "aws_v1",
-                                       "MaxResults": 100}
+            request: dict[str, Any] = {
+                "ServiceCode": SERVICE_CODE,
+                "Filters": filters,
+                "FormatVersion": "aws_v1",
+                "MaxResults": 100,
+            }
             if token:
                 request["NextToken"] = token
             response = client.get_products(**request)
@@ -245,14 +273,22 @@ def query_price_list(client: Any, region: str, progress: Callable[[str], None] =
 
 def _region_prices(parsed: ParsedPrices, region: str, source: str, origin: str) -> RegionPrices:
     if not any(parsed.prices.values()):
-        raise UserError(f"{origin} holds no SageMaker training, processing or hosting prices for region {region!r}: "
-                        "check the region (project.region or --region) and, for a file, that it is the AmazonSageMaker "
-                        f"offer of that region ({BULK_URL.format(region=region)})")
-    return RegionPrices(source=source, published=parsed.published or "unknown", fetched=date.today().isoformat(),
-                        **parsed.prices)
+        raise UserError(
+            f"{origin} holds no SageMaker training, processing or hosting prices for region {region!r}: "
+            "check the region (project.region or --region) and, for a file, that it is the AmazonSageMaker "
+            f"offer of that region ({BULK_URL.format(region=region)})"
+        )
+    return RegionPrices(
+        source=source,
+        published=parsed.published or "unknown",
+        fetched=date.today().isoformat(),
+        **parsed.prices,
+    )
 
 
-def fetch_region(client: Any, region: str, progress: Callable[[str], None] = lambda _: None) -> tuple[RegionPrices, list[str]]:
+def fetch_region(
+    client: Any, region: str, progress: Callable[[str], None] = lambda _: None
+) -> tuple[RegionPrices, list[str]]:
     parsed = parse_products(products_from_query_items(query_price_list(client, region, progress)), region)
     return _region_prices(parsed, region, QUERY_SOURCE, "the AWS Price List Query API"), parsed.conflicts
 
@@ -262,30 +298,50 @@ def read_offer_file(path: Path, region: str) -> tuple[RegionPrices, list[str]]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{path}: no such file; download it with `curl -o {path} {BULK_URL.format(region=region)}`") from None
+        raise UserError(
+            f"{path}: no such file; download it with `curl -o {path} {BULK_URL.format(region=region)}`"
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f"{path}:{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(path)
-        raise UserError(f"{where}: not a JSON price list ({exc}); download it again: {BULK_URL.format(region=region)}") from None
-    if not isinstance(doc, dict) or doc.get("offerCode") != SERVICE_CODE or not isinstance(doc.get("products"), dict):
+        raise UserError(
+            f"{where}: not a JSON price list ({exc}); download it again: {BULK_URL.format(region=region)}"
+        ) from None
+    if (
+        not isinstance(doc, dict)
+        or doc.get("offerCode") != SERVICE_CODE
+        or not isinstance(doc.get("products"), dict)
+    ):
         found = doc.get("offerCode") if isinstance(doc, dict) else type(doc).__name__
-        raise UserError(f"{path}: not an AmazonSageMaker offer file (offerCode: {found!r}, or no `products` "
-                        f"mapping); use {BULK_URL.format(region=region)}")
+        raise UserError(
+            f"{path}: not an AmazonSageMaker offer file (offerCode: {found!r}, or no `products` "
+            f"mapping); use {BULK_URL.format(region=region)}"
+        )
     parsed = parse_products(products_from_offer_file(doc), region)
     if not any(parsed.prices.values()):
-        regions = sorted({str(_mapping(_mapping(p).get("attributes")).get("regionCode", ""))
-                          for p in doc["products"].values()} - {""})
-        raise UserError(f"{path} holds no SageMaker training, processing or hosting prices for region {region!r}"
-                        + (f"; it covers {', '.join(regions[:8])}{' ...' if len(regions) > 8 else ''}" if regions else "")
-                        + f". Download that region's file: {BULK_URL.format(region=region)}")
-    return _region_prices(parsed, region, f"AWS Price List bulk offer file ({path.name}, AmazonSageMaker, on-demand)",
-                          str(path)), parsed.conflicts
+        regions = sorted(
+            {
+                str(_mapping(_mapping(p).get("attributes")).get("regionCode", ""))
+                for p in doc["products"].values()
+            }
+            - {""}
+        )
+        raise UserError(
+            f"{path} holds no SageMaker training, processing or hosting prices for region {region!r}"
+            + (f"; it covers {', '.join(regions[:8])}{' ...' if len(regions) > 8 else ''}" if regions else "")
+            + f". Download that region's file: {BULK_URL.format(region=region)}"
+        )
+    return _region_prices(
+        parsed, region, f"AWS Price List bulk offer file ({path.name}, AmazonSageMaker, on-demand)", str(path)
+    ), parsed.conflicts
 
 
 def check_region(region: str) -> str:
     if not re.fullmatch(REGION_PATTERN, region):
         raise UserError(f"--region {region!r}: must look like an AWS region, e.g. us-east-1")
     if region.startswith("cn-"):
-        raise UserError(f"--region {region}: China regions publish prices in CNY from their own Price List "
-                        "endpoint, which this command does not read; add that region to the table by hand, "
-                        "naming the source")
+        raise UserError(
+            f"--region {region}: China regions publish prices in CNY from their own Price List "
+            "endpoint, which this command does not read; add that region to the table by hand, "
+            "naming the source"
+        )
     return region

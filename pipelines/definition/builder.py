@@ -26,7 +26,13 @@ from training.metrics import METRIC_REGEXES
 
 # Step names are the keys of `Get: Steps.<name>...` references and what Studio shows in the graph.
 PREPARE, FINETUNE, EVALUATE, GATE, FAIL, COMPILE, REGISTER = (
-    "Prepare", "FineTune", "Evaluate", "QualityGate", "QualityGateFailed", "CompileForInferentia", "RegisterModel",
+    "Prepare",
+    "FineTune",
+    "Evaluate",
+    "QualityGate",
+    "QualityGateFailed",
+    "CompileForInferentia",
+    "RegisterModel",
 )
 
 # Neuron compiler settings (DESIGN.md, "Neuron facts"): the transformer model type and a retry of
@@ -36,9 +42,11 @@ NEURON_CC_FLAGS = "--model-type transformer --retry_failed_compilation"
 
 def pipeline_description(cfg: ProjectConfig) -> str:
     """For CreatePipeline's PipelineDescription (at most 3072 characters): what it does and its parameters."""
-    lines = [f"LoRA fine-tune of {cfg.training.base_model} on Trainium, quality gate on "
-             f"{cfg.pipeline.quality_gate.metric}, Neuron compile for Inferentia 2, registration in "
-             f"{cfg.model_package_group}. Parameters:"]
+    lines = [
+        f"LoRA fine-tune of {cfg.training.base_model} on Trainium, quality gate on "
+        f"{cfg.pipeline.quality_gate.metric}, Neuron compile for Inferentia 2, registration in "
+        f"{cfg.model_package_group}. Parameters:"
+    ]
     lines += [f"{s.name}: {s.description}" for s in parameter_specs(cfg)]
     return "\n".join(lines)[:3072]
 
@@ -74,24 +82,37 @@ class _Builder:
         """s3://<artifacts>/<pipeline>/<execution id>/<step>/<name>. The execution id keeps runs apart;
         SageMaker's cache key for processing is AppSpecification, Environment and ProcessingInputs (not
         ProcessingOutputConfig), so caching still hits and a hit reuses the earlier execution's prefix."""
-        return self.Join(on="/", values=[f"s3://{ref('ArtifactsBucket')}", self.cfg.pipeline_name, self.execution_id,
-                                         step, name])
+        return self.Join(
+            on="/",
+            values=[f"s3://{ref('ArtifactsBucket')}", self.cfg.pipeline_name, self.execution_id, step, name],
+        )
 
     def network(self, isolated: bool) -> Any:
         from sagemaker.core.network import NetworkConfig
 
-        return NetworkConfig(enable_network_isolation=isolated, security_group_ids=self.security_groups,
-                             subnets=self.subnets, encrypt_inter_container_traffic=True)
+        return NetworkConfig(
+            enable_network_isolation=isolated,
+            security_group_ids=self.security_groups,
+            subnets=self.subnets,
+            encrypt_inter_container_traffic=True,
+        )
 
     def processor(self, command: str, instance_type: Any) -> Any:
         from sagemaker.core.processing import Processor
 
         p = self.cfg.pipeline
         return Processor(
-            role=self.role, image_uri=self.image, instance_count=1, instance_type=instance_type,
-            entrypoint=[*ENTRYPOINT, command], volume_size_in_gb=p.volume_size_gb, volume_kms_key=self.kms,
-            output_kms_key=self.kms, max_runtime_in_seconds=p.processing_max_runtime_seconds,
-            sagemaker_session=self.session, env={"PYTHONUNBUFFERED": "1"},
+            role=self.role,
+            image_uri=self.image,
+            instance_count=1,
+            instance_type=instance_type,
+            entrypoint=[*ENTRYPOINT, command],
+            volume_size_in_gb=p.volume_size_gb,
+            volume_kms_key=self.kms,
+            output_kms_key=self.kms,
+            max_runtime_in_seconds=p.processing_max_runtime_seconds,
+            sagemaker_session=self.session,
+            env={"PYTHONUNBUFFERED": "1"},
             # Prepare, evaluate and compile read S3 inputs and write S3 outputs through SageMaker itself
             # and call nothing: no network at all.
             network_config=self.network(isolated=True),
@@ -101,15 +122,28 @@ class _Builder:
     def s3_input(name: str, uri: Any) -> Any:
         from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
 
-        return ProcessingInput(input_name=name, s3_input=ProcessingS3Input(
-            s3_uri=uri, local_path=f"{PROCESSING}/{name}", s3_data_type="S3Prefix", s3_input_mode="File",
-            s3_data_distribution_type="FullyReplicated"))
+        return ProcessingInput(
+            input_name=name,
+            s3_input=ProcessingS3Input(
+                s3_uri=uri,
+                local_path=f"{PROCESSING}/{name}",
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+                s3_data_distribution_type="FullyReplicated",
+            ),
+        )
 
     def output(self, step: str, name: str) -> Any:
         from sagemaker.core.shapes import ProcessingOutput, ProcessingS3Output
 
-        return ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
-            s3_uri=self.s3_output(step, name), local_path=f"{PROCESSING}/{name}", s3_upload_mode="EndOfJob"))
+        return ProcessingOutput(
+            output_name=name,
+            s3_output=ProcessingS3Output(
+                s3_uri=self.s3_output(step, name),
+                local_path=f"{PROCESSING}/{name}",
+                s3_upload_mode="EndOfJob",
+            ),
+        )
 
     def cache(self) -> Any:
         from sagemaker.mlops.workflow.steps import CacheConfig
@@ -127,14 +161,23 @@ class _Builder:
 
         return [
             # The Pipelines service itself throttled or failed: retry soon.
-            StepRetryPolicy(exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING],
-                            interval_seconds=30, backoff_rate=2.0, max_attempts=5),
+            StepRetryPolicy(
+                exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING],
+                interval_seconds=30,
+                backoff_rate=2.0,
+                max_attempts=5,
+            ),
             # No Trainium capacity or an account limit: wait longer between attempts.
             SageMakerJobStepRetryPolicy(
-                exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
-                                 SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
-                                 SageMakerJobExceptionTypeEnum.INTERNAL_ERROR],
-                interval_seconds=600, backoff_rate=1.5, max_attempts=4),
+                exception_types=[
+                    SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                    SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
+                    SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
+                ],
+                interval_seconds=600,
+                backoff_rate=1.5,
+                max_attempts=4,
+            ),
         ]
 
     # ---- steps ---------------------------------------------------------------------------------
@@ -148,20 +191,29 @@ class _Builder:
         if hp.skip_invalid_lines:
             args.append("--skip-invalid-lines")
         run = self.processor("prepare", self.params["PrepareInstanceType"]).run(
-            inputs=[self.s3_input("train", self.params["TrainDataS3Uri"]),
-                    self.s3_input("validation", self.params["ValidationDataS3Uri"]),
-                    self.s3_input("model", self.params["BaseModelS3Uri"])],
-            outputs=[self.output(PREPARE, "packed_train"), self.output(PREPARE, "packed_validation"),
-                     self.output(PREPARE, "stats")],
+            inputs=[
+                self.s3_input("train", self.params["TrainDataS3Uri"]),
+                self.s3_input("validation", self.params["ValidationDataS3Uri"]),
+                self.s3_input("model", self.params["BaseModelS3Uri"]),
+            ],
+            outputs=[
+                self.output(PREPARE, "packed_train"),
+                self.output(PREPARE, "packed_validation"),
+                self.output(PREPARE, "stats"),
+            ],
             arguments=args,
         )
         stats = PropertyFile(name="DataStats", output_name="stats", path="data_stats.json")
         step = ProcessingStep(
-            name=PREPARE, step_args=run, display_name="Prepare data",
+            name=PREPARE,
+            step_args=run,
+            display_name="Prepare data",
             description="Validate the JSONL like training does, tokenize with the base model's chat template and "
             f"pack into fixed blocks of {hp.max_seq_length} tokens once, so the Trainium job never tokenizes; "
             "writes data_stats.json.",
-            property_files=[stats], cache_config=self.cache(), retry_policies=self.retries()[:1],
+            property_files=[stats],
+            cache_config=self.cache(),
+            retry_policies=self.retries()[:1],
         )
         return step, stats
 
@@ -178,8 +230,11 @@ class _Builder:
         """Hash of what determines the fine-tune and is fixed in the definition (not a parameter)."""
         import hashlib
 
-        fixed = {k: v for k, v in to_sagemaker_strings(self.cfg.training).items()
-                 if k not in PARAMETER_HYPERPARAMETERS and k not in ("backend", "precompile")}
+        fixed = {
+            k: v
+            for k, v in to_sagemaker_strings(self.cfg.training).items()
+            if k not in PARAMETER_HYPERPARAMETERS and k not in ("backend", "precompile")
+        }
         return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
 
     def checkpoint_uri(self, stats: Any, prepare: Any) -> Any:
@@ -196,40 +251,81 @@ class _Builder:
         def data(path: str) -> Any:
             return JsonGet(step_name=prepare.name, property_file=stats, json_path=path)
 
-        settings = self.Join(on="-", values=[self.params[name] for name in (
-            *PARAMETER_HYPERPARAMETERS.values(), "TrainBackend", "TrainInstanceType", "TrainInstanceCount")])
-        return self.Join(on="/", values=[
-            f"s3://{ref('ArtifactsBucket')}", "checkpoints", self.cfg.pipeline_name, data("content_sha256"),
-            data("base_model_sha256"), self.fixed_training_inputs_sha256(), settings,
-            # The image (its URI carries the content hash CDK gives image assets): new code, new prefix.
-            ref("TrainingImageUri"), "checkpoints"])
+        settings = self.Join(
+            on="-",
+            values=[
+                self.params[name]
+                for name in (
+                    *PARAMETER_HYPERPARAMETERS.values(),
+                    "TrainBackend",
+                    "TrainInstanceType",
+                    "TrainInstanceCount",
+                )
+            ],
+        )
+        return self.Join(
+            on="/",
+            values=[
+                f"s3://{ref('ArtifactsBucket')}",
+                "checkpoints",
+                self.cfg.pipeline_name,
+                data("content_sha256"),
+                data("base_model_sha256"),
+                self.fixed_training_inputs_sha256(),
+                settings,
+                # The image (its URI carries the content hash CDK gives image assets): new code, new prefix.
+                ref("TrainingImageUri"),
+                "checkpoints",
+            ],
+        )
 
     def finetune(self, prepare: Any, stats: Any) -> Any:
         from sagemaker.core.shapes import CheckpointConfig, MetricDefinition, OutputDataConfig
-        from sagemaker.mlops.workflow.steps import TrainingStep
         from sagemaker.core.training.configs import Compute, InputData, Networking, StoppingCondition
+        from sagemaker.mlops.workflow.steps import TrainingStep
         from sagemaker.train.model_trainer import ModelTrainer
 
         p = self.cfg.pipeline
         outputs = prepare.properties.ProcessingOutputConfig.Outputs
         trainer = ModelTrainer(
-            sagemaker_session=self.session, role=self.role, training_image=self.image, base_job_name="finetune",
-            compute=Compute(instance_type=self.params["TrainInstanceType"],
-                            instance_count=self.params["TrainInstanceCount"], volume_size_in_gb=p.volume_size_gb,
-                            volume_kms_key_id=self.kms, enable_managed_spot_training=p.spot),
+            sagemaker_session=self.session,
+            role=self.role,
+            training_image=self.image,
+            base_job_name="finetune",
+            compute=Compute(
+                instance_type=self.params["TrainInstanceType"],
+                instance_count=self.params["TrainInstanceCount"],
+                volume_size_in_gb=p.volume_size_gb,
+                volume_kms_key_id=self.kms,
+                enable_managed_spot_training=p.spot,
+            ),
             # Not network-isolated: the Neuron compile cache (NEURON_COMPILE_CACHE_URL) and MLflow are
             # reached from inside the container, through the VPC endpoints.
-            networking=Networking(subnets=self.subnets, security_group_ids=self.security_groups,
-                                  enable_network_isolation=False, enable_inter_container_traffic_encryption=True),
+            networking=Networking(
+                subnets=self.subnets,
+                security_group_ids=self.security_groups,
+                enable_network_isolation=False,
+                enable_inter_container_traffic_encryption=True,
+            ),
             stopping_condition=StoppingCondition(
                 max_runtime_in_seconds=p.train_max_runtime_seconds,
-                max_wait_time_in_seconds=p.spot_max_wait_seconds if p.spot else None),
-            checkpoint_config=CheckpointConfig(s3_uri=self.checkpoint_uri(stats, prepare),
-                                               local_path=CHECKPOINTS),
+                max_wait_time_in_seconds=p.spot_max_wait_seconds if p.spot else None,
+            ),
+            checkpoint_config=CheckpointConfig(
+                s3_uri=self.checkpoint_uri(stats, prepare), local_path=CHECKPOINTS
+            ),
             output_data_config=OutputDataConfig(
-                s3_output_path=self.Join(on="/", values=[f"s3://{ref('ArtifactsBucket')}", self.cfg.pipeline_name,
-                                                         self.execution_id, FINETUNE]),
-                kms_key_id=self.kms),
+                s3_output_path=self.Join(
+                    on="/",
+                    values=[
+                        f"s3://{ref('ArtifactsBucket')}",
+                        self.cfg.pipeline_name,
+                        self.execution_id,
+                        FINETUNE,
+                    ],
+                ),
+                kms_key_id=self.kms,
+            ),
             hyperparameters=self.hyperparameters(),
             environment={
                 "NEURON_COMPILE_CACHE_URL": f"s3://{ref('ArtifactsBucket')}/neuron-cache/",
@@ -238,20 +334,32 @@ class _Builder:
                 "PYTHONUNBUFFERED": "1",
                 # The tracking server's ARN is its MLFLOW_TRACKING_URI: the sagemaker-mlflow plugin in the
                 # training image turns it into SigV4-signed calls through the experiments VPC endpoint.
-                **({"MLFLOW_TRACKING_URI": ref(MLFLOW_TRACKING), "MLFLOW_EXPERIMENT_NAME": self.cfg.pipeline_name}
-                   if self.cfg.infra.mlflow else {}),
+                **(
+                    {
+                        "MLFLOW_TRACKING_URI": ref(MLFLOW_TRACKING),
+                        "MLFLOW_EXPERIMENT_NAME": self.cfg.pipeline_name,
+                    }
+                    if self.cfg.infra.mlflow
+                    else {}
+                ),
             },
         ).with_metric_definitions(
-            [MetricDefinition(name=name, regex=regex) for name, regex in METRIC_REGEXES.items()])
-        run = trainer.train(input_data_config=[
-            InputData(channel_name="train", data_source=outputs["packed_train"].S3Output.S3Uri),
-            InputData(channel_name="validation", data_source=outputs["packed_validation"].S3Output.S3Uri),
-            InputData(channel_name="model", data_source=self.params["BaseModelS3Uri"]),
-        ])
+            [MetricDefinition(name=name, regex=regex) for name, regex in METRIC_REGEXES.items()]
+        )
+        run = trainer.train(
+            input_data_config=[
+                InputData(channel_name="train", data_source=outputs["packed_train"].S3Output.S3Uri),
+                InputData(channel_name="validation", data_source=outputs["packed_validation"].S3Output.S3Uri),
+                InputData(channel_name="model", data_source=self.params["BaseModelS3Uri"]),
+            ]
+        )
         # Cached: its cache key (image, hyperparameters, channels, environment, and the checkpoint prefix,
         # keyed by the data and base model hashes) fixes its output up to float rounding.
         return TrainingStep(
-            name=FINETUNE, step_args=run, display_name="Fine-tune on Trainium (LoRA)", cache_config=self.cache(),
+            name=FINETUNE,
+            step_args=run,
+            display_name="Fine-tune on Trainium (LoRA)",
+            cache_config=self.cache(),
             description="LoRA fine-tune with optimum-neuron under torchrun on the packed blocks (one input shape); "
             "Neuron compile cache on S3, checkpoints on S3 for spot and retries; writes the merged model.",
             retry_policies=self.retries(),
@@ -263,19 +371,31 @@ class _Builder:
 
         e = self.cfg.evaluation
         run = self.processor("evaluate", self.params["EvaluateInstanceType"]).run(
-            inputs=[self.s3_input("model", finetune.properties.ModelArtifacts.S3ModelArtifacts),
-                    self.s3_input("validation", self.params["ValidationDataS3Uri"]),
-                    self.s3_input("base_model", self.params["BaseModelS3Uri"])],
+            inputs=[
+                self.s3_input("model", finetune.properties.ModelArtifacts.S3ModelArtifacts),
+                self.s3_input("validation", self.params["ValidationDataS3Uri"]),
+                self.s3_input("base_model", self.params["BaseModelS3Uri"]),
+            ],
             outputs=[self.output(EVALUATE, "evaluation")],
-            arguments=["--batch-size", str(e.batch_size), "--max-new-tokens", str(e.max_new_tokens),
-                       "--max-seq-length", str(self.cfg.training.max_seq_length)],
+            arguments=[
+                "--batch-size",
+                str(e.batch_size),
+                "--max-new-tokens",
+                str(e.max_new_tokens),
+                "--max-seq-length",
+                str(self.cfg.training.max_seq_length),
+            ],
         )
         report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
         step = ProcessingStep(
-            name=EVALUATE, step_args=run, display_name="Evaluate against the base model",
+            name=EVALUATE,
+            step_args=run,
+            display_name="Evaluate against the base model",
             description="Held-out loss, perplexity and exact match from batched greedy generation (fixed shapes), "
             "for the fine-tune and the base model; writes evaluation.json.",
-            property_files=[report], cache_config=self.cache(), retry_policies=self.retries()[:1],
+            property_files=[report],
+            cache_config=self.cache(),
+            retry_policies=self.retries()[:1],
         )
         return step, report
 
@@ -287,24 +407,40 @@ class _Builder:
         run = self.processor("compile", self.params["CompileInstanceType"]).run(
             inputs=[self.s3_input("model", finetune.properties.ModelArtifacts.S3ModelArtifacts)],
             outputs=[self.output(COMPILE, "compiled")],
-            arguments=["--target", self.params["CompileTarget"], "--batch-size", str(s.batch_size), "--sequence-length",
-                       str(s.sequence_length), "--tensor-parallel-size", str(s.tensor_parallel_size),
-                       "--dtype", s.dtype, "--max-new-tokens", str(max(1, min(256, s.sequence_length // 2))),
-                       "--archive"],
+            arguments=[
+                "--target",
+                self.params["CompileTarget"],
+                "--batch-size",
+                str(s.batch_size),
+                "--sequence-length",
+                str(s.sequence_length),
+                "--tensor-parallel-size",
+                str(s.tensor_parallel_size),
+                "--dtype",
+                s.dtype,
+                "--max-new-tokens",
+                str(max(1, min(256, s.sequence_length // 2))),
+                "--archive",
+            ],
         )
         report = PropertyFile(name="CompileReport", output_name="compiled", path="compile_report.json")
         step = ProcessingStep(
-            name=COMPILE, step_args=run, display_name="Compile for Inferentia 2",
+            name=COMPILE,
+            step_args=run,
+            display_name="Compile for Inferentia 2",
             description=f"optimum-neuron export of the merged model at static batch_size={s.batch_size}, "
             f"sequence_length={s.sequence_length}, tensor_parallel_size={s.tensor_parallel_size}, {s.dtype}; "
             "needs host RAM, not a Neuron device (CompileTarget=cpu packages for a CPU endpoint instead). "
             "Writes model.tar.gz and compile_report.json.",
-            property_files=[report], cache_config=self.cache(), retry_policies=self.retries()[:1],
+            property_files=[report],
+            cache_config=self.cache(),
+            retry_policies=self.retries()[:1],
         )
         return step, report
 
-    def register(self, prepare: Any, stats: Any, evaluate: Any, evaluation: Any, compile_: Any,
-                 compile_report: Any) -> Any:
+    def register(
+        self, prepare: Any, stats: Any, evaluate: Any, evaluation: Any, compile_: Any, compile_report: Any
+    ) -> Any:
         from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
         from sagemaker.core.workflow.functions import JsonGet
         from sagemaker.mlops.workflow.model_step import ModelStep
@@ -318,29 +454,39 @@ class _Builder:
 
         # The vLLM Neuronx container reads its static shapes from SM_ON_*; they come from the compile report
         # itself, so the package can never disagree with the artifact it points at.
-        env = {key: from_compile(f"serving_env.{key}") for key in
-               ("SM_ON_BATCH_SIZE", "SM_ON_SEQUENCE_LENGTH", "SM_ON_TENSOR_PARALLEL_SIZE")}
+        env = {
+            key: from_compile(f"serving_env.{key}")
+            for key in ("SM_ON_BATCH_SIZE", "SM_ON_SEQUENCE_LENGTH", "SM_ON_TENSOR_PARALLEL_SIZE")
+        }
         env["SM_ON_MODEL"] = MODEL
         builder = ModelBuilder(
             image_uri=ref("InferenceImageUri"),
             s3_model_data_url=self.Join(on="/", values=[compiled, "model.tar.gz"]),
-            role_arn=self.role, sagemaker_session=self.session, instance_type=self.cfg.serving.instance_types[0],
+            role_arn=self.role,
+            sagemaker_session=self.session,
+            instance_type=self.cfg.serving.instance_types[0],
             env_vars=env,
             # The default ({"auto": True}) packs and uploads local code and adds SAGEMAKER_* variables.
             dependencies=None,
         )
         run = builder.register(
             model_package_group_name=self.cfg.model_package_group,
-            content_types=["application/json"], response_types=["application/json"],
+            content_types=["application/json"],
+            response_types=["application/json"],
             inference_instances=list(self.cfg.serving.instance_types),
-            model_metrics=ModelMetrics(model_statistics=MetricsSource(
-                content_type="application/json",
-                s3_uri=self.Join(on="/", values=[evaluation_uri, "evaluation.json"]))),
+            model_metrics=ModelMetrics(
+                model_statistics=MetricsSource(
+                    content_type="application/json",
+                    s3_uri=self.Join(on="/", values=[evaluation_uri, "evaluation.json"]),
+                )
+            ),
             approval_status=self.params["ModelApprovalStatus"],
             description=f"LoRA fine-tune of {self.cfg.training.base_model}, compiled for inf2.",
             customer_metadata_properties={
                 "source_commit": ref("SourceCommit"),
-                "data_sha256": JsonGet(step_name=prepare.name, property_file=stats, json_path="content_sha256"),
+                "data_sha256": JsonGet(
+                    step_name=prepare.name, property_file=stats, json_path="content_sha256"
+                ),
                 "mlflow_run_id": from_compile("provenance.mlflow_run_id"),
                 "quality_metric": self.cfg.pipeline.quality_gate.metric,
                 "transformers_version": from_compile("provenance.transformers"),
@@ -352,7 +498,9 @@ class _Builder:
             },
         )
         return ModelStep(
-            name=REGISTER, step_args=run, display_name="Register in the Model Registry",
+            name=REGISTER,
+            step_args=run,
+            display_name="Register in the Model Registry",
             description=f"Model package in {self.cfg.model_package_group}: inference image, compiled artifact, "
             "SM_ON_* from the compile report, ml.inf2.* instance types, evaluation.json as model quality.",
         )
@@ -364,20 +512,32 @@ class _Builder:
         from sagemaker.mlops.workflow.fail_step import FailStep
 
         metric = self.cfg.pipeline.quality_gate.metric
-        value = JsonGet(step_name=evaluate.name, property_file=evaluation, json_path=f"metrics.{metric}.value")
+        value = JsonGet(
+            step_name=evaluate.name, property_file=evaluation, json_path=f"metrics.{metric}.value"
+        )
         threshold = self.params["QualityThreshold"]
         fail = FailStep(
-            name=FAIL, display_name="Quality gate failed",
+            name=FAIL,
+            display_name="Quality gate failed",
             description="Stops the run: the fine-tune is not good enough to compile and register.",
-            error_message=self.Join(on="", values=[
-                f"Quality gate failed: {metric}=", value, " is below the threshold QualityThreshold=", threshold,
-                f". Nothing was compiled or registered; see evaluation.json of step {EVALUATE}."]),
+            error_message=self.Join(
+                on="",
+                values=[
+                    f"Quality gate failed: {metric}=",
+                    value,
+                    " is below the threshold QualityThreshold=",
+                    threshold,
+                    f". Nothing was compiled or registered; see evaluation.json of step {EVALUATE}.",
+                ],
+            ),
         )
         return ConditionStep(
-            name=GATE, display_name="Quality gate",
+            name=GATE,
+            display_name="Quality gate",
             description=f"{metric} from evaluation.json must be at least the QualityThreshold parameter.",
             conditions=[ConditionGreaterThanOrEqualTo(left=value, right=threshold)],
-            if_steps=if_steps, else_steps=[fail],
+            if_steps=if_steps,
+            else_steps=[fail],
         )
 
 
@@ -396,8 +556,12 @@ def build_pipeline(cfg: ProjectConfig) -> Any:
     compile_, compile_report = b.compile(finetune)
     register = b.register(prepare, stats, evaluate, evaluation, compile_, compile_report)
     gate = b.gate(evaluate, evaluation, if_steps=[compile_, register])
-    return Pipeline(name=cfg.pipeline_name, parameters=list(b.params.values()),
-                    steps=[prepare, finetune, evaluate, gate], sagemaker_session=session)
+    return Pipeline(
+        name=cfg.pipeline_name,
+        parameters=list(b.params.values()),
+        steps=[prepare, finetune, evaluate, gate],
+        sagemaker_session=session,
+    )
 
 
 def pipeline_definition(cfg: ProjectConfig) -> str:
@@ -408,8 +572,13 @@ def pipeline_definition(cfg: ProjectConfig) -> str:
     # Expected SDK chatter, once per step: job names dropped from the definition, role validation
     # skipped (on purpose: the role is a placeholder), CertifyForMarketplace popped, and "no job is
     # started" from the PipelineSession. Errors still show.
-    for name in ("sagemaker.core.workflow.utilities", "sagemaker.core.utils.utils", "sagemaker.config",
-                 "sagemaker.core.helper.iam_role_resolver", "sagemaker.mlops.workflow.model_step"):
+    for name in (
+        "sagemaker.core.workflow.utilities",
+        "sagemaker.core.utils.utils",
+        "sagemaker.config",
+        "sagemaker.core.helper.iam_role_resolver",
+        "sagemaker.mlops.workflow.model_step",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Running within a PipelineSession", category=UserWarning)

@@ -37,40 +37,90 @@ class ParameterSpec:
 def parameter_specs(cfg: ProjectConfig) -> list[ParameterSpec]:
     p, hp, inst = cfg.pipeline, cfg.training, cfg.pipeline.instances
     return [
-        ParameterSpec("TrainDataS3Uri", "String", p.train_data_s3_uri,
-                      "S3 prefix of the training JSONL (chat `messages` or `prompt`/`completion` lines)."),
-        ParameterSpec("ValidationDataS3Uri", "String", p.validation_data_s3_uri,
-                      "S3 prefix of the held-out JSONL: validation loss during training and the evaluation set."),
-        ParameterSpec("BaseModelS3Uri", "String", p.base_model_s3_uri,
-                      "S3 prefix of the base model, a save_pretrained() folder (Llama or Qwen3 family)."),
-        ParameterSpec("PrepareInstanceType", "String", inst.prepare, "CPU instance type of the Prepare step."),
-        ParameterSpec("TrainInstanceType", "String", inst.train, "Trainium instance type of the FineTune step."),
-        ParameterSpec("TrainInstanceCount", "Integer", inst.train_count,
-                      "Trainium instances of the FineTune step (torchrun across nodes when > 1)."),
-        ParameterSpec("EvaluateInstanceType", "String", inst.evaluate, "CPU instance type of the Evaluate step."),
-        ParameterSpec("CompileInstanceType", "String", inst.compile,
-                      "Memory-rich CPU instance type of the Neuron compile step."),
+        ParameterSpec(
+            "TrainDataS3Uri",
+            "String",
+            p.train_data_s3_uri,
+            "S3 prefix of the training JSONL (chat `messages` or `prompt`/`completion` lines).",
+        ),
+        ParameterSpec(
+            "ValidationDataS3Uri",
+            "String",
+            p.validation_data_s3_uri,
+            "S3 prefix of the held-out JSONL: validation loss during training and the evaluation set.",
+        ),
+        ParameterSpec(
+            "BaseModelS3Uri",
+            "String",
+            p.base_model_s3_uri,
+            "S3 prefix of the base model, a save_pretrained() folder (Llama or Qwen3 family).",
+        ),
+        ParameterSpec(
+            "PrepareInstanceType", "String", inst.prepare, "CPU instance type of the Prepare step."
+        ),
+        ParameterSpec(
+            "TrainInstanceType", "String", inst.train, "Trainium instance type of the FineTune step."
+        ),
+        ParameterSpec(
+            "TrainInstanceCount",
+            "Integer",
+            inst.train_count,
+            "Trainium instances of the FineTune step (torchrun across nodes when > 1).",
+        ),
+        ParameterSpec(
+            "EvaluateInstanceType", "String", inst.evaluate, "CPU instance type of the Evaluate step."
+        ),
+        ParameterSpec(
+            "CompileInstanceType",
+            "String",
+            inst.compile,
+            "Memory-rich CPU instance type of the Neuron compile step.",
+        ),
         ParameterSpec("MaxSteps", "Integer", hp.max_steps, "Optimizer steps of the fine-tune."),
         ParameterSpec("LearningRate", "Float", hp.learning_rate, "Peak learning rate (AdamW, after warmup)."),
-        ParameterSpec("PerDeviceTrainBatchSize", "Integer", hp.per_device_train_batch_size,
-                      "Packed blocks per NeuronCore per micro-step."),
-        ParameterSpec("GradientAccumulationSteps", "Integer", hp.gradient_accumulation_steps,
-                      "Micro-steps per optimizer step."),
+        ParameterSpec(
+            "PerDeviceTrainBatchSize",
+            "Integer",
+            hp.per_device_train_batch_size,
+            "Packed blocks per NeuronCore per micro-step.",
+        ),
+        ParameterSpec(
+            "GradientAccumulationSteps",
+            "Integer",
+            hp.gradient_accumulation_steps,
+            "Micro-steps per optimizer step.",
+        ),
         ParameterSpec("LoraR", "Integer", hp.lora_r, "LoRA rank."),
         ParameterSpec("LoraAlpha", "Integer", hp.lora_alpha, "LoRA alpha (scale = alpha / r)."),
-        ParameterSpec("QualityThreshold", "Float", p.quality_gate.threshold,
-                      f"Lowest `{p.quality_gate.metric}` in evaluation.json that passes the quality gate."),
-        ParameterSpec("ModelApprovalStatus", "String", p.approval_status,
-                      "Approval status of the registered model package; `Approved` deploys it at once.",
-                      ("PendingManualApproval", "Approved", "Rejected")),
+        ParameterSpec(
+            "QualityThreshold",
+            "Float",
+            p.quality_gate.threshold,
+            f"Lowest `{p.quality_gate.metric}` in evaluation.json that passes the quality gate.",
+        ),
+        ParameterSpec(
+            "ModelApprovalStatus",
+            "String",
+            p.approval_status,
+            "Approval status of the registered model package; `Approved` deploys it at once.",
+            ("PendingManualApproval", "Approved", "Rejected"),
+        ),
         # The two values by which a laptop run differs from the cloud: the local executor sets them
         # (auto, cpu) and runs this same definition.
-        ParameterSpec("TrainBackend", "String", "neuron",
-                      "Training backend: `neuron` on Trainium; `auto`/`torch` are for the local executor.",
-                      ("neuron", "auto", "torch")),
-        ParameterSpec("CompileTarget", "String", "inf2",
-                      "`inf2`: Neuron export for Inferentia 2; `cpu`: packaging for the local executor's endpoint.",
-                      ("inf2", "cpu")),
+        ParameterSpec(
+            "TrainBackend",
+            "String",
+            "neuron",
+            "Training backend: `neuron` on Trainium; `auto`/`torch` are for the local executor.",
+            ("neuron", "auto", "torch"),
+        ),
+        ParameterSpec(
+            "CompileTarget",
+            "String",
+            "inf2",
+            "`inf2`: Neuron export for Inferentia 2; `cpu`: packaging for the local executor's endpoint.",
+            ("inf2", "cpu"),
+        ),
     ]
 
 
@@ -86,7 +136,9 @@ PARAMETER_HYPERPARAMETERS = {
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "Integer": int, "Float": float, "Boolean": lambda s: {"true": True, "false": False}[s.lower()],
+    "Integer": int,
+    "Float": float,
+    "Boolean": lambda s: {"true": True, "false": False}[s.lower()],
 }
 
 

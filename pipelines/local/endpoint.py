@@ -73,8 +73,14 @@ def _get(url: str, timeout: float = 5.0) -> int:
         return 0
 
 
-def start(store_root: Path, model_archive: Path, model_name: str, version: int, port: int | None = None,
-          timeout: float = 300.0) -> dict[str, Any]:
+def start(
+    store_root: Path,
+    model_archive: Path,
+    model_name: str,
+    version: int,
+    port: int | None = None,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
     """Serve ``model_archive`` (a model.tar.gz from the registry) and wait until /ping answers 200."""
     stop(store_root, quiet=True)
     folder = endpoint_dir(store_root)
@@ -87,12 +93,34 @@ def start(store_root: Path, model_archive: Path, model_name: str, version: int, 
     log = folder / "serve.log"
     env = {**os.environ, "MLOPS_OPT_ML": str(opt_ml), "SAGEMAKER_BIND_TO_PORT": str(port)}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "containers.entrypoint", "serve", "--host", "127.0.0.1",
-                                 "--model-name", model_name], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=REPO_ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "containers.entrypoint",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--model-name",
+                model_name,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
-    state = {"pid": proc.pid, "port": port, "url": url, "model": model_name, "version": version,
-             "artifact": str(model_archive), "log": str(log), "started": time.time()}
+    state = {
+        "pid": proc.pid,
+        "port": port,
+        "url": url,
+        "model": model_name,
+        "version": version,
+        "artifact": str(model_archive),
+        "log": str(log),
+        "started": time.time(),
+    }
     # Written before waiting: whatever happens next, `mlops endpoint stop --local` can find the server.
     (folder / STATE).write_text(json.dumps(state, indent=2) + "\n")
     deadline = time.time() + timeout
@@ -100,7 +128,9 @@ def start(store_root: Path, model_archive: Path, model_name: str, version: int, 
         while _get(url + "/ping") != 200:
             if proc.poll() is not None:
                 tail = "".join(log.read_text().splitlines(True)[-15:])
-                raise UserError(f"the local endpoint exited with status {proc.returncode} while loading; log {log}:\n{tail}")
+                raise UserError(
+                    f"the local endpoint exited with status {proc.returncode} while loading; log {log}:\n{tail}"
+                )
             if time.time() > deadline:
                 raise UserError(f"the local endpoint did not answer /ping within {timeout:.0f} s; log: {log}")
             time.sleep(0.5)
@@ -110,14 +140,20 @@ def start(store_root: Path, model_archive: Path, model_name: str, version: int, 
     return state
 
 
-def invoke(url: str, messages: list[dict[str, str]], max_tokens: int = 32, timeout: float = 120.0) -> dict[str, Any]:
+def invoke(
+    url: str, messages: list[dict[str, str]], max_tokens: int = 32, timeout: float = 120.0
+) -> dict[str, Any]:
     body = json.dumps({"messages": messages, "max_tokens": max_tokens, "temperature": 0}).encode()
-    request = urllib.request.Request(url + "/invocations", data=body, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + "/invocations", data=body, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return dict(json.loads(response.read()))
     except urllib.error.HTTPError as exc:
-        raise UserError(f"the local endpoint answered {exc.code}: {exc.read().decode(errors='replace')[:500]}") from None
+        raise UserError(
+            f"the local endpoint answered {exc.code}: {exc.read().decode(errors='replace')[:500]}"
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         raise UserError(f"the local endpoint at {url} did not answer the request: {exc}") from None
 

@@ -34,7 +34,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.local.expressions import Context, ExpressionError, evaluate_condition, resolve, step_references, to_text
+from pipelines.local.expressions import (
+    Context,
+    ExpressionError,
+    evaluate_condition,
+    resolve,
+    step_references,
+    to_text,
+)
 from pipelines.local.jobs import (
     JobFailed,
     JobSetupError,
@@ -51,8 +58,15 @@ from training.errors import UserError
 SUPPORTED_TYPES = ("Processing", "Training", "Condition", "Fail", "RegisterModel")
 CACHE_FIELDS = {
     "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
-    "Training": ("AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
-                 "Environment", "HyperParameters", "InputDataConfig"),
+    "Training": (
+        "AlgorithmSpecification",
+        "CheckpointConfig",
+        "DebugHookConfig",
+        "DebugRuleConfigurations",
+        "Environment",
+        "HyperParameters",
+        "InputDataConfig",
+    ),
 }
 FINISHED = ("done", "cached")
 STATE_FILE = "state.json"
@@ -65,7 +79,9 @@ class ExecutorError(UserError):
 class ExecutionFailed(Exception):
     """A step failed. ``by_fail_step``: a Fail step ended the run on purpose (e.g. the quality gate)."""
 
-    def __init__(self, step: str, message: str, log: Path | None, report: Path, by_fail_step: bool = False) -> None:
+    def __init__(
+        self, step: str, message: str, log: Path | None, report: Path, by_fail_step: bool = False
+    ) -> None:
         super().__init__(f"step {step} failed: {message}")
         self.step, self.message, self.log, self.report = step, message, log, report
         self.by_fail_step = by_fail_step
@@ -101,13 +117,18 @@ def all_steps(definition: dict[str, Any]) -> list[tuple[dict[str, Any], str | No
 
 
 def check_supported(definition: dict[str, Any]) -> None:
-    unsupported = [f"{s['Name']} ({s.get('Type')})" for s, _, _ in all_steps(definition) if s.get("Type") not in SUPPORTED_TYPES]
+    unsupported = [
+        f"{s['Name']} ({s.get('Type')})"
+        for s, _, _ in all_steps(definition)
+        if s.get("Type") not in SUPPORTED_TYPES
+    ]
     if unsupported:
-        raise ExecutorError("the local executor cannot run step(s) " + ", ".join(unsupported)
-                            + f"; it runs {', '.join(SUPPORTED_TYPES)} steps. Run this pipeline in SageMaker, "
-                            "or remove those steps from the definition")
-
-
+        raise ExecutorError(
+            "the local executor cannot run step(s) "
+            + ", ".join(unsupported)
+            + f"; it runs {', '.join(SUPPORTED_TYPES)} steps. Run this pipeline in SageMaker, "
+            "or remove those steps from the definition"
+        )
 
 
 def order_steps(definition: dict[str, Any]) -> list[str]:
@@ -131,14 +152,17 @@ def order_steps(definition: dict[str, Any]) -> list[str]:
     while len(ordered) < len(names):
         ready = [n for n in names if n not in ordered and deps[n] <= set(ordered)]
         if not ready:
-            raise ExecutorError("the steps' dependencies form a cycle: " + ", ".join(n for n in names if n not in ordered))
+            raise ExecutorError(
+                "the steps' dependencies form a cycle: " + ", ".join(n for n in names if n not in ordered)
+            )
         ordered.append(ready[0])
     return ordered
 
 
 def iso_duration_seconds(text: str) -> float:
-    match = re.fullmatch(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?",
-                         text.upper())
+    match = re.fullmatch(
+        r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", text.upper()
+    )
     if not match:
         raise ExecutorError(f"CacheConfig ExpireAfter {text!r} is not an ISO 8601 duration")
     y, mo, w, d, h, mi, s = (int(g) if g else 0 for g in match.groups())
@@ -150,10 +174,19 @@ def new_execution_id() -> str:
 
 
 class Executor:
-    def __init__(self, definition: dict[str, Any], store_root: Path, pipeline_name: str, parameters: dict[str, Any],
-                 execution_id: str, docker: bool = False, job_env: dict[str, dict[str, str]] | None = None,
-                 on_change: Callable[[list[StepState]], None] | None = None,
-                 on_line: Callable[[str, str], None] | None = None, definition_sha256: str | None = None) -> None:
+    def __init__(
+        self,
+        definition: dict[str, Any],
+        store_root: Path,
+        pipeline_name: str,
+        parameters: dict[str, Any],
+        execution_id: str,
+        docker: bool = False,
+        job_env: dict[str, dict[str, str]] | None = None,
+        on_change: Callable[[list[StepState]], None] | None = None,
+        on_line: Callable[[str, str], None] | None = None,
+        definition_sha256: str | None = None,
+    ) -> None:
         check_supported(definition)
         self.definition = definition
         self.store_root = store_root.resolve()
@@ -168,26 +201,40 @@ class Executor:
         self.run_dir = self.store_root / "runs" / execution_id
         self.steps = {s["Name"]: (s, parent, branch) for s, parent, branch in all_steps(definition)}
         self.order = order_steps(definition)
-        self.states = {name: StepState(name, s["Type"], s.get("DisplayName") or name)
-                       for name, (s, _, _) in self.steps.items()}
+        self.states = {
+            name: StepState(name, s["Type"], s.get("DisplayName") or name)
+            for name, (s, _, _) in self.steps.items()
+        }
         self.outcomes: dict[str, bool] = {}
         started = dt.datetime.now(dt.timezone.utc).isoformat()
-        self.ctx = Context(parameters=parameters, execution={
-            "PipelineExecutionId": execution_id, "PipelineName": pipeline_name,
-            "PipelineArn": f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:pipeline/{pipeline_name}",
-            "PipelineExecutionArn": f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:pipeline/{pipeline_name}/execution/{execution_id}",
-            "StartDateTime": started, "CurrentDateTime": started,
-        }, read_property_file=self.read_property_file)
-        self.definition_sha256 = definition_sha256 or hashlib.sha256(
-            json.dumps(definition, sort_keys=True).encode()).hexdigest()
+        self.ctx = Context(
+            parameters=parameters,
+            execution={
+                "PipelineExecutionId": execution_id,
+                "PipelineName": pipeline_name,
+                "PipelineArn": f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:pipeline/{pipeline_name}",
+                "PipelineExecutionArn": f"arn:aws:sagemaker:local:{LOCAL_ACCOUNT}:pipeline/{pipeline_name}/execution/{execution_id}",
+                "StartDateTime": started,
+                "CurrentDateTime": started,
+            },
+            read_property_file=self.read_property_file,
+        )
+        self.definition_sha256 = (
+            definition_sha256 or hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+        )
 
     # ---- state ---------------------------------------------------------------------------------
 
     def save_state(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        state = {"pipeline": self.pipeline, "execution_id": self.execution_id, "parameters": self.parameters,
-                 "definition_sha256": self.definition_sha256, "outcomes": self.outcomes,
-                 "steps": {n: asdict(s) for n, s in self.states.items()}}
+        state = {
+            "pipeline": self.pipeline,
+            "execution_id": self.execution_id,
+            "parameters": self.parameters,
+            "definition_sha256": self.definition_sha256,
+            "outcomes": self.outcomes,
+            "steps": {n: asdict(s) for n, s in self.states.items()},
+        }
         partial = self.run_dir / (STATE_FILE + ".partial")
         partial.write_text(json.dumps(state, indent=2, default=str) + "\n")
         partial.replace(self.run_dir / STATE_FILE)
@@ -199,8 +246,10 @@ class Executor:
             raise ExecutorError(f"no execution {self.execution_id} to resume (no {path})")
         state = json.loads(path.read_text())
         if state["definition_sha256"] != self.definition_sha256:
-            raise ExecutorError(f"execution {self.execution_id} ran another pipeline definition (the config or the code "
-                                "changed since); start a new run instead of resuming")
+            raise ExecutorError(
+                f"execution {self.execution_id} ran another pipeline definition (the config or the code "
+                "changed since); start a new run instead of resuming"
+            )
         self.outcomes = state.get("outcomes", {})
         for name, saved in state["steps"].items():
             if name in self.states and saved["status"] in FINISHED:
@@ -250,7 +299,9 @@ class Executor:
             except (JobFailed, JobSetupError, ExpressionError, ExecutorError, FileNotFoundError) as exc:
                 log = getattr(exc, "log", None) or (self.run_dir / "logs" / f"{name}.log")
                 self._fail(state, str(getattr(exc, "reason", exc)))
-                raise ExecutionFailed(name, state.message, log if log.exists() else None, self.write_report("Failed")) from None
+                raise ExecutionFailed(
+                    name, state.message, log if log.exists() else None, self.write_report("Failed")
+                ) from None
             except KeyboardInterrupt:
                 self._fail(state, "interrupted; resume with --resume " + self.execution_id)
                 self.write_report("Stopped")
@@ -262,7 +313,10 @@ class Executor:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 with log.open("a") as handle:
                     handle.write(traceback.format_exc())
-                self._fail(state, f"internal error in the local executor: {type(exc).__name__}: {exc} (traceback in {log})")
+                self._fail(
+                    state,
+                    f"internal error in the local executor: {type(exc).__name__}: {exc} (traceback in {log})",
+                )
                 raise ExecutionFailed(name, state.message, log, self.write_report("Failed")) from exc
         return json.loads(self.write_report("Succeeded").read_text())
 
@@ -362,22 +416,42 @@ class Executor:
         path = self._cache_file(step, args)
         if path is None:
             return
-        outputs = [o["S3Output"]["S3Uri"] for o in state.properties.get("ProcessingOutputConfig", {}).get("Outputs", {}).values()]
+        outputs = [
+            o["S3Output"]["S3Uri"]
+            for o in state.properties.get("ProcessingOutputConfig", {}).get("Outputs", {}).values()
+        ]
         if "ModelArtifacts" in state.properties:
             outputs.append(state.properties["ModelArtifacts"]["S3ModelArtifacts"])
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"created": time.time(), "execution_id": self.execution_id,
-                                    "properties": state.properties, "outputs": outputs}, indent=2) + "\n")
+        path.write_text(
+            json.dumps(
+                {
+                    "created": time.time(),
+                    "execution_id": self.execution_id,
+                    "properties": state.properties,
+                    "outputs": outputs,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         state.cache_key = path.stem
 
     # ---- report --------------------------------------------------------------------------------
 
     def write_report(self, status: str) -> Path:
         report: dict[str, Any] = {
-            "pipeline": self.pipeline, "execution_id": self.execution_id, "status": status,
+            "pipeline": self.pipeline,
+            "execution_id": self.execution_id,
+            "status": status,
             "parameters": self.parameters,
-            "steps": [{k: v for k, v in asdict(self.states[n]).items() if k not in ("started",)} for n in self.order],
-            "metrics": {}, "gates": {}, "registered": None, "artifacts": {},
+            "steps": [
+                {k: v for k, v in asdict(self.states[n]).items() if k not in ("started",)} for n in self.order
+            ],
+            "metrics": {},
+            "gates": {},
+            "registered": None,
+            "artifacts": {},
         }
         for name in self.order:
             state, (step, _, _) = self.states[name], self.steps[name]
@@ -397,8 +471,9 @@ class Executor:
                 except ExpressionError:
                     continue
                 if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
-                    report["metrics"].update({k: v.get("value") if isinstance(v, dict) else v
-                                              for k, v in data["metrics"].items()})
+                    report["metrics"].update(
+                        {k: v.get("value") if isinstance(v, dict) else v for k, v in data["metrics"].items()}
+                    )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "report.json"
         path.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -93,10 +93,14 @@ def _expression(node: dict[str, Any], ctx: Context) -> Any:
     if kind == "Std:Join":
         return to_text(body.get("On", "")).join(to_text(resolve(v, ctx)) for v in body["Values"])
     if kind == "Std:JsonGet":
-        file_ref = body["PropertyFile"]["Get"] if isinstance(body["PropertyFile"], dict) else body["PropertyFile"]
+        file_ref = (
+            body["PropertyFile"]["Get"] if isinstance(body["PropertyFile"], dict) else body["PropertyFile"]
+        )
         match = re.fullmatch(r"Steps\.([^.]+)\.PropertyFiles\.([^.]+)", file_ref)
         if not match:
-            raise ExpressionError(f"JsonGet property file reference {file_ref!r} is not Steps.<step>.PropertyFiles.<name>")
+            raise ExpressionError(
+                f"JsonGet property file reference {file_ref!r} is not Steps.<step>.PropertyFiles.<name>"
+            )
         if ctx.read_property_file is None:
             raise ExpressionError("no property files can be read here")
         data = ctx.read_property_file(match.group(1), match.group(2))
@@ -111,7 +115,9 @@ def _expression(node: dict[str, Any], ctx: Context) -> Any:
         return ctx.parameters[rest]
     if scope == "Execution":
         if rest not in ctx.execution:
-            raise ExpressionError(f"{ref}: execution variable not available locally (have: {', '.join(ctx.execution)})")
+            raise ExpressionError(
+                f"{ref}: execution variable not available locally (have: {', '.join(ctx.execution)})"
+            )
         return ctx.execution[rest]
     if scope == "Steps":
         step, _, path = rest.partition(".")
@@ -135,7 +141,12 @@ def evaluate_condition(condition: dict[str, Any], ctx: Context) -> tuple[bool, s
     kind = condition["Type"]
     if kind in _COMPARISONS:
         left, right = resolve(condition["LeftValue"], ctx), resolve(condition["RightValue"], ctx)
-        if isinstance(left, (int, float)) and isinstance(right, str) or isinstance(right, (int, float)) and isinstance(left, str):
+        if (
+            isinstance(left, (int, float))
+            and isinstance(right, str)
+            or isinstance(right, (int, float))
+            and isinstance(left, str)
+        ):
             try:  # JsonGet may return a number and a parameter a string, or the reverse
                 left, right = float(left), float(right)
             except ValueError:

@@ -61,19 +61,31 @@ def docker_engine() -> str | None:
     if shutil.which("docker") is None:
         return "no `docker` command on PATH"
     try:
-        probe = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
-                               timeout=20)
+        probe = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"`docker info` failed: {exc}"
     if probe.returncode != 0:
-        return "the Docker engine does not answer (`docker info`: " + (probe.stderr.strip() or "no output")[:200] + ")"
+        return (
+            "the Docker engine does not answer (`docker info`: "
+            + (probe.stderr.strip() or "no output")[:200]
+            + ")"
+        )
     return None
 
 
 def docker_argv(spec: JobSpec) -> list[str]:
     """``docker run`` for the step's image with its /opt/ml folder mounted where the code expects it."""
-    argv = ["docker", "run", "--rm", "--name", f"mlops-local-{spec.step.lower()}-{os.getpid()}",
-            "-v", f"{spec.root}:{DEFAULT_ROOT}"]
+    argv = [
+        "docker",
+        "run",
+        "--rm",
+        "--name",
+        f"mlops-local-{spec.step.lower()}-{os.getpid()}",
+        "-v",
+        f"{spec.root}:{DEFAULT_ROOT}",
+    ]
     for host, container in sorted(spec.extra_mounts.items()):
         argv += ["-v", f"{host}:{container}"]
     if spec.network_isolated:
@@ -105,8 +117,15 @@ def run_job(spec: JobSpec, log: Path, docker: bool, on_line: Callable[[str], Non
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", cwd=REPO_ROOT)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            cwd=REPO_ROOT,
+        )
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
@@ -125,7 +144,11 @@ def run_job(spec: JobSpec, log: Path, docker: bool, on_line: Callable[[str], Non
             raise
         code = proc.wait()
     if code != 0:
-        reason = failure.read_text().strip() if failure.is_file() else f"exited with status {code} and wrote no failure file"
+        reason = (
+            failure.read_text().strip()
+            if failure.is_file()
+            else f"exited with status {code} and wrote no failure file"
+        )
         raise JobFailed(reason, log, code)
 
 
@@ -133,25 +156,33 @@ def _container_path(root: Path, local_path: str, what: str) -> Path:
     try:
         return OptMl(root).at(local_path)
     except OutsideOptMl:
-        raise JobSetupError(f"{what}: LocalPath {local_path!r} is outside /opt/ml; the local executor maps /opt/ml only") from None
+        raise JobSetupError(
+            f"{what}: LocalPath {local_path!r} is outside /opt/ml; the local executor maps /opt/ml only"
+        ) from None
 
 
 # ---- processing -----------------------------------------------------------------------------------
 
 
-def processing_job(step: str, args: dict[str, Any], root: Path, store: LocalStore) -> tuple[JobSpec, list[tuple[Path, str, str]]]:
+def processing_job(
+    step: str, args: dict[str, Any], root: Path, store: LocalStore
+) -> tuple[JobSpec, list[tuple[Path, str, str]]]:
     """The job and its outputs as (local folder, S3 URI, output name), inputs already in place."""
     for item in args.get("ProcessingInputs", []):
         s3 = item.get("S3Input")
         if s3 is None:
-            raise JobSetupError(f"{step}: input {item.get('InputName')!r} is not an S3 input; the local executor maps S3 only")
+            raise JobSetupError(
+                f"{step}: input {item.get('InputName')!r} is not an S3 input; the local executor maps S3 only"
+            )
         dst = _container_path(root, s3["LocalPath"], f"{step} input {item['InputName']!r}")
         if dst.exists():
             shutil.rmtree(dst)
         dst.mkdir(parents=True)
         if store.download(s3["S3Uri"], dst) == 0:
-            raise JobSetupError(f"{step}: input {item['InputName']!r}: no object at {s3['S3Uri']} "
-                                f"(local store: {store.path(s3['S3Uri'])})")
+            raise JobSetupError(
+                f"{step}: input {item['InputName']!r}: no object at {s3['S3Uri']} "
+                f"(local store: {store.path(s3['S3Uri'])})"
+            )
     outputs = []
     for item in args.get("ProcessingOutputConfig", {}).get("Outputs", []):
         local = _container_path(root, item["S3Output"]["LocalPath"], f"{step} output {item['OutputName']!r}")
@@ -162,7 +193,9 @@ def processing_job(step: str, args: dict[str, Any], root: Path, store: LocalStor
     app = args["AppSpecification"]
     command = [*app.get("ContainerEntrypoint", []), *map(to_text, app.get("ContainerArguments", []))]
     if not command:
-        raise JobSetupError(f"{step}: AppSpecification has no ContainerEntrypoint; the local executor needs the command")
+        raise JobSetupError(
+            f"{step}: AppSpecification has no ContainerEntrypoint; the local executor needs the command"
+        )
     isolated = bool(args.get("NetworkConfig", {}).get("EnableNetworkIsolation"))
     env = {k: to_text(v) for k, v in args.get("Environment", {}).items()}
     return JobSpec(step, app["ImageUri"], command, env, root, isolated), outputs
@@ -171,8 +204,11 @@ def processing_job(step: str, args: dict[str, Any], root: Path, store: LocalStor
 def processing_properties(args: dict[str, Any], job_name: str) -> dict[str, Any]:
     """The DescribeProcessingJob fields later steps read; Outputs are indexed by name, as in Get paths."""
     outputs = {o["OutputName"]: o for o in args.get("ProcessingOutputConfig", {}).get("Outputs", [])}
-    return {"ProcessingJobName": job_name, "ProcessingJobStatus": "Completed",
-            "ProcessingOutputConfig": {"Outputs": outputs}}
+    return {
+        "ProcessingJobName": job_name,
+        "ProcessingJobStatus": "Completed",
+        "ProcessingOutputConfig": {"Outputs": outputs},
+    }
 
 
 # ---- training -------------------------------------------------------------------------------------
@@ -191,7 +227,9 @@ def training_job(step: str, args: dict[str, Any], root: Path, store: LocalStore,
         if store.download(uri, dst) == 0:
             # SageMaker gives an empty prefix as an empty channel only for optional data; ours are files.
             if name == "train":
-                raise JobSetupError(f"{step}: channel 'train': no object at {uri} (local store: {store.path(uri)})")
+                raise JobSetupError(
+                    f"{step}: channel 'train': no object at {uri} (local store: {store.path(uri)})"
+                )
     empty_model_dir(opt_ml)
     mounts = {}
     checkpoint = args.get("CheckpointConfig")
@@ -209,8 +247,15 @@ def training_job(step: str, args: dict[str, Any], root: Path, store: LocalStore,
         mounts[str(target)] = checkpoint.get("LocalPath", CHECKPOINTS)
     env = {k: to_text(v) for k, v in args.get("Environment", {}).items()}
     env["TRAINING_JOB_NAME"] = job_name
-    return JobSpec(step, args["AlgorithmSpecification"]["TrainingImage"], TRAIN_COMMAND, env, root,
-                   bool(args.get("EnableNetworkIsolation")), mounts)
+    return JobSpec(
+        step,
+        args["AlgorithmSpecification"]["TrainingImage"],
+        TRAIN_COMMAND,
+        env,
+        root,
+        bool(args.get("EnableNetworkIsolation")),
+        mounts,
+    )
 
 
 def empty_model_dir(opt_ml: OptMl) -> None:
@@ -236,5 +281,8 @@ def pack_model(root: Path, store: LocalStore, args: dict[str, Any], job_name: st
 
 
 def training_properties(job_name: str, model_uri: str) -> dict[str, Any]:
-    return {"TrainingJobName": job_name, "TrainingJobStatus": "Completed",
-            "ModelArtifacts": {"S3ModelArtifacts": model_uri}}
+    return {
+        "TrainingJobName": job_name,
+        "TrainingJobStatus": "Completed",
+        "ModelArtifacts": {"S3ModelArtifacts": model_uri},
+    }

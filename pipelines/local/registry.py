@@ -42,7 +42,9 @@ def register_model_version(args: dict[str, Any], store: LocalStore, store_root: 
     container = args["InferenceSpecification"]["Containers"][0]
     artifact = store.path(container["ModelDataUrl"])
     if not artifact.is_file():
-        raise FileNotFoundError(f"ModelDataUrl {container['ModelDataUrl']} has no object (local store: {artifact})")
+        raise FileNotFoundError(
+            f"ModelDataUrl {container['ModelDataUrl']} has no object (local store: {artifact})"
+        )
     try:
         client.get_registered_model(group)
     except MlflowException:
@@ -52,7 +54,9 @@ def register_model_version(args: dict[str, Any], store: LocalStore, store_root: 
         "model_data_url": container["ModelDataUrl"],
         "image": container["Image"],
         "environment": json.dumps(container.get("Environment", {}), sort_keys=True),
-        "inference_instances": ",".join(args["InferenceSpecification"].get("SupportedRealtimeInferenceInstanceTypes", [])),
+        "inference_instances": ",".join(
+            args["InferenceSpecification"].get("SupportedRealtimeInferenceInstanceTypes", [])
+        ),
         "content_types": ",".join(args["InferenceSpecification"].get("SupportedContentTypes", [])),
     }
     statistics = args.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {})
@@ -74,11 +78,17 @@ def register_model_version(args: dict[str, Any], store: LocalStore, store_root: 
             client.get_run(run_id)
         except MlflowException:
             run_id = None  # tracked elsewhere; the tag keeps the id
-    version = client.create_model_version(group, source=str(artifact), run_id=run_id, tags=tags,
-                                          description=args.get("ModelPackageDescription"))
+    version = client.create_model_version(
+        group, source=str(artifact), run_id=run_id, tags=tags, description=args.get("ModelPackageDescription")
+    )
     arn = package_arn(group, int(version.version))
-    return {"ModelPackageArn": arn, "ModelPackageGroupName": group, "ModelPackageVersion": int(version.version),
-            "ModelApprovalStatus": tags[APPROVAL_TAG], "ModelDataUrl": container["ModelDataUrl"]}
+    return {
+        "ModelPackageArn": arn,
+        "ModelPackageGroupName": group,
+        "ModelPackageVersion": int(version.version),
+        "ModelApprovalStatus": tags[APPROVAL_TAG],
+        "ModelDataUrl": container["ModelDataUrl"],
+    }
 
 
 def model_versions(store_root: Path, group: str) -> list[dict[str, Any]]:
@@ -90,8 +100,10 @@ def model_versions(store_root: Path, group: str) -> list[dict[str, Any]]:
         versions = client.search_model_versions(f"name='{group}'")
     except MlflowException:
         return []
-    out = [{"version": int(v.version), "source": v.source, "tags": dict(v.tags), "run_id": v.run_id}
-           for v in versions]
+    out = [
+        {"version": int(v.version), "source": v.source, "tags": dict(v.tags), "run_id": v.run_id}
+        for v in versions
+    ]
     return sorted(out, key=lambda v: -v["version"])
 
 

@@ -26,7 +26,13 @@ from pipelines.local.executor import Executor, new_execution_id
 from pipelines.local.store import REPO_ROOT, LocalStore, copy_tree, local_placeholder_values
 from training.errors import UserError
 
-LOCAL_PARAMETERS = ("TrainBackend", "CompileTarget", "TrainDataS3Uri", "ValidationDataS3Uri", "BaseModelS3Uri")
+LOCAL_PARAMETERS = (
+    "TrainBackend",
+    "CompileTarget",
+    "TrainDataS3Uri",
+    "ValidationDataS3Uri",
+    "BaseModelS3Uri",
+)
 
 
 @dataclass
@@ -45,11 +51,15 @@ def seed_store(cfg: ProjectConfig, store: LocalStore, bucket: str) -> dict[str, 
     values = {}
     for name, source in (("TrainDataS3Uri", cfg.data.train), ("ValidationDataS3Uri", cfg.data.validation)):
         if source is None:
-            raise UserError(f"data.{'train' if name.startswith('Train') else 'validation'} is not set; the pipeline "
-                            "needs both (Evaluate scores the held-out set)")
+            raise UserError(
+                f"data.{'train' if name.startswith('Train') else 'validation'} is not set; the pipeline "
+                "needs both (Evaluate scores the held-out set)"
+            )
         path = Path(source)
         if not path.exists():
-            raise UserError(f"data.{'train' if name.startswith('Train') else 'validation'}={source!r}: no such file or folder")
+            raise UserError(
+                f"data.{'train' if name.startswith('Train') else 'validation'}={source!r}: no such file or folder"
+            )
         channel = "train" if name.startswith("Train") else "validation"
         uri = f"s3://{bucket}/datasets/{folder_sha256(path)[:16]}/{channel}/"
         if not store.exists(uri):
@@ -69,26 +79,37 @@ def local_definition(cfg: ProjectConfig) -> tuple[dict[str, Any], dict[str, str]
     import hashlib
 
     from pipelines.definition.builder import pipeline_definition
-    from pipelines.local.registry import tracking_uri
     from pipelines.definition.placeholders import MLFLOW_TRACKING, substitute
+    from pipelines.local.registry import tracking_uri
 
     values = local_placeholder_values(cfg.pipeline.subnet_count, REPO_ROOT)
     # The cloud fine-tune tracks to the managed MLflow server; the local one to the local MLflow, or nowhere.
-    values[MLFLOW_TRACKING] = tracking_uri(Path(cfg.local.store_dir).resolve()) if cfg.local.mlflow == "sqlite" else ""
+    values[MLFLOW_TRACKING] = (
+        tracking_uri(Path(cfg.local.store_dir).resolve()) if cfg.local.mlflow == "sqlite" else ""
+    )
     text = pipeline_definition(cfg)
     key = hashlib.sha256(substitute(text, {**values, "SourceCommit": "-"}).encode()).hexdigest()
     return json.loads(substitute(text, values)), values, key
 
 
-def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None = None, docker: bool = False,
-              serve: bool = True, port: int | None = None, view: Any = None) -> LocalResult:
+def run_local(
+    cfg: ProjectConfig,
+    overrides: dict[str, str],
+    resume: str | None = None,
+    docker: bool = False,
+    serve: bool = True,
+    port: int | None = None,
+    view: Any = None,
+) -> LocalResult:
     from pipelines.local.jobs import docker_engine
 
     if docker:
         reason = docker_engine()
         if reason:
-            raise UserError(f"--docker: {reason}. Run without --docker to run each step's entrypoint as a local "
-                            "process (the same code the images run)")
+            raise UserError(
+                f"--docker: {reason}. Run without --docker to run each step's entrypoint as a local "
+                "process (the same code the images run)"
+            )
     store_root = Path(cfg.local.store_dir).resolve()
     store = LocalStore(store_root)
     if resume:  # checked before the (seconds-long) definition is generated
@@ -110,11 +131,21 @@ def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None 
     if cfg.local.mlflow == "sqlite":
         from pipelines.local.registry import tracking_uri
 
-        job_env["Training"].update(MLFLOW_TRACKING_URI=tracking_uri(store_root),
-                                   MLFLOW_EXPERIMENT_NAME=cfg.pipeline_name)
-    executor = Executor(definition, store_root, cfg.pipeline_name, parameters, resume or new_execution_id(),
-                        docker=docker, job_env=job_env, on_change=getattr(view, "on_change", None),
-                        on_line=getattr(view, "on_line", None), definition_sha256=definition_key)
+        job_env["Training"].update(
+            MLFLOW_TRACKING_URI=tracking_uri(store_root), MLFLOW_EXPERIMENT_NAME=cfg.pipeline_name
+        )
+    executor = Executor(
+        definition,
+        store_root,
+        cfg.pipeline_name,
+        parameters,
+        resume or new_execution_id(),
+        docker=docker,
+        job_env=job_env,
+        on_change=getattr(view, "on_change", None),
+        on_line=getattr(view, "on_line", None),
+        definition_sha256=definition_key,
+    )
     report = executor.run(resume=bool(resume))
     report_path = executor.run_dir / "report.json"
     endpoint = smoke = None
@@ -123,8 +154,9 @@ def run_local(cfg: ProjectConfig, overrides: dict[str, str], resume: str | None 
         from pipelines.local import endpoint as local_endpoint
 
         archive = store.path(registered["ModelDataUrl"])
-        endpoint = local_endpoint.start(store_root, archive, registered["ModelPackageGroupName"],
-                                        registered["ModelPackageVersion"], port)
+        endpoint = local_endpoint.start(
+            store_root, archive, registered["ModelPackageGroupName"], registered["ModelPackageVersion"], port
+        )
         try:
             smoke = local_endpoint.invoke(endpoint["url"], smoke_messages(cfg), max_tokens=32)
         except BaseException:

@@ -53,17 +53,23 @@ def local_placeholder_values(subnet_count: int, repo: Path | None = None) -> dic
         "SourceCommit": git_commit(repo),
     }
     for name in placeholder_names(subnet_count):
-        values.setdefault(name, f"subnet-local-{name[-1]}" if name.startswith("PrivateSubnet") else f"local-{name}")
+        values.setdefault(
+            name, f"subnet-local-{name[-1]}" if name.startswith("PrivateSubnet") else f"local-{name}"
+        )
     return values
 
 
 def git_commit(repo: Path) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     commit = out.stdout.strip() if out.returncode == 0 else "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, timeout=10)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, timeout=10
+    )
     return commit + ("-dirty" if commit != "unknown" and dirty.stdout.strip() else "")
 
 
@@ -103,10 +109,12 @@ class LocalStore:
         """The local file or folder for ``uri``; never outside ``<store>/s3/<bucket>/``."""
         if not isinstance(uri, str) or not uri.startswith("s3://"):
             raise ValueError(f"{uri!r} is not an s3:// URI")
-        bucket, _, key = uri[len("s3://"):].partition("/")
+        bucket, _, key = uri[len("s3://") :].partition("/")
         parts = [part for part in key.split("/") if part]
         if bucket in ("", ".", "..") or "/" in bucket or any(part in (".", "..") for part in parts):
-            raise ValueError(f"{uri!r} is not a usable s3:// URI (bucket and key must not be empty, '.' or '..')")
+            raise ValueError(
+                f"{uri!r} is not a usable s3:// URI (bucket and key must not be empty, '.' or '..')"
+            )
         path = self.s3_root.joinpath(bucket, *parts)
         if not path.resolve().is_relative_to(self.s3_root.resolve() / bucket):
             raise ValueError(f"{uri!r} leads outside the local store")

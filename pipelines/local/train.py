@@ -84,7 +84,12 @@ def run_training(config: ProjectConfig, run_id: str | None = None) -> LocalRun:
         env["MLFLOW_TRACKING_URI"] = tracking_uri(store.resolve())
     spec = JobSpec(step="FineTune", image="local", command=TRAIN_COMMAND, env=env, root=root)
     try:
-        run_job(spec, root / "train.log", docker=False, on_line=lambda line: print(line, flush=True, file=sys.stdout))
+        run_job(
+            spec,
+            root / "train.log",
+            docker=False,
+            on_line=lambda line: print(line, flush=True, file=sys.stdout),
+        )
     except JobFailed as failed:
         return LocalRun(root=root, returncode=failed.returncode)
     return LocalRun(root=root, returncode=0)

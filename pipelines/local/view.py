@@ -13,8 +13,14 @@ from rich.text import Text
 
 from pipelines.local.executor import StepState
 
-STYLE = {"pending": "dim", "running": "bold yellow", "done": "green", "cached": "cyan", "failed": "bold red",
-         "skipped": "dim"}
+STYLE = {
+    "pending": "dim",
+    "running": "bold yellow",
+    "done": "green",
+    "cached": "cyan",
+    "failed": "bold red",
+    "skipped": "dim",
+}
 
 
 def _duration(state: StepState) -> str:
@@ -45,10 +51,16 @@ class StepView:
     def _table(self) -> Table:
         table = Table("step", "status", "time", "detail", expand=False)
         for state in self.states:
-            detail = state.message or (self.last_line.get(state.name, "") if state.status == "running" else "")
+            detail = state.message or (
+                self.last_line.get(state.name, "") if state.status == "running" else ""
+            )
             # Names and log lines are plain text: "[rank0]" or "[/opt/ml/...]" must not be read as markup.
-            table.add_row(Text(state.display_name), Text(state.status, style=STYLE.get(state.status, "")),
-                          _duration(state), Text(detail[-100:]))
+            table.add_row(
+                Text(state.display_name),
+                Text(state.status, style=STYLE.get(state.status, "")),
+                _duration(state),
+                Text(detail[-100:]),
+            )
         return table
 
     def on_change(self, states: list[StepState]) -> None:
@@ -62,7 +74,9 @@ class StepView:
                 self.printed[state.name] = seen
                 extra = f" ({_duration(state)})" if state.status in ("done", "cached", "failed") else ""
                 message = f": {state.message}" if state.message else ""
-                self.console.print(f"[{state.status}] {state.name}{extra}{message}", markup=False, highlight=False)
+                self.console.print(
+                    f"[{state.status}] {state.name}{extra}{message}", markup=False, highlight=False
+                )
 
     def on_line(self, step: str, line: str) -> None:
         if line.strip():

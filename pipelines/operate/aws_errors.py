@@ -30,13 +30,17 @@ def translate(exc: BaseException, region: str) -> str | None:
     from botocore import exceptions as bex
 
     if isinstance(exc, (bex.NoCredentialsError, bex.PartialCredentialsError)):
-        return ("no AWS credentials found: run `aws configure` or `aws sso login`, or set AWS_PROFILE "
-                "(for a moto server on loopback: AWS_ENDPOINT_URL plus any key pair)")
+        return (
+            "no AWS credentials found: run `aws configure` or `aws sso login`, or set AWS_PROFILE "
+            "(for a moto server on loopback: AWS_ENDPOINT_URL plus any key pair)"
+        )
     if isinstance(exc, bex.NoRegionError):
         return "no AWS region: set project.region in the config"
     if isinstance(exc, bex.EndpointConnectionError):
-        return f"cannot reach the AWS endpoint ({exc.kwargs.get('endpoint_url')}): check the network, the region " \
-               f"({region}) and AWS_ENDPOINT_URL"
+        return (
+            f"cannot reach the AWS endpoint ({exc.kwargs.get('endpoint_url')}): check the network, the region "
+            f"({region}) and AWS_ENDPOINT_URL"
+        )
     if isinstance(exc, bex.ClientError):
         error = exc.response.get("Error", {})
         code, message = error.get("Code", ""), error.get("Message", "")
@@ -46,7 +50,9 @@ def translate(exc: BaseException, region: str) -> str | None:
         if code in ("UnrecognizedClientException", "InvalidClientTokenId", "InvalidSignatureException"):
             return "AWS rejected the credentials: check AWS_PROFILE / the access key and that they belong to this account"
         if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
-            return f"access denied for {operation} in {region}: your identity lacks this permission ({message})"
+            return (
+                f"access denied for {operation} in {region}: your identity lacks this permission ({message})"
+            )
         if code in ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"):
             return f"AWS throttled {operation}: wait a minute and retry"
         if is_not_found(exc):

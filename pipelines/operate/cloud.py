@@ -45,13 +45,18 @@ def validate_parameters(cfg: ProjectConfig, overrides: dict[str, str]) -> list[d
 
 def log_link(region: str, metadata: dict[str, Any]) -> str | None:
     """CloudWatch console link to the step's job logs, from the step metadata's job ARN."""
-    for key, group in (("TrainingJob", "/aws/sagemaker/TrainingJobs"), ("ProcessingJob", "/aws/sagemaker/ProcessingJobs")):
+    for key, group in (
+        ("TrainingJob", "/aws/sagemaker/TrainingJobs"),
+        ("ProcessingJob", "/aws/sagemaker/ProcessingJobs"),
+    ):
         arn = metadata.get(key, {}).get("Arn")
         if arn:
             job = arn.rsplit("/", 1)[-1]
             quoted = urllib.parse.quote(urllib.parse.quote(group, safe=""), safe="").replace("%", "$")
-            return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/"
-                    f"log-group/{quoted}/log-events$3FlogStreamNameFilter$3D{job}")
+            return (
+                f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/"
+                f"log-group/{quoted}/log-events$3FlogStreamNameFilter$3D{job}"
+            )
     return None
 
 
@@ -96,8 +101,11 @@ class CloudPlatform:
     def start_execution(self, overrides: dict[str, str]) -> str:
         parameters = validate_parameters(self.cfg, overrides)
         response = self.sm.start_pipeline_execution(
-            PipelineName=self.cfg.pipeline_name, PipelineParameters=parameters, ClientRequestToken=str(uuid.uuid4()),
-            PipelineExecutionDescription="started with mlops pipeline start")
+            PipelineName=self.cfg.pipeline_name,
+            PipelineParameters=parameters,
+            ClientRequestToken=str(uuid.uuid4()),
+            PipelineExecutionDescription="started with mlops pipeline start",
+        )
         return str(response["PipelineExecutionArn"])
 
     @aws_call
@@ -106,8 +114,9 @@ class CloudPlatform:
         cfg = self.cfg
         if execution and execution.startswith("arn:"):
             return execution
-        summaries = self.sm.list_pipeline_executions(PipelineName=cfg.pipeline_name, SortBy="CreationTime",
-                                                     SortOrder="Descending").get("PipelineExecutionSummaries", [])
+        summaries = self.sm.list_pipeline_executions(
+            PipelineName=cfg.pipeline_name, SortBy="CreationTime", SortOrder="Descending"
+        ).get("PipelineExecutionSummaries", [])
         if execution:
             for summary in summaries:
                 if summary["PipelineExecutionArn"].rsplit("/", 1)[-1] == execution:
@@ -122,13 +131,22 @@ class CloudPlatform:
         arn = self.resolve_execution(execution)
         described = self.sm.describe_pipeline_execution(PipelineExecutionArn=arn)
         listed = self.sm.list_pipeline_execution_steps(PipelineExecutionArn=arn, SortOrder="Ascending")
-        steps = [StepRow(name=step["StepName"], status=step.get("StepStatus", ""),
-                         seconds=_seconds(step.get("StartTime"), step.get("EndTime")),
-                         detail=step.get("FailureReason", "") or _outcome(step.get("Metadata", {})),
-                         logs=log_link(self.cfg.project.region, step.get("Metadata", {})))
-                 for step in listed.get("PipelineExecutionSteps", [])]
-        return ExecutionStatus(execution=arn, status=described.get("PipelineExecutionStatus", ""),
-                               failure=described.get("FailureReason", ""), steps=steps)
+        steps = [
+            StepRow(
+                name=step["StepName"],
+                status=step.get("StepStatus", ""),
+                seconds=_seconds(step.get("StartTime"), step.get("EndTime")),
+                detail=step.get("FailureReason", "") or _outcome(step.get("Metadata", {})),
+                logs=log_link(self.cfg.project.region, step.get("Metadata", {})),
+            )
+            for step in listed.get("PipelineExecutionSteps", [])
+        ]
+        return ExecutionStatus(
+            execution=arn,
+            status=described.get("PipelineExecutionStatus", ""),
+            failure=described.get("FailureReason", ""),
+            steps=steps,
+        )
 
     # ---- models -------------------------------------------------------------------------------------
 
@@ -139,34 +157,54 @@ class CloudPlatform:
             self.sm.describe_model_package_group(ModelPackageGroupName=group)
         except Exception as exc:
             if is_not_found(exc):
-                raise NothingThere(f"no model package group {group} in {cfg.project.region}: deploy the stacks "
-                                   "(`cdk deploy --all`)") from None
+                raise NothingThere(
+                    f"no model package group {group} in {cfg.project.region}: deploy the stacks "
+                    "(`cdk deploy --all`)"
+                ) from None
             raise
-        summaries = self.sm.list_model_packages(ModelPackageGroupName=group, SortBy="CreationTime",
-                                                SortOrder="Descending").get("ModelPackageSummaryList", [])
+        summaries = self.sm.list_model_packages(
+            ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending"
+        ).get("ModelPackageSummaryList", [])
         if not summaries:
-            raise NothingThere(f"no model registered in {group} yet: run the pipeline (`mlops pipeline start`)")
-        return [ModelRow(version=int(s.get("ModelPackageVersion") or s["ModelPackageArn"].rsplit("/", 1)[-1]),
-                         status=s.get("ModelApprovalStatus", ""), created=str(s.get("CreationTime", ""))[:19],
-                         arn=s["ModelPackageArn"]) for s in summaries]
+            raise NothingThere(
+                f"no model registered in {group} yet: run the pipeline (`mlops pipeline start`)"
+            )
+        return [
+            ModelRow(
+                version=int(s.get("ModelPackageVersion") or s["ModelPackageArn"].rsplit("/", 1)[-1]),
+                status=s.get("ModelApprovalStatus", ""),
+                created=str(s.get("CreationTime", ""))[:19],
+                arn=s["ModelPackageArn"],
+            )
+            for s in summaries
+        ]
 
     @aws_call
     def package_arn(self, version: int) -> str:
         for row in self.models():
             if row.version == version:
                 return row.arn
-        raise NothingThere(f"{self.cfg.model_package_group} has no version {version}: see `mlops models list`")
+        raise NothingThere(
+            f"{self.cfg.model_package_group} has no version {version}: see `mlops models list`"
+        )
 
     @aws_call
     def model(self, version: int) -> ModelDetails:
         package = self.sm.describe_model_package(ModelPackageName=self.package_arn(version))
         container = package["InferenceSpecification"]["Containers"][0]
         return ModelDetails(
-            version=version, status=package.get("ModelApprovalStatus", ""), arn=package["ModelPackageArn"],
-            metrics=self._quality_metrics(package), metadata=package.get("CustomerMetadataProperties", {}),
-            serving=container.get("Environment", {}), artifact=container.get("ModelDataUrl", ""),
+            version=version,
+            status=package.get("ModelApprovalStatus", ""),
+            arn=package["ModelPackageArn"],
+            metrics=self._quality_metrics(package),
+            metadata=package.get("CustomerMetadataProperties", {}),
+            serving=container.get("Environment", {}),
+            artifact=container.get("ModelDataUrl", ""),
             image=container.get("Image", ""),
-            instance_types=package["InferenceSpecification"].get("SupportedRealtimeInferenceInstanceTypes", []))
+            instance_types=package["InferenceSpecification"].get(
+                "SupportedRealtimeInferenceInstanceTypes", []
+            ),
+        )
 
     def _quality_metrics(self, package: dict[str, Any]) -> dict[str, Any]:
         uri = package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri", "")
@@ -186,8 +224,11 @@ class CloudPlatform:
         if reason:
             kwargs["ApprovalDescription"] = reason
         self.sm.update_model_package(**kwargs)
-        follows = (f"the deployer now rolls it out to {self.cfg.endpoint_name}: `mlops endpoint status`"
-                   if status == "Approved" else "")
+        follows = (
+            f"the deployer now rolls it out to {self.cfg.endpoint_name}: `mlops endpoint status`"
+            if status == "Approved"
+            else ""
+        )
         return Approval(arn=arn, status=status, next_step=follows)
 
     # ---- endpoint -----------------------------------------------------------------------------------
@@ -199,32 +240,50 @@ class CloudPlatform:
             endpoint = self.sm.describe_endpoint(EndpointName=name)
         except Exception as exc:
             if is_not_found(exc):
-                raise NothingThere(f"no endpoint {name} in {self.cfg.project.region}: approve a model "
-                                   "(`mlops models approve VERSION`) and the deployer creates it") from None
+                raise NothingThere(
+                    f"no endpoint {name} in {self.cfg.project.region}: approve a model "
+                    "(`mlops models approve VERSION`) and the deployer creates it"
+                ) from None
             raise
-        instances = ", ".join(f"{v.get('VariantName')}: {v.get('CurrentInstanceCount')}/{v.get('DesiredInstanceCount')}"
-                              for v in endpoint.get("ProductionVariants", []))
+        instances = ", ".join(
+            f"{v.get('VariantName')}: {v.get('CurrentInstanceCount')}/{v.get('DesiredInstanceCount')}"
+            for v in endpoint.get("ProductionVariants", [])
+        )
         config = endpoint.get("EndpointConfigName", "")
-        return EndpointStatus(name=name, status=endpoint.get("EndpointStatus", ""), version=self._config_version(config),
-                              serving=config, instances=instances, failure=endpoint.get("FailureReason", ""))
+        return EndpointStatus(
+            name=name,
+            status=endpoint.get("EndpointStatus", ""),
+            version=self._config_version(config),
+            serving=config,
+            instances=instances,
+            failure=endpoint.get("FailureReason", ""),
+        )
 
     def _config_version(self, config: str) -> int | None:
         prefix = f"{self.cfg.endpoint_name}-v"
-        return int(config[len(prefix):]) if config.startswith(prefix) and config[len(prefix):].isdigit() else None
+        return (
+            int(config[len(prefix) :])
+            if config.startswith(prefix) and config[len(prefix) :].isdigit()
+            else None
+        )
 
     @aws_call
     def invoke(self, prompt: str, max_tokens: int) -> str:
         endpoint = self.cfg.endpoint_name
         body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0}
         response = self._clients["sagemaker-runtime"].invoke_endpoint(
-            EndpointName=endpoint, ContentType="application/json", Accept="application/json",
-            Body=json.dumps(body).encode())
+            EndpointName=endpoint,
+            ContentType="application/json",
+            Accept="application/json",
+            Body=json.dumps(body).encode(),
+        )
         raw = response["Body"].read()
         try:
             return str(json.loads(raw)["choices"][0]["message"]["content"])
         except (ValueError, KeyError, IndexError, TypeError):
-            raise UserError(f"endpoint {endpoint} answered something that is not an OpenAI chat completion: "
-                            f"{raw[:300]!r}") from None
+            raise UserError(
+                f"endpoint {endpoint} answered something that is not an OpenAI chat completion: {raw[:300]!r}"
+            ) from None
 
     @aws_call
     def rollback(self) -> tuple[int, int, str]:
@@ -236,11 +295,15 @@ class CloudPlatform:
         cfg = self.cfg
         current = self.endpoint_status()
         if current.status != "InService":
-            raise UserError(f"endpoint {cfg.endpoint_name} is {current.status}; roll back once it is InService")
+            raise UserError(
+                f"endpoint {cfg.endpoint_name} is {current.status}; roll back once it is InService"
+            )
         serving = current.version
         if serving is None:
-            raise UserError(f"endpoint {cfg.endpoint_name} serves config {current.serving!r}, which the deployer did "
-                            "not create; roll back by approving the version you want")
+            raise UserError(
+                f"endpoint {cfg.endpoint_name} serves config {current.serving!r}, which the deployer did "
+                "not create; roll back by approving the version you want"
+            )
         older = [row for row in self.models() if row.status == "Approved" and row.version < serving]
         if not older:
             raise NothingThere(f"no approved version older than v{serving} to roll back to")
@@ -251,7 +314,11 @@ class CloudPlatform:
         except Exception as exc:
             if not is_not_found(exc):
                 raise
-            raise UserError(f"v{target.version} was never deployed (no endpoint config {config}); approve it again "
-                            "to let the deployer build it") from None
-        self.sm.update_endpoint(EndpointName=cfg.endpoint_name, EndpointConfigName=config, RetainDeploymentConfig=True)
+            raise UserError(
+                f"v{target.version} was never deployed (no endpoint config {config}); approve it again "
+                "to let the deployer build it"
+            ) from None
+        self.sm.update_endpoint(
+            EndpointName=cfg.endpoint_name, EndpointConfigName=config, RetainDeploymentConfig=True
+        )
         return serving, target.version, config

@@ -41,18 +41,35 @@ class LocalPlatform:
         if execution:
             reports = [p for p in reports if p.parent.name == execution]
         if not reports:
-            raise NothingThere("no local pipeline run" + (f" {execution}" if execution else "") + ": `mlops run --local`")
+            raise NothingThere(
+                "no local pipeline run" + (f" {execution}" if execution else "") + ": `mlops run --local`"
+            )
         report = json.loads(reports[-1].read_text())
-        steps = [StepRow(name=s["name"], status=s["status"], seconds=s["seconds"], detail=s["message"], logs=s["log"])
-                 for s in report["steps"]]
-        return ExecutionStatus(execution=report["execution_id"], status=report["status"], failure="", steps=steps)
+        steps = [
+            StepRow(
+                name=s["name"], status=s["status"], seconds=s["seconds"], detail=s["message"], logs=s["log"]
+            )
+            for s in report["steps"]
+        ]
+        return ExecutionStatus(
+            execution=report["execution_id"], status=report["status"], failure="", steps=steps
+        )
 
     def models(self) -> list[ModelRow]:
         versions = registry.model_versions(self.store, self.group)
         if not versions:
-            raise NothingThere(f"no model registered in the local registry's {self.group} yet: run `mlops run --local`")
-        return [ModelRow(version=v["version"], status=v["tags"].get(registry.APPROVAL_TAG, ""), created="",
-                         arn=registry.package_arn(self.group, v["version"])) for v in versions]
+            raise NothingThere(
+                f"no model registered in the local registry's {self.group} yet: run `mlops run --local`"
+            )
+        return [
+            ModelRow(
+                version=v["version"],
+                status=v["tags"].get(registry.APPROVAL_TAG, ""),
+                created="",
+                arn=registry.package_arn(self.group, v["version"]),
+            )
+            for v in versions
+        ]
 
     def model(self, version: int) -> ModelDetails:
         for v in registry.model_versions(self.store, self.group):
@@ -60,12 +77,21 @@ class LocalPlatform:
                 continue
             tags = v["tags"]
             return ModelDetails(
-                version=version, status=tags.get(registry.APPROVAL_TAG, ""), arn=registry.package_arn(self.group, version),
-                metrics={k[len("metric."):]: _number(val) for k, val in tags.items() if k.startswith("metric.")},
-                metadata={k[len("meta."):]: val for k, val in tags.items() if k.startswith("meta.")},
-                serving=json.loads(tags.get("environment", "{}")), artifact=tags.get("model_data_url", ""),
-                image=tags.get("image", ""), instance_types=tags.get("inference_instances", "").split(","))
-        raise NothingThere(f"the local registry's {self.group} has no version {version}: see `mlops models list --local`")
+                version=version,
+                status=tags.get(registry.APPROVAL_TAG, ""),
+                arn=registry.package_arn(self.group, version),
+                metrics={
+                    k[len("metric.") :]: _number(val) for k, val in tags.items() if k.startswith("metric.")
+                },
+                metadata={k[len("meta.") :]: val for k, val in tags.items() if k.startswith("meta.")},
+                serving=json.loads(tags.get("environment", "{}")),
+                artifact=tags.get("model_data_url", ""),
+                image=tags.get("image", ""),
+                instance_types=tags.get("inference_instances", "").split(","),
+            )
+        raise NothingThere(
+            f"the local registry's {self.group} has no version {version}: see `mlops models list --local`"
+        )
 
     def set_approval(self, version: int, status: str, reason: str | None) -> Approval:
         self.model(version)  # exists, or NothingThere
@@ -80,9 +106,17 @@ class LocalPlatform:
 
     def endpoint_status(self) -> EndpointStatus:
         state = self._running_endpoint()
-        return EndpointStatus(name=state["url"], status="InService", version=state["version"], serving=state["model"],
-                              instances=f"1 (pid {state['pid']})", extras={"log": state["log"]})
+        return EndpointStatus(
+            name=state["url"],
+            status="InService",
+            version=state["version"],
+            serving=state["model"],
+            instances=f"1 (pid {state['pid']})",
+            extras={"log": state["log"]},
+        )
 
     def invoke(self, prompt: str, max_tokens: int) -> str:
-        reply = local_endpoint.invoke(self._running_endpoint()["url"], [{"role": "user", "content": prompt}], max_tokens)
+        reply = local_endpoint.invoke(
+            self._running_endpoint()["url"], [{"role": "user", "content": prompt}], max_tokens
+        )
         return str(reply["choices"][0]["message"]["content"])

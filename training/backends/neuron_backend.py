@@ -125,7 +125,9 @@ def launch_command(hp: TrainHyperparameters, env: dict[str, str], python: str = 
     return cmd
 
 
-def sft_config_kwargs(hp: TrainHyperparameters, output_dir: Path, precompile: bool, interactive: bool) -> dict[str, Any]:
+def sft_config_kwargs(
+    hp: TrainHyperparameters, output_dir: Path, precompile: bool, interactive: bool
+) -> dict[str, Any]:
     """Keyword arguments for optimum-neuron's ``NeuronSFTConfig`` (v0.4.5 names), from our hyperparameters."""
     max_steps = min(hp.max_steps, PRECOMPILE_MAX_STEPS) if precompile else hp.max_steps
     return {
@@ -168,7 +170,10 @@ def sft_config_kwargs(hp: TrainHyperparameters, output_dir: Path, precompile: bo
 
 
 def existing_trainer_checkpoints(output_dir: Path) -> list[Path]:
-    return sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    return sorted(
+        output_dir.glob("checkpoint-*"),
+        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
+    )
 
 
 def run(job: TrainJob) -> dict[str, Any]:
@@ -186,7 +191,9 @@ def worker_failure(returncode: int, failure_file: Path | None) -> Exception:
     """The error to raise when torchrun fails. torchrun's own status says nothing about why, but a
     worker that hit a user error (bad data, bad config) wrote it to the failure file: keep that as a
     user error instead of burying it under a generic launcher failure."""
-    reason = failure_file.read_text(encoding="utf-8").strip() if failure_file and failure_file.is_file() else ""
+    reason = (
+        failure_file.read_text(encoding="utf-8").strip() if failure_file and failure_file.is_file() else ""
+    )
     if reason and not reason.startswith("internal error"):
         return UserError(reason)
     detail = f": {reason}" if reason else "; see the log above"
@@ -258,7 +265,9 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
         # optimum-neuron 0.4.5 raises on resume_from_checkpoint; restarting is correct but repeats work.
         log.warning(
             "found %d earlier checkpoint(s) (newest %s) but optimum-neuron 0.4.5 cannot resume; "
-            "training restarts from step 0", len(stale), stale[-1],
+            "training restarts from step 0",
+            len(stale),
+            stale[-1],
         )
 
     tokenizer = load_tokenizer(job.model_source)
@@ -271,19 +280,29 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
     model = NeuronModelForCausalLM.from_pretrained(
         job.model_source, config.trn_config, torch_dtype=torch.bfloat16 if config.bf16 else torch.float32
     )
-    lora = LoraConfig(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
-                      target_modules=hp.lora_target_modules, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=hp.lora_r,
+        lora_alpha=hp.lora_alpha,
+        lora_dropout=hp.lora_dropout,
+        target_modules=hp.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
     collator = _StackBlocks()
     data_parallel = max(world // hp.tensor_parallel_size, 1)
     tokens_per_step = (
-        train.stats["real_tokens"] / train.blocks.num_blocks
-        * hp.per_device_train_batch_size * hp.gradient_accumulation_steps * data_parallel
+        train.stats["real_tokens"]
+        / train.blocks.num_blocks
+        * hp.per_device_train_batch_size
+        * hp.gradient_accumulation_steps
+        * data_parallel
     )
     sink = MetricsSink(job.run_name, hp.model_dump()) if rank == 0 else None
     clock = {"last": time.perf_counter(), "last_step": 0, "train_seconds": 0.0, "loss": float("nan")}
 
     class MetricLines(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
+        ) -> None:
             if sink is None or not logs or "loss" not in logs:
                 return
             now = time.perf_counter()
@@ -291,17 +310,25 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
             seconds = now - clock["last"]
             clock.update(last=now, last_step=state.global_step, loss=logs["loss"])
             clock["train_seconds"] += seconds
-            sink.log(state.global_step, {
-                "train_loss": logs["loss"],
-                "learning_rate": logs.get("learning_rate", float("nan")),
-                # Estimated from the dataset's mean real tokens per block: the callback does not see batches.
-                "tokens_per_second": tokens_per_step * steps / seconds if seconds > 0 else 0.0,
-                "padding_fraction": train.stats["padding_fraction"],
-            })
+            sink.log(
+                state.global_step,
+                {
+                    "train_loss": logs["loss"],
+                    "learning_rate": logs.get("learning_rate", float("nan")),
+                    # Estimated from the dataset's mean real tokens per block: the callback does not see batches.
+                    "tokens_per_second": tokens_per_step * steps / seconds if seconds > 0 else 0.0,
+                    "padding_fraction": train.stats["padding_fraction"],
+                },
+            )
 
     trainer = NeuronSFTTrainer(
-        model=model, args=config, train_dataset=_blocks_dataset(train.blocks), processing_class=tokenizer,
-        peft_config=lora, data_collator=collator, callbacks=[MetricLines()],
+        model=model,
+        args=config,
+        train_dataset=_blocks_dataset(train.blocks),
+        processing_class=tokenizer,
+        peft_config=lora,
+        data_collator=collator,
+        callbacks=[MetricLines()],
     )
     setup_seconds = time.perf_counter() - t_setup
     trainer.train()
@@ -314,13 +341,22 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
         return
     _export_on_rank0(job, final_dir, tokenizer)
     report = build_report(
-        job=job, backend=name, steps_completed=trainer.state.global_step, resumed_from=None,
+        job=job,
+        backend=name,
+        steps_completed=trainer.state.global_step,
+        resumed_from=None,
         final={"train_loss": clock["loss"]},
         real_tokens=int(tokens_per_step * trainer.state.global_step),
-        train_seconds=clock["train_seconds"], setup_seconds=setup_seconds,
-        input_shapes=sorted(collator.shapes), data={"train": train.stats},
-        extra={"device": "neuron", "world_size": world, "tensor_parallel_size": hp.tensor_parallel_size,
-               "restarted_despite_checkpoints": [str(p) for p in stale]},
+        train_seconds=clock["train_seconds"],
+        setup_seconds=setup_seconds,
+        input_shapes=sorted(collator.shapes),
+        data={"train": train.stats},
+        extra={
+            "device": "neuron",
+            "world_size": world,
+            "tensor_parallel_size": hp.tensor_parallel_size,
+            "restarted_despite_checkpoints": [str(p) for p in stale],
+        },
         mlflow_run_id=sink.run_id if sink else None,
     )
     write_report(job.model_dir, report)

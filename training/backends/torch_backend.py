@@ -124,10 +124,17 @@ class _Batches:
         )
 
 
-def _save_trainer_state(folder: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
+def _save_trainer_state(
+    folder: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]
+) -> None:
     model.save_pretrained(folder / "adapter")
     torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(), **state},
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _rng_state(),
+            **state,
+        },
         folder / "trainer_state.pt",
     )
 
@@ -156,7 +163,11 @@ def run(job: TrainJob) -> dict[str, Any]:
     device, amp = _pick_device_and_dtype(hp.precision)
     tokenizer = load_tokenizer(job.model_source, job.gguf_file)
     train: PreparedData = prepare_for_training(tokenizer, job.train_path, "train", hp)
-    val = prepare_for_training(tokenizer, job.validation_path, "validation", hp) if job.validation_path else None
+    val = (
+        prepare_for_training(tokenizer, job.validation_path, "validation", hp)
+        if job.validation_path
+        else None
+    )
 
     model = _apply_lora(_load_model(job, amp), job).to(device)
     model.train()
@@ -164,11 +175,16 @@ def run(job: TrainJob) -> dict[str, Any]:
     n_trainable = sum(p.numel() for p in trainable)
     log.info(
         "device=%s precision=%s trainable_params=%d (%.2f%% of %d)",
-        device, "bf16-autocast" if amp else "fp32", n_trainable,
-        100 * n_trainable / sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters()),
+        device,
+        "bf16-autocast" if amp else "fp32",
+        n_trainable,
+        100 * n_trainable / sum(p.numel() for p in model.parameters()),
+        sum(p.numel() for p in model.parameters()),
     )
     optimizer = torch.optim.AdamW(trainable, lr=hp.learning_rate, weight_decay=hp.weight_decay)
-    scheduler = get_scheduler(hp.lr_scheduler, optimizer, num_warmup_steps=hp.warmup_steps, num_training_steps=hp.max_steps)
+    scheduler = get_scheduler(
+        hp.lr_scheduler, optimizer, num_warmup_steps=hp.warmup_steps, num_training_steps=hp.max_steps
+    )
 
     start_step, resumed_from = 0, None
     counters = {"real_tokens": 0, "train_seconds": 0.0}
@@ -194,7 +210,9 @@ def run(job: TrainJob) -> dict[str, Any]:
     # ---- train --------------------------------------------------------------------------------
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=hp.max_steps, initial=start_step, desc="fine-tune", unit="step", disable=not progress_wanted())
+    bar = tqdm(
+        total=hp.max_steps, initial=start_step, desc="fine-tune", unit="step", disable=not progress_wanted()
+    )
     ga = hp.gradient_accumulation_steps
     try:
         for step in range(start_step, hp.max_steps):
@@ -242,14 +260,12 @@ def run(job: TrainJob) -> dict[str, Any]:
                 )
                 window = {"loss": 0.0, "steps": 0, "real": 0, "slots": 0, "seconds": 0.0}
             if done % hp.save_steps == 0 and done < hp.max_steps:
-                saved = save_checkpoint(
-                    job.checkpoint_dir,
-                    done,
-                    lambda folder: _save_trainer_state(
-                        folder, model, optimizer, scheduler, {"step": done, "counters": dict(counters), "input_shapes": sorted(shapes)}
-                    ),
-                    keep=hp.save_total_limit,
-                )
+                state = {"step": done, "counters": dict(counters), "input_shapes": sorted(shapes)}
+
+                def write_state(folder: Path, state: dict[str, Any] = state) -> None:
+                    _save_trainer_state(folder, model, optimizer, scheduler, state)
+
+                saved = save_checkpoint(job.checkpoint_dir, done, write_state, keep=hp.save_total_limit)
                 log.info("checkpoint saved: %s", saved)
     except BaseException:
         sink.finish({}, status="FAILED")
@@ -259,7 +275,9 @@ def run(job: TrainJob) -> dict[str, Any]:
 
     eval_loss = None
     if val is not None:
-        eval_loss, _ = mean_token_loss(model.get_base_model(), val.blocks, hp.per_device_train_batch_size, device, amp)
+        eval_loss, _ = mean_token_loss(
+            model.get_base_model(), val.blocks, hp.per_device_train_batch_size, device, amp
+        )
         sink.log(hp.max_steps, {"eval_loss": eval_loss})
 
     # ---- save ---------------------------------------------------------------------------------
@@ -277,11 +295,18 @@ def run(job: TrainJob) -> dict[str, Any]:
         setup_seconds=setup_seconds,
         input_shapes=sorted(shapes),
         data={"train": train.stats, **({"validation": val.stats} if val else {})},
-        extra={"device": str(device), "precision": "bf16-autocast" if amp else "fp32", "trainable_params": n_trainable},
+        extra={
+            "device": str(device),
+            "precision": "bf16-autocast" if amp else "fp32",
+            "trainable_params": n_trainable,
+        },
         mlflow_run_id=sink.run_id,
     )
     write_report(job.model_dir, report)
     sink.finish(report["final_metrics"])
     log.info("model saved to %s; report %s", job.model_dir, job.model_dir / "training_report.json")
-    log.info("report summary: %s", json.dumps({k: report[k] for k in ("steps_completed", "tokens_per_second", "distinct_input_shapes")}))
+    log.info(
+        "report summary: %s",
+        json.dumps({k: report[k] for k in ("steps_completed", "tokens_per_second", "distinct_input_shapes")}),
+    )
     return report

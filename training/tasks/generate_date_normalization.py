@@ -16,8 +16,20 @@ from pathlib import Path
 
 OUT = Path(__file__).parent / "date_normalization"
 SYSTEM = "You convert dates to ISO 8601. Reply with the date only, as YYYY-MM-DD."
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 STYLES = [
     lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
@@ -47,8 +59,13 @@ def make_example(rng: random.Random, as_chat: bool) -> dict:
     question = rng.choice(ASKS).format(date=rng.choice(STYLES)(day))
     answer = day.isoformat()
     if as_chat:
-        return {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
-                             {"role": "assistant", "content": answer}]}
+        return {
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer},
+            ]
+        }
     return {"prompt": f"{SYSTEM}\n{question}", "completion": answer}
 
 

@@ -32,10 +32,16 @@ log = logging.getLogger()
 log.setLevel(logging.INFO)
 
 VARIANT = "AllTraffic"
-SHAPES = {"SM_ON_BATCH_SIZE": "batch_size", "SM_ON_SEQUENCE_LENGTH": "sequence_length",
-          "SM_ON_TENSOR_PARALLEL_SIZE": "tensor_parallel_size"}
-METADATA = {"SM_ON_BATCH_SIZE": "compiled_batch_size", "SM_ON_SEQUENCE_LENGTH": "compiled_sequence_length",
-            "SM_ON_TENSOR_PARALLEL_SIZE": "compiled_tensor_parallel_size"}
+SHAPES = {
+    "SM_ON_BATCH_SIZE": "batch_size",
+    "SM_ON_SEQUENCE_LENGTH": "sequence_length",
+    "SM_ON_TENSOR_PARALLEL_SIZE": "tensor_parallel_size",
+}
+METADATA = {
+    "SM_ON_BATCH_SIZE": "compiled_batch_size",
+    "SM_ON_SEQUENCE_LENGTH": "compiled_sequence_length",
+    "SM_ON_TENSOR_PARALLEL_SIZE": "compiled_tensor_parallel_size",
+}
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
 
@@ -70,20 +76,27 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Settings:
         return cls(
-            endpoint_name=env["ENDPOINT_NAME"], model_package_group=env["MODEL_PACKAGE_GROUP"],
-            instance_type=env["INSTANCE_TYPE"], initial_instance_count=int(env["INITIAL_INSTANCE_COUNT"]),
+            endpoint_name=env["ENDPOINT_NAME"],
+            model_package_group=env["MODEL_PACKAGE_GROUP"],
+            instance_type=env["INSTANCE_TYPE"],
+            initial_instance_count=int(env["INITIAL_INSTANCE_COUNT"]),
             max_instance_count=int(env["MAX_INSTANCE_COUNT"]),
             invocations_per_instance=int(env["INVOCATIONS_PER_INSTANCE"]),
-            canary_percent=int(env["CANARY_PERCENT"]), canary_wait_seconds=int(env["CANARY_WAIT_SECONDS"]),
-            data_capture_percent=int(env["DATA_CAPTURE_PERCENT"]), capture_s3_uri=env["CAPTURE_S3_URI"],
-            kms_key_arn=env["KMS_KEY_ARN"], endpoint_role_arn=env["ENDPOINT_ROLE_ARN"],
-            subnets=env["SUBNETS"].split(","), security_groups=env["SECURITY_GROUPS"].split(","),
-            alarm_names=env["ALARM_NAMES"].split(","), topic_arn=env["TOPIC_ARN"],
+            canary_percent=int(env["CANARY_PERCENT"]),
+            canary_wait_seconds=int(env["CANARY_WAIT_SECONDS"]),
+            data_capture_percent=int(env["DATA_CAPTURE_PERCENT"]),
+            capture_s3_uri=env["CAPTURE_S3_URI"],
+            kms_key_arn=env["KMS_KEY_ARN"],
+            endpoint_role_arn=env["ENDPOINT_ROLE_ARN"],
+            subnets=env["SUBNETS"].split(","),
+            security_groups=env["SECURITY_GROUPS"].split(","),
+            alarm_names=env["ALARM_NAMES"].split(","),
+            topic_arn=env["TOPIC_ARN"],
         )
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
 
 
@@ -98,14 +111,18 @@ def check_package(package: dict[str, Any], s3: Any) -> dict[str, str]:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:  # botocore ClientError 404/403
-        raise Refused(f"the artifact {data_url} of package {package['ModelPackageArn']} cannot be read ({exc}); "
-                      "re-run the pipeline's compile step or restore the object") from None
+        raise Refused(
+            f"the artifact {data_url} of package {package['ModelPackageArn']} cannot be read ({exc}); "
+            "re-run the pipeline's compile step or restore the object"
+        ) from None
     report_key = key.rsplit("/", 1)[0] + "/compile_report.json" if "/" in key else "compile_report.json"
     try:
         report = json.loads(s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
     except Exception as exc:
-        raise Refused(f"no readable compile report at s3://{bucket}/{report_key} ({exc}); the package's serving "
-                      "settings cannot be checked, so it is not deployed") from None
+        raise Refused(
+            f"no readable compile report at s3://{bucket}/{report_key} ({exc}); the package's serving "
+            "settings cannot be checked, so it is not deployed"
+        ) from None
     metadata = package.get("CustomerMetadataProperties", {})
     problems = []
     for variable, shape in SHAPES.items():
@@ -113,14 +130,19 @@ def check_package(package: dict[str, Any], s3: Any) -> dict[str, str]:
         if env.get(variable) != str(compiled):
             problems.append(f"{variable}={env.get(variable)!r} but the model was compiled with {compiled!r}")
         if METADATA[variable] in metadata and metadata[METADATA[variable]] != str(compiled):
-            problems.append(f"metadata {METADATA[variable]}={metadata[METADATA[variable]]!r} disagrees with the "
-                            f"compile report ({compiled!r})")
+            problems.append(
+                f"metadata {METADATA[variable]}={metadata[METADATA[variable]]!r} disagrees with the "
+                f"compile report ({compiled!r})"
+            )
     if report.get("target") != "inf2":
         problems.append(f"the artifact was compiled for target={report.get('target')!r}, not inf2")
     if problems:
-        raise Refused(f"package {package['ModelPackageArn']} is inconsistent: " + "; ".join(problems)
-                      + ". The vLLM Neuronx container would fail at startup; register a package whose SM_ON_* "
-                      "come from its compile report")
+        raise Refused(
+            f"package {package['ModelPackageArn']} is inconsistent: "
+            + "; ".join(problems)
+            + ". The vLLM Neuronx container would fail at startup; register a package whose SM_ON_* "
+            "come from its compile report"
+        )
     return env
 
 
@@ -142,7 +164,10 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
     if group != settings.model_package_group:
         return {"status": "ignored", "reason": f"group {group!r} is not {settings.model_package_group!r}"}
     if detail.get("ModelApprovalStatus") != "Approved":
-        return {"status": "ignored", "reason": f"status {detail.get('ModelApprovalStatus')!r} is not Approved"}
+        return {
+            "status": "ignored",
+            "reason": f"status {detail.get('ModelApprovalStatus')!r} is not Approved",
+        }
     if not arn:
         raise Refused("the event carries no ModelPackageArn")
     package = sm.describe_model_package(ModelPackageName=arn)
@@ -156,53 +181,82 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
     endpoint = _exists(sm.describe_endpoint, EndpointName=settings.endpoint_name)
     if endpoint and endpoint.get("EndpointStatus") == "Failed":
         # DeleteEndpoint is the only call a Failed endpoint accepts, and this deployer never deletes.
-        raise Refused(f"endpoint {settings.endpoint_name} is Failed ({endpoint.get('FailureReason', 'no reason given')}); "
-                      f"delete it (`aws sagemaker delete-endpoint --endpoint-name {settings.endpoint_name}`) and "
-                      f"approve {arn} again")
+        raise Refused(
+            f"endpoint {settings.endpoint_name} is Failed ({endpoint.get('FailureReason', 'no reason given')}); "
+            f"delete it (`aws sagemaker delete-endpoint --endpoint-name {settings.endpoint_name}`) and "
+            f"approve {arn} again"
+        )
     if endpoint and endpoint.get("EndpointConfigName") == name and endpoint.get("EndpointStatus") not in BUSY:
         return {"status": "unchanged", "endpoint": settings.endpoint_name, "config": name, "package": arn}
     if endpoint and endpoint.get("EndpointStatus") in BUSY:
-        raise Busy(f"endpoint {settings.endpoint_name} is {endpoint['EndpointStatus']}; the event will be retried "
-                   "(a retry that finds it still busy ends in the dead-letter queue, which alarms)")
+        raise Busy(
+            f"endpoint {settings.endpoint_name} is {endpoint['EndpointStatus']}; the event will be retried "
+            "(a retry that finds it still busy ends in the dead-letter queue, which alarms)"
+        )
 
     if not _exists(sm.describe_model, ModelName=name):
         sm.create_model(
-            ModelName=name, ExecutionRoleArn=settings.endpoint_role_arn,
-            PrimaryContainer={"Image": container["Image"], "ModelDataUrl": container["ModelDataUrl"],
-                              "Environment": env},
+            ModelName=name,
+            ExecutionRoleArn=settings.endpoint_role_arn,
+            PrimaryContainer={
+                "Image": container["Image"],
+                "ModelDataUrl": container["ModelDataUrl"],
+                "Environment": env,
+            },
             VpcConfig={"Subnets": settings.subnets, "SecurityGroupIds": settings.security_groups},
             # The container loads /opt/ml/model and serves; it calls nothing.
             EnableNetworkIsolation=True,
-            Tags=[{"Key": "ModelPackageArn", "Value": arn}])
+            Tags=[{"Key": "ModelPackageArn", "Value": arn}],
+        )
     if not _exists(sm.describe_endpoint_config, EndpointConfigName=name):
         config: dict[str, Any] = {
-            "EndpointConfigName": name, "KmsKeyId": settings.kms_key_arn,
-            "ProductionVariants": [{
-                "VariantName": VARIANT, "ModelName": name, "InstanceType": settings.instance_type,
-                "InitialInstanceCount": settings.initial_instance_count, "InitialVariantWeight": 1.0,
-                # Loading and warming a compiled model on Neuron takes minutes, not the default seconds.
-                "ModelDataDownloadTimeoutInSeconds": 1800, "ContainerStartupHealthCheckTimeoutInSeconds": 1800,
-            }],
+            "EndpointConfigName": name,
+            "KmsKeyId": settings.kms_key_arn,
+            "ProductionVariants": [
+                {
+                    "VariantName": VARIANT,
+                    "ModelName": name,
+                    "InstanceType": settings.instance_type,
+                    "InitialInstanceCount": settings.initial_instance_count,
+                    "InitialVariantWeight": 1.0,
+                    # Loading and warming a compiled model on Neuron takes minutes, not the default seconds.
+                    "ModelDataDownloadTimeoutInSeconds": 1800,
+                    "ContainerStartupHealthCheckTimeoutInSeconds": 1800,
+                }
+            ],
             "Tags": [{"Key": "ModelPackageArn", "Value": arn}],
         }
         if settings.data_capture_percent > 0:
             config["DataCaptureConfig"] = {
-                "EnableCapture": True, "InitialSamplingPercentage": settings.data_capture_percent,
-                "DestinationS3Uri": settings.capture_s3_uri, "KmsKeyId": settings.kms_key_arn,
+                "EnableCapture": True,
+                "InitialSamplingPercentage": settings.data_capture_percent,
+                "DestinationS3Uri": settings.capture_s3_uri,
+                "KmsKeyId": settings.kms_key_arn,
                 "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
                 "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
             }
         sm.create_endpoint_config(**config)
 
     if endpoint is None:
-        sm.create_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=name,
-                           Tags=[{"Key": "ModelPackageArn", "Value": arn}])
+        sm.create_endpoint(
+            EndpointName=settings.endpoint_name,
+            EndpointConfigName=name,
+            Tags=[{"Key": "ModelPackageArn", "Value": arn}],
+        )
         # Autoscaling can only be registered once the endpoint is InService: its state-change event does it.
         return {"status": "created", "endpoint": settings.endpoint_name, "config": name, "package": arn}
-    sm.update_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=name,
-                       DeploymentConfig=deployment_config(settings))
-    return {"status": "updating", "endpoint": settings.endpoint_name, "config": name, "package": arn,
-            "previous_config": endpoint.get("EndpointConfigName")}
+    sm.update_endpoint(
+        EndpointName=settings.endpoint_name,
+        EndpointConfigName=name,
+        DeploymentConfig=deployment_config(settings),
+    )
+    return {
+        "status": "updating",
+        "endpoint": settings.endpoint_name,
+        "config": name,
+        "package": arn,
+        "previous_config": endpoint.get("EndpointConfigName"),
+    }
 
 
 def deployment_config(settings: Settings) -> dict[str, Any]:
@@ -213,8 +267,11 @@ def deployment_config(settings: Settings) -> dict[str, Any]:
     """
     routing: dict[str, Any] = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": settings.canary_wait_seconds}
     if settings.initial_instance_count >= 2:
-        routing = {"Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": settings.canary_percent},
-                   "WaitIntervalInSeconds": settings.canary_wait_seconds}
+        routing = {
+            "Type": "CANARY",
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": settings.canary_percent},
+            "WaitIntervalInSeconds": settings.canary_wait_seconds,
+        }
     return {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": routing,
@@ -233,8 +290,11 @@ def ensure_autoscaling(event: dict[str, Any], settings: Settings, autoscaling: A
     if detail.get("EndpointStatus") != "IN_SERVICE":
         return {"status": "ignored", "reason": f"endpoint status {detail.get('EndpointStatus')!r}"}
     resource = f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
-    existing = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource],
-                                                     ScalableDimension="sagemaker:variant:DesiredInstanceCount")
+    existing = autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker",
+        ResourceIds=[resource],
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+    )
     if existing.get("ScalableTargets"):
         return {"status": "unchanged", "autoscaling": resource}
     register_autoscaling(autoscaling, settings)
@@ -244,22 +304,36 @@ def ensure_autoscaling(event: dict[str, Any], settings: Settings, autoscaling: A
 def register_autoscaling(autoscaling: Any, settings: Settings) -> None:
     resource = f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
     autoscaling.register_scalable_target(
-        ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-        MinCapacity=settings.initial_instance_count, MaxCapacity=settings.max_instance_count)
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=settings.initial_instance_count,
+        MaxCapacity=settings.max_instance_count,
+    )
     autoscaling.put_scaling_policy(
-        PolicyName=f"{settings.endpoint_name}-invocations", ServiceNamespace="sagemaker", ResourceId=resource,
-        ScalableDimension="sagemaker:variant:DesiredInstanceCount", PolicyType="TargetTrackingScaling",
+        PolicyName=f"{settings.endpoint_name}-invocations",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        PolicyType="TargetTrackingScaling",
         TargetTrackingScalingPolicyConfiguration={
             "TargetValue": float(settings.invocations_per_instance),
-            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
-            "ScaleInCooldown": 600, "ScaleOutCooldown": 300})
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+            "ScaleInCooldown": 600,
+            "ScaleOutCooldown": 300,
+        },
+    )
 
 
 def notify(sns: Any, settings: Settings, subject: str, message: str) -> None:
     sns.publish(TopicArn=settings.topic_arn, Subject=subject[:100], Message=message)
 
 
-def handler(event: dict[str, Any], context: Any = None, clients: dict[str, Any] | None = None) -> dict[str, Any]:
+def handler(
+    event: dict[str, Any], context: Any = None, clients: dict[str, Any] | None = None
+) -> dict[str, Any]:
     settings = Settings.from_env(dict(os.environ))
     if clients is None:
         import boto3
@@ -270,7 +344,9 @@ def handler(event: dict[str, Any], context: Any = None, clients: dict[str, Any] 
         if event.get("detail-type") == ENDPOINT_STATE_CHANGE:
             result = ensure_autoscaling(event, settings, clients["application-autoscaling"])
         else:
-            result = deploy(event, settings, clients["sagemaker"], clients["s3"], clients["application-autoscaling"])
+            result = deploy(
+                event, settings, clients["sagemaker"], clients["s3"], clients["application-autoscaling"]
+            )
     except Refused as exc:
         notify(clients["sns"], settings, f"{settings.endpoint_name}: package not deployed", str(exc))
         log.error("refused: %s", exc)
@@ -278,8 +354,12 @@ def handler(event: dict[str, Any], context: Any = None, clients: dict[str, Any] 
     except Busy:
         raise  # retried by Lambda's asynchronous retry policy
     except Exception as exc:
-        notify(clients["sns"], settings, f"{settings.endpoint_name}: deployment failed",
-               f"deploying {detail.get('ModelPackageArn')} failed: {type(exc).__name__}: {exc}")
+        notify(
+            clients["sns"],
+            settings,
+            f"{settings.endpoint_name}: deployment failed",
+            f"deploying {detail.get('ModelPackageArn')} failed: {type(exc).__name__}: {exc}",
+        )
         raise
     log.info(json.dumps(result))
     return result
