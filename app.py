@@ -5,7 +5,6 @@ pipeline definition is generated offline, and image assets are only staged (buil
 """
 
 import os
-import subprocess
 from pathlib import Path
 
 from aws_cdk import App, Environment
@@ -18,18 +17,9 @@ from infra.names import PlatformNames
 from infra.pipeline import PipelineSettings
 from infra.stacks import PlatformSettings, build_platform
 from pipelines.definition.builder import pipeline_definition
+from pipelines.definition.placeholders import source_commit
 
 ROOT = Path(__file__).resolve().parent
-
-
-def source_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
-        )
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 def build_app(cfg: ProjectConfig, outdir: str | None = None) -> App:
@@ -51,7 +41,7 @@ def build_app(cfg: ProjectConfig, outdir: str | None = None) -> App:
             model_package_group=cfg.model_package_group,
             definition_json=pipeline_definition(cfg),
             subnet_count=cfg.pipeline.subnet_count,
-            source_commit=source_commit(),
+            source_commit=source_commit(ROOT),
             schedule=cfg.infra.schedule,
         ),
         endpoint=EndpointSettings(

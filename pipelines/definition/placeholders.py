@@ -13,7 +13,9 @@ checks that every ``${...}`` in the definition is listed here.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 
 PSEUDO_PARAMETERS = {
     "AWS::Partition": "CloudFormation: the partition (aws, aws-cn, aws-us-gov).",
@@ -74,3 +76,20 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
     if missing:
         raise KeyError(f"no value for placeholder(s) {', '.join(missing)} in the pipeline definition")
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def source_commit(repo: Path) -> str:
+    """The ``SourceCommit`` value: the checkout's HEAD, with ``-dirty`` when uncommitted changes mean
+    that the commit alone does not reproduce what was deployed; ``unknown`` outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

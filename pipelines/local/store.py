@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from pipelines.definition.placeholders import placeholder_names
+from pipelines.definition.placeholders import placeholder_names, source_commit
 
 LOCAL_ACCOUNT = "000000000000"
 # The checkout: the code the images copy and the working folder of every local job.
@@ -50,27 +49,13 @@ def local_placeholder_values(subnet_count: int, repo: Path | None = None) -> dic
         "KmsKeyArn": f"arn:aws:kms:local:{LOCAL_ACCOUNT}:key/local",
         "JobRoleName": "local",
         "JobSecurityGroupId": "sg-local",
-        "SourceCommit": git_commit(repo),
+        "SourceCommit": source_commit(repo),
     }
     for name in placeholder_names(subnet_count):
         values.setdefault(
             name, f"subnet-local-{name[-1]}" if name.startswith("PrivateSubnet") else f"local-{name}"
         )
     return values
-
-
-def git_commit(repo: Path) -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = out.stdout.strip() if out.returncode == 0 else "unknown"
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, timeout=10
-    )
-    return commit + ("-dirty" if commit != "unknown" and dirty.stdout.strip() else "")
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
