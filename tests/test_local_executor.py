@@ -357,9 +357,9 @@ def test_local_image_uri_follows_the_code(tmp_path):
 def test_endpoint_liveness_ignores_a_recycled_pid():
     import os
 
-    from pipelines.local.endpoint import _alive
+    from pipelines.local.endpoint import server_alive
 
-    assert _alive(os.getpid()) is False  # this pytest process is not `containers.entrypoint serve`
+    assert server_alive(os.getpid()) is False  # this pytest process is not `containers.entrypoint serve`
 
 
 def test_resume_requests_that_cannot_be_honoured_say_why(tmp_path):

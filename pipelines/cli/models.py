@@ -3,6 +3,7 @@ MLflow registry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -48,32 +49,26 @@ def show(version: Version, local: Local = False, config: ConfigFiles = [], set_:
     )
 
 
-def _decide(version: int, status: str, reason: str | None, local: bool, config: list, set_: list) -> None:
-    decided = platform(load(config, set_), local).set_approval(version, status, reason)
-    say(f"{decided.arn}: {decided.status}")
-    if decided.next_step:
-        say(decided.next_step)
+def _decision(status: str, doc: str) -> Callable[..., None]:
+    """The ``approve`` or ``reject`` command: the same arguments, one approval status."""
+
+    def decide(
+        version: Version,
+        reason: Reason = None,
+        local: Local = False,
+        config: ConfigFiles = [],
+        set_: SetItems = [],
+    ) -> None:
+        decided = platform(load(config, set_), local).set_approval(version, status, reason)
+        say(f"{decided.arn}: {decided.status}")
+        if decided.next_step:
+            say(decided.next_step)
+
+    decide.__doc__ = doc
+    return decide
 
 
-@app.command("approve")
-def approve(
-    version: Version,
-    reason: Reason = None,
-    local: Local = False,
-    config: ConfigFiles = [],
-    set_: SetItems = [],
-) -> None:
-    """Approve a version; in the cloud this deploys it to the endpoint (blue/green)."""
-    _decide(version, "Approved", reason, local, config, set_)
-
-
-@app.command("reject")
-def reject(
-    version: Version,
-    reason: Reason = None,
-    local: Local = False,
-    config: ConfigFiles = [],
-    set_: SetItems = [],
-) -> None:
-    """Reject a version."""
-    _decide(version, "Rejected", reason, local, config, set_)
+app.command("approve")(
+    _decision("Approved", "Approve a version; in the cloud this deploys it to the endpoint (blue/green).")
+)
+app.command("reject")(_decision("Rejected", "Reject a version."))

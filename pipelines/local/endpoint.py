@@ -37,7 +37,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _alive(pid: int) -> bool:
+def server_alive(pid: int) -> bool:
     """True while ``pid`` is our server: a recycled pid belonging to something else counts as gone."""
     try:
         os.kill(pid, 0)
@@ -60,7 +60,7 @@ def read_state(store_root: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     state = json.loads(path.read_text())
-    return state if _alive(int(state["pid"])) else None
+    return state if server_alive(int(state["pid"])) else None
 
 
 def _get(url: str, timeout: float = 5.0) -> int:
@@ -82,7 +82,7 @@ def start(
     timeout: float = 300.0,
 ) -> dict[str, Any]:
     """Serve ``model_archive`` (a model.tar.gz from the registry) and wait until /ping answers 200."""
-    stop(store_root, quiet=True)
+    stop(store_root)
     folder = endpoint_dir(store_root)
     opt_ml = folder / "opt_ml"
     if opt_ml.exists():
@@ -135,7 +135,7 @@ def start(
                 raise UserError(f"the local endpoint did not answer /ping within {timeout:.0f} s; log: {log}")
             time.sleep(0.5)
     except BaseException:
-        stop(store_root, quiet=True)
+        stop(store_root)
         raise
     return state
 
@@ -158,23 +158,23 @@ def invoke(
         raise UserError(f"the local endpoint at {url} did not answer the request: {exc}") from None
 
 
-def stop(store_root: Path, quiet: bool = False, timeout: float = 30.0) -> dict[str, Any] | None:
+def stop(store_root: Path, timeout: float = 30.0) -> dict[str, Any] | None:
     """SIGTERM the endpoint and wait; None when none was running."""
     path = endpoint_dir(store_root) / STATE
     if not path.is_file():
         return None
     state = json.loads(path.read_text())
     pid = int(state["pid"])
-    if _alive(pid):
+    if server_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.time() + timeout
-        while _alive(pid) and time.time() < deadline:
+        while server_alive(pid) and time.time() < deadline:
             try:  # our own child: reap it so it does not linger as a zombie
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
             time.sleep(0.2)
-        if _alive(pid):
+        if server_alive(pid):
             os.kill(pid, signal.SIGKILL)
     path.unlink()
     return state
