@@ -84,7 +84,7 @@ def run_train(opt_ml: OptMl, neuron_worker: bool = False) -> None:
 
 def run_prepare(opt_ml: OptMl, args: argparse.Namespace) -> None:
     from training.base_model import load_tokenizer, resolve_base_model
-    from training.prepare_step import PrepareSettings, run_prepare
+    from training.prepare import PrepareSettings, run_prepare
 
     train = Path(args.train or opt_ml.processing("train"))
     if not train.exists():
@@ -104,7 +104,7 @@ def run_prepare(opt_ml: OptMl, args: argparse.Namespace) -> None:
         max_seq_length=args.max_seq_length, overlong=args.overlong, skip_invalid_lines=args.skip_invalid_lines
     )
     output_root = Path(args.output_dir) if args.output_dir else opt_ml.root / "processing"
-    from training.prepare_step import folder_sha256
+    from training.fingerprints import folder_sha256
 
     # A Hub id (local use only; pipeline jobs have no internet) is identified by its name.
     base_sha = (

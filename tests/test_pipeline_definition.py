@@ -433,7 +433,7 @@ def property_file_samples(tmp_path_factory, tiny_model, fake_inf2_export) -> dic
     from inference.compile import CompileSettings, compile_model
     from inference.evaluate import EvalSettings, evaluate
     from training.base_model import load_tokenizer
-    from training.prepare_step import PrepareSettings, run_prepare
+    from training.prepare import PrepareSettings, run_prepare
 
     tmp = tmp_path_factory.mktemp("property_files")
     task = ROOT / "training/tasks/date_normalization"

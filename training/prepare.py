@@ -1,12 +1,22 @@
 """From a JSONL channel to packed blocks: validate, tokenize with the chat template, check lengths, pack.
 
-Shared by training (train and validation channels) and the pipeline's Prepare step
-(``training/prepare_step.py``).
+Shared by training (train and validation channels), evaluation, and the pipeline's Prepare step
+(``run_prepare``), which validates, tokenizes and packs once, on a CPU instance. Prepare follows the
+same rules as training (``prepare_channel``: every bad line reported with ``file:line``, the same
+length policy), so a dataset that passes Prepare cannot fail the fine-tune on its data. It writes
+three folders under the output root, matching the step's processing outputs:
+
+* ``packed_train/`` and ``packed_validation/`` (``training.packing``, on disk), which the fine-tune
+  reads as its ``train`` and ``validation`` channels without tokenizing;
+* ``stats/data_stats.json``: examples, tokens, dropped lines, padding fraction per channel and in
+  total; ``content_sha256``, a hash of the raw JSONL contents that the registered model carries; and
+  ``base_model_sha256``, the base model folder's hash. The fine-tune's checkpoint prefix is keyed by both.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,32 +26,27 @@ from datasets import Dataset
 
 from training.data import MAX_REPORTED, load_examples
 from training.errors import UserError, format_problems
-from training.packing import PackedBlocks, pack_into_blocks
+from training.fingerprints import content_sha256, tokenizer_fingerprint
+from training.packing import PreparedData, is_packed, load_packed, pack_into_blocks, save_packed
 from training.tokenize import IGNORE_INDEX, tokenize_example
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class PreparedData:
-    blocks: PackedBlocks
-    stats: dict[str, Any]
+STATS_FILE = "data_stats.json"
 
 
-def _content_hash(files: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class PrepareSettings:
+    max_seq_length: int
+    overlong: str = "reject"
+    skip_invalid_lines: bool = False
 
 
 def prepare_for_training(tokenizer: Any, path: Path, channel: str, hp: Any) -> PreparedData:
     """``prepare_channel`` with the length and skipping policy from the training hyperparameters.
 
-    A channel the pipeline's Prepare step already packed (``training.packed_data``) is read as is.
+    A channel the pipeline's Prepare step already packed (``training.packing.save_packed``) is read as is.
     """
-    from training.packed_data import is_packed, load_packed
-
     if is_packed(path):
         log.info("%s channel %s is already packed (Prepare step): no tokenization here", channel, path)
         return load_packed(path, channel, hp.max_seq_length, tokenizer)
@@ -128,7 +133,7 @@ def prepare_channel(
     stats = {
         "channel": channel,
         "files": [str(f) for f in loaded.files],
-        "content_sha256": _content_hash(loaded.files),
+        "content_sha256": content_sha256(loaded.files),
         "examples": len(input_ids),
         "skipped_invalid_lines": len(loaded.skipped),
         "truncated_examples": truncated,
@@ -149,3 +154,79 @@ def prepare_channel(
         100 * blocks.padding_fraction,
     )
     return PreparedData(blocks=blocks, stats=stats)
+
+
+# ---- the pipeline's Prepare step ------------------------------------------------------------------
+
+
+def data_stats(
+    train: PreparedData,
+    validation: PreparedData | None,
+    tokenizer: Any,
+    settings: PrepareSettings,
+    base_model_sha256: str,
+) -> dict[str, Any]:
+    channels = {"train": train.stats} | ({"validation": validation.stats} if validation else {})
+    # The data's identity: the raw contents of each channel, named, so swapping train and validation
+    # changes the hash. Tokenizer and block length are recorded next to it, not mixed in.
+    digest = hashlib.sha256()
+    for name, stats in channels.items():
+        digest.update(f"{name}:{stats['content_sha256']}\n".encode())
+    total_slots = sum(s["blocks"] * s["block_length"] for s in channels.values())
+    real = sum(s["real_tokens"] for s in channels.values())
+    return {
+        "content_sha256": digest.hexdigest(),
+        "examples": sum(s["examples"] for s in channels.values()),
+        "tokens": real,
+        "target_tokens": sum(s["target_tokens"] for s in channels.values()),
+        "dropped": sum(s["dropped_examples"] + s["skipped_invalid_lines"] for s in channels.values()),
+        "truncated": sum(s["truncated_examples"] for s in channels.values()),
+        "blocks": sum(s["blocks"] for s in channels.values()),
+        "padding_fraction": round(1 - real / total_slots, 6) if total_slots else 0.0,
+        "max_seq_length": settings.max_seq_length,
+        "overlong": settings.overlong,
+        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
+        "base_model_sha256": base_model_sha256,
+        "channels": channels,
+    }
+
+
+def run_prepare(
+    train: Path,
+    validation: Path | None,
+    tokenizer: Any,
+    output_root: Path,
+    settings: PrepareSettings,
+    base_model_sha256: str,
+) -> dict[str, Any]:
+    def channel(path: Path, name: str) -> PreparedData:
+        return prepare_channel(
+            tokenizer,
+            path,
+            channel=name,
+            max_seq_length=settings.max_seq_length,
+            overlong=settings.overlong,
+            skip_invalid_lines=settings.skip_invalid_lines,
+        )
+
+    train_data = channel(train, "train")
+    validation_data = channel(validation, "validation") if validation is not None else None
+    save_packed(output_root / "packed_train", train_data, tokenizer)
+    # Always create the folder: the processing output is declared, and an empty prefix is honest.
+    (output_root / "packed_validation").mkdir(parents=True, exist_ok=True)
+    if validation_data is not None:
+        save_packed(output_root / "packed_validation", validation_data, tokenizer)
+    stats = data_stats(train_data, validation_data, tokenizer, settings, base_model_sha256)
+    (output_root / "stats").mkdir(parents=True, exist_ok=True)
+    (output_root / "stats" / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+    log.info(
+        "prepared %d examples, %d tokens in %d blocks of %d (padding %.1f%%), %d dropped; data sha256 %s",
+        stats["examples"],
+        stats["tokens"],
+        stats["blocks"],
+        settings.max_seq_length,
+        100 * stats["padding_fraction"],
+        stats["dropped"],
+        stats["content_sha256"][:12],
+    )
+    return stats

@@ -46,7 +46,7 @@ class LocalResult:
 def seed_store(cfg: ProjectConfig, store: LocalStore, bucket: str) -> dict[str, str]:
     """The configured data and base model in the local S3 store; returns the parameter values for them."""
     from pipelines.local.base_model import local_base_model
-    from training.prepare_step import folder_sha256
+    from training.fingerprints import folder_sha256
 
     values = {}
     for name, source in (("TrainDataS3Uri", cfg.data.train), ("ValidationDataS3Uri", cfg.data.validation)):

@@ -24,8 +24,8 @@ from training.export import save_merged
 from training.job import BlockSampler, TrainJob
 from training.loss import mean_token_loss, token_loss_sum
 from training.metrics import MetricsSink, progress_wanted
-from training.packing import PackedBlocks
-from training.prepare import PreparedData, prepare_for_training
+from training.packing import PackedBlocks, PreparedData
+from training.prepare import prepare_for_training
 from training.report import build_report, write_report
 from training.tokenize import IGNORE_INDEX
 

@@ -13,7 +13,7 @@ import pytest
 from containers.entrypoint import main
 from training.errors import UserError
 from training.hyperparameters import TrainHyperparameters
-from training.packed_data import load_packed
+from training.packing import load_packed
 from training.prepare import prepare_channel, prepare_for_training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_prepare_writes_packed_channels_and_stats(tmp_path, tiny_model, smollm2_
     assert stats["channels"]["train"]["examples"] == train_lines
     assert stats["dropped"] == 0 and stats["max_seq_length"] == 256
     assert 0 < stats["padding_fraction"] < 0.5 and len(stats["content_sha256"]) == 64
-    from training.prepare_step import folder_sha256
+    from training.fingerprints import folder_sha256
 
     assert stats["base_model_sha256"] == folder_sha256(tiny_model)
     assert (
