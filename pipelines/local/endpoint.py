@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from containers.contract import ENTRYPOINT, ROOT_ENV, OptMl
 from pipelines.local.store import REPO_ROOT, link_or_copy
 from training.errors import UserError
 
@@ -84,26 +85,18 @@ def start(
     """Serve ``model_archive`` (a model.tar.gz from the registry) and wait until /ping answers 200."""
     stop(store_root)
     folder = endpoint_dir(store_root)
-    opt_ml = folder / "opt_ml"
-    if opt_ml.exists():
-        shutil.rmtree(opt_ml)
+    opt_ml = OptMl(folder / "opt_ml")
+    if opt_ml.root.exists():
+        shutil.rmtree(opt_ml.root)
     # SageMaker puts ModelDataUrl's archive into /opt/ml/model; serve extracts it there.
-    link_or_copy(model_archive, opt_ml / "model" / "model.tar.gz")
+    link_or_copy(model_archive, opt_ml.model_dir / "model.tar.gz")
     port = port or free_port()
     log = folder / "serve.log"
-    env = {**os.environ, "MLOPS_OPT_ML": str(opt_ml), "SAGEMAKER_BIND_TO_PORT": str(port)}
+    env = {**os.environ, ROOT_ENV: str(opt_ml.root), "SAGEMAKER_BIND_TO_PORT": str(port)}
+    # SageMaker starts an inference image as `<image> serve`; the image runs `python`, we run this interpreter.
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "containers.entrypoint",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--model-name",
-                model_name,
-            ],
+            [sys.executable, *ENTRYPOINT[1:], "serve", "--host", "127.0.0.1", "--model-name", model_name],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -4,11 +4,11 @@ The executor walks the steps in dependency order (data references, ``DependsOn``
 branches), resolves each step's arguments (parameters, execution variables, step properties,
 ``Join``, ``JsonGet`` on property files), and runs it:
 
-* ``Processing`` / ``Training``: the step's container command as a local job (``pipelines/local_jobs.py``)
+* ``Processing`` / ``Training``: the step's container command as a local job (``pipelines/local/jobs.py``)
   under ``<store>/runs/<execution-id>/<step>/``, with S3 mapped to ``<store>/s3/``;
 * ``Condition``: evaluated; the branch not taken is skipped;
 * ``Fail``: ends the execution with the step's (resolved) message;
-* ``RegisterModel``: a model version in the local MLflow registry (``pipelines/local_registry.py``).
+* ``RegisterModel``: a model version in the local MLflow registry (``pipelines/local/registry.py``).
 
 Any other step type is refused before anything runs, naming the step and its type.
 
