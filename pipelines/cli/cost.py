@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,7 +16,12 @@ from pipelines.cli.options import ConfigFiles, SetItems, load, out, say, warn
 from pipelines.operate.aws_errors import explained
 from training.errors import UserError
 
+if TYPE_CHECKING:
+    from pipelines.cost.estimate import Estimate
+
 app = typer.Typer()  # help: the callback's docstring
+RUN_COLUMNS = ("step", "use", "instance", "count", "max hours", "USD/hour", "USD")
+ENDPOINT_COLUMNS = ("endpoint", "instance", "count", "USD/hour", "USD/day", "USD/30 days")
 Prices = Annotated[
     Path, typer.Option("--prices", help="The price table to read (and, for refresh, to write).")
 ]
@@ -24,6 +29,26 @@ Prices = Annotated[
 
 def _usd(value: float) -> str:
     return f"{value:,.2f}"
+
+
+def _print_estimate(result: Estimate, pipeline_name: str, prices: Path) -> None:
+    """The price source, the run's table, the endpoint's table, and what the estimate leaves out."""
+    p = result.prices
+    say(f"Prices for {result.region}: {p.source}, published {p.published}, fetched {p.fetched} ({prices})")
+    title = f"One run of {pipeline_name}, every step to its max runtime"
+    run = Table(*RUN_COLUMNS, title=title, title_justify="left")
+    for line in result.run:
+        hourly = (f"{line.hours:g}", f"{line.usd_per_hour:g}", _usd(line.usd))
+        run.add_row(line.item, line.usage, line.instance_type, str(line.count), *hourly)
+    run.add_row("total", "", "", "", "", "", _usd(result.run_usd), style="bold")
+    out.print(run)
+    endpoint = Table(*ENDPOINT_COLUMNS, title="The endpoint, per day", title_justify="left")
+    for line in result.endpoint:
+        daily = (f"{line.usd_per_hour:g}", _usd(line.usd), _usd(line.usd * 30))
+        endpoint.add_row(Text(line.item), line.instance_type, str(line.count), *daily)
+    out.print(endpoint)
+    for note in result.notes:
+        say(f"- {note}")
 
 
 @app.callback(invoke_without_command=True)
@@ -56,53 +81,7 @@ def cost(
     if as_json:
         typer.echo(json.dumps(result.as_json(), indent=2))
         return
-    p = result.prices
-    say(f"Prices for {result.region}: {p.source}, published {p.published}, fetched {p.fetched} ({prices})")
-    run = Table(
-        "step",
-        "use",
-        "instance",
-        "count",
-        "max hours",
-        "USD/hour",
-        "USD",
-        title=f"One run of {cfg.pipeline_name}, every step to its max runtime",
-        title_justify="left",
-    )
-    for line in result.run:
-        run.add_row(
-            line.item,
-            line.usage,
-            line.instance_type,
-            str(line.count),
-            f"{line.hours:g}",
-            f"{line.usd_per_hour:g}",
-            _usd(line.usd),
-        )
-    run.add_row("total", "", "", "", "", "", _usd(result.run_usd), style="bold")
-    out.print(run)
-    endpoint = Table(
-        "endpoint",
-        "instance",
-        "count",
-        "USD/hour",
-        "USD/day",
-        "USD/30 days",
-        title="The endpoint, per day",
-        title_justify="left",
-    )
-    for line in result.endpoint:
-        endpoint.add_row(
-            Text(line.item),
-            line.instance_type,
-            str(line.count),
-            f"{line.usd_per_hour:g}",
-            _usd(line.usd),
-            _usd(line.usd * 30),
-        )
-    out.print(endpoint)
-    for note in result.notes:
-        say(f"- {note}")
+    _print_estimate(result, cfg.pipeline_name, prices)
 
 
 @app.command("refresh")
