@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from inference.compile import CompileSettings
+from inference.evaluate import EvalSettings
 from training.hyperparameters import TrainHyperparameters
 
 # What an AWS region name looks like (us-east-1, us-gov-west-1); the price table checks its keys with it too.
@@ -196,19 +198,33 @@ class PipelineSection(_Strict):
 class EvaluationSection(_Strict):
     """Settings of the `evaluate` step (inference/evaluate.py)."""
 
-    batch_size: int = Field(16, ge=1, le=512, description="Sequences per forward pass (one static shape).")
-    max_new_tokens: int = Field(32, ge=1, le=4096, description="Generation budget per answer.")
+    batch_size: int = Field(
+        EvalSettings.batch_size, ge=1, le=512, description="Sequences per forward pass (one static shape)."
+    )
+    max_new_tokens: int = Field(
+        EvalSettings.max_new_tokens, ge=1, le=4096, description="Generation budget per answer."
+    )
 
 
 class ServingSection(_Strict):
     """Static shapes the model is compiled for and served with on inf2 (the `compile` step, SM_ON_*)."""
 
-    batch_size: int = Field(4, ge=1, le=256, description="Static batch size of the compiled model.")
-    sequence_length: int = Field(512, ge=16, le=131072, description="Static prompt + completion length.")
-    tensor_parallel_size: int = Field(
-        2, ge=1, le=64, description="NeuronCores per replica (2 on inf2.xlarge)."
+    batch_size: int = Field(
+        CompileSettings.batch_size, ge=1, le=256, description="Static batch size of the compiled model."
     )
-    dtype: Literal["bfloat16", "float16"] = Field("bfloat16", description="Compiled weights' dtype.")
+    sequence_length: int = Field(
+        CompileSettings.sequence_length, ge=16, le=131072, description="Static prompt + completion length."
+    )
+    tensor_parallel_size: int = Field(
+        CompileSettings.tensor_parallel_size,
+        ge=1,
+        le=64,
+        description="NeuronCores per replica (2 on inf2.xlarge).",
+    )
+    dtype: Literal["bfloat16", "float16"] = Field(
+        CompileSettings.dtype,  # type: ignore[arg-type]  # a str there; this field narrows it to the inf2 dtypes
+        description="Compiled weights' dtype.",
+    )
     instance_types: list[str] = Field(
         default_factory=lambda: ["ml.inf2.xlarge", "ml.inf2.8xlarge", "ml.inf2.24xlarge", "ml.inf2.48xlarge"],
         min_length=1,

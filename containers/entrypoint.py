@@ -19,10 +19,15 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from containers.contract import OptMl
 from training.errors import UserError
+
+if TYPE_CHECKING:
+    from training.job import TrainJob
 
 log = logging.getLogger("entrypoint")
 
@@ -42,8 +47,24 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_train(opt_ml: OptMl, neuron_worker: bool = False) -> None:
+def run_train(opt_ml: OptMl, args: argparse.Namespace) -> None:
     from training.backends import choose_backend, get_runner, neuron_devices_present
+    from training.neuron_sdk import neuron_sdk_available
+
+    job = _train_job(opt_ml)
+    hp = job.hp
+    backend = choose_backend(hp.backend, neuron_sdk_available(), neuron_devices_present())
+    if args.neuron_worker:
+        from training.backends.neuron_backend import run_worker
+
+        run_worker(job)
+        return
+    log.info("backend=%s base_model=%s max_steps=%d", backend, job.model_source, hp.max_steps)
+    get_runner(backend)(job)
+
+
+def _train_job(opt_ml: OptMl) -> TrainJob:
+    """The TrainJob of a SageMaker training job: hyperparameters, channels and output folders."""
     from training.base_model import resolve_base_model
     from training.hyperparameters import parse_sagemaker_hyperparameters
     from training.job import TrainJob
@@ -57,7 +78,7 @@ def run_train(opt_ml: OptMl, neuron_worker: bool = False) -> None:
         )
     validation = opt_ml.channel("validation")
     source, gguf = resolve_base_model(opt_ml.channel("model"), hp.base_model)
-    job = TrainJob(
+    return TrainJob(
         hp=hp,
         train_path=train_path,
         # An empty channel folder is no channel (the Prepare step leaves one when there is no validation data).
@@ -69,17 +90,6 @@ def run_train(opt_ml: OptMl, neuron_worker: bool = False) -> None:
         run_name=os.environ.get("TRAINING_JOB_NAME", "finetune"),
         failure_file=opt_ml.failure_file,
     )
-
-    from training.backends.neuron_backend import neuron_sdk_available
-
-    backend = choose_backend(hp.backend, neuron_sdk_available(), neuron_devices_present())
-    if neuron_worker:
-        from training.backends.neuron_backend import run_worker
-
-        run_worker(job)
-        return
-    log.info("backend=%s base_model=%s max_steps=%d", backend, source, hp.max_steps)
-    get_runner(backend)(job)
 
 
 def run_prepare(opt_ml: OptMl, args: argparse.Namespace) -> None:
@@ -104,40 +114,34 @@ def run_prepare(opt_ml: OptMl, args: argparse.Namespace) -> None:
         max_seq_length=args.max_seq_length, overlong=args.overlong, skip_invalid_lines=args.skip_invalid_lines
     )
     output_root = Path(args.output_dir) if args.output_dir else opt_ml.root / "processing"
-    from training.fingerprints import folder_sha256
-
-    # A Hub id (local use only; pipeline jobs have no internet) is identified by its name.
-    base_sha = (
-        folder_sha256(Path(source)) if Path(source).is_dir() else hashlib.sha256(source.encode()).hexdigest()
-    )
     run_prepare(
         train,
         validation if has_validation else None,
         load_tokenizer(source, gguf),
         output_root,
         settings,
-        base_sha,
+        _base_model_sha256(source),
+    )
+
+
+def _base_model_sha256(source: str) -> str:
+    from training.fingerprints import folder_sha256
+
+    # A Hub id (local use only; pipeline jobs have no internet) is identified by its name.
+    return (
+        folder_sha256(Path(source)) if Path(source).is_dir() else hashlib.sha256(source.encode()).hexdigest()
     )
 
 
 def run_evaluate(opt_ml: OptMl, args: argparse.Namespace) -> None:
     from inference.evaluate import EvalSettings, evaluate, write_evaluation
     from inference.model_files import model_folder
-    from training.base_model import resolve_base_model
 
     model_dir = model_folder(Path(args.model_dir or opt_ml.processing("model")), "--model-dir")
     data = Path(args.data or opt_ml.processing("validation"))
     if not data.exists():
         raise UserError(f"--data: {data} does not exist; give the held-out JSONL file or folder there")
-    base: tuple[str, str | None] | None = None
-    base_dir = Path(args.base_model or opt_ml.processing("base_model"))
-    if args.base_model or base_dir.exists():
-        if not base_dir.exists():
-            raise UserError(f"--base-model: {base_dir} does not exist")
-        if (base_dir / "model.tar.gz").is_file():
-            base = (str(model_folder(base_dir, "--base-model")), None)
-        else:
-            base = resolve_base_model(base_dir, str(base_dir))
+    base = _comparison_base(opt_ml, args.base_model)
     settings = EvalSettings(
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
@@ -150,6 +154,21 @@ def run_evaluate(opt_ml: OptMl, args: argparse.Namespace) -> None:
 
     log.info(format_metrics({k: v["value"] for k, v in report["metrics"].items()}))
     log.info("evaluation written to %s", path)
+
+
+def _comparison_base(opt_ml: OptMl, flag: str | None) -> tuple[str, str | None] | None:
+    """The base model to compare against: --base-model, else the processing input if the step has one."""
+    from inference.model_files import model_folder
+    from training.base_model import resolve_base_model
+
+    base_dir = Path(flag or opt_ml.processing("base_model"))
+    if not (flag or base_dir.exists()):
+        return None
+    if not base_dir.exists():
+        raise UserError(f"--base-model: {base_dir} does not exist")
+    if (base_dir / "model.tar.gz").is_file():
+        return (str(model_folder(base_dir, "--base-model")), None)
+    return resolve_base_model(base_dir, str(base_dir))
 
 
 def run_compile(opt_ml: OptMl, args: argparse.Namespace) -> None:
@@ -189,33 +208,11 @@ def serve_port(env: dict[str, str] | None = None, flag: int | None = None) -> in
 
 def run_serve(opt_ml: OptMl, args: argparse.Namespace) -> None:
     from inference.model_files import model_folder
-    from inference.neuron_serve import exec_neuron_server, is_neuron_artifact
+    from inference.neuron_serve import is_neuron_artifact
 
     model_dir = model_folder(Path(args.model_dir) if args.model_dir else opt_ml.model_dir, "--model-dir")
     if is_neuron_artifact(model_dir):
-        # A compiled inf2 artifact: hand over to the vLLM Neuronx DLC's server (inference/neuron_serve.py).
-        unsupported = [
-            flag
-            for flag, value in (
-                ("--max-new-tokens", args.max_new_tokens),
-                ("--batch-wait-ms", args.batch_wait_ms),
-            )
-            if value is not None
-        ]
-        if unsupported:
-            raise UserError(
-                f"{', '.join(unsupported)} apply to the CPU/CUDA server only; {model_dir} is a compiled "
-                "Neuron artifact, served by vLLM with the compiled shapes. Drop the flag(s)"
-            )
-        env = dict(os.environ)
-        # Flags for the shapes become the SM_ON_* the DLC reads, so they meet the same compiled-shape check.
-        for key, value in (
-            ("SM_ON_BATCH_SIZE", args.batch_size),
-            ("SM_ON_SEQUENCE_LENGTH", args.sequence_length),
-        ):
-            if value is not None:
-                env[key] = str(value)
-        exec_neuron_server(model_dir, serve_port(flag=args.port), env, served_model_name=args.model_name)
+        _serve_neuron(model_dir, args)
     from inference.server import load_limits, serve
 
     limits = load_limits(
@@ -230,12 +227,48 @@ def run_serve(opt_ml: OptMl, args: argparse.Namespace) -> None:
     serve(model_dir, limits, args.host, serve_port(flag=args.port), args.model_name or model_dir.name)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="containers.entrypoint", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _serve_neuron(model_dir: Path, args: argparse.Namespace) -> NoReturn:
+    """A compiled inf2 artifact: hand over to the vLLM Neuronx DLC's server (inference/neuron_serve.py)."""
+    from inference.neuron_serve import exec_neuron_server
+    from inference.serving_contract import SM_ON_BATCH_SIZE, SM_ON_SEQUENCE_LENGTH
+
+    unsupported = [
+        flag
+        for flag, value in (
+            ("--max-new-tokens", args.max_new_tokens),
+            ("--batch-wait-ms", args.batch_wait_ms),
+        )
+        if value is not None
+    ]
+    if unsupported:
+        raise UserError(
+            f"{', '.join(unsupported)} apply to the CPU/CUDA server only; {model_dir} is a compiled "
+            "Neuron artifact, served by vLLM with the compiled shapes. Drop the flag(s)"
+        )
+    env = dict(os.environ)
+    # Flags for the shapes become the SM_ON_* the DLC reads, so they meet the same compiled-shape check.
+    for key, value in (
+        (SM_ON_BATCH_SIZE, args.batch_size),
+        (SM_ON_SEQUENCE_LENGTH, args.sequence_length),
+    ):
+        if value is not None:
+            env[key] = str(value)
+    exec_neuron_server(model_dir, serve_port(flag=args.port), env, served_model_name=args.model_name)
+
+
+# ---- command line ----------------------------------------------------------------------------------
+
+Subcommands = Any  # argparse's _SubParsersAction, which typeshed keeps private
+
+
+def _add_train(commands: Subcommands) -> None:
     train = commands.add_parser("train", help="LoRA fine-tune following the SageMaker training contract")
     # Internal: the per-process body torchrun starts on Trainium.
     train.add_argument("--neuron-worker", action="store_true", help=argparse.SUPPRESS)
+    train.set_defaults(run=run_train)
+
+
+def _add_prepare(commands: Subcommands) -> None:
     pr = commands.add_parser(
         "prepare", help="validate, tokenize and pack the data once (the pipeline's Prepare step)"
     )
@@ -264,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument(
         "--skip-invalid-lines", action="store_true", help="skip and count bad lines instead of failing"
     )
+    pr.set_defaults(run=run_prepare)
+
+
+def _add_evaluate(commands: Subcommands) -> None:
+    from inference.evaluate import EvalSettings
+
     ev = commands.add_parser(
         "evaluate", help="held-out loss, perplexity and exact match, optionally against the base model"
     )
@@ -279,36 +318,71 @@ def main(argv: list[str] | None = None) -> int:
         "--output-dir", help="where evaluation.json goes (default: <opt_ml>/processing/evaluation)"
     )
     ev.add_argument(
-        "--batch-size", type=int, default=16, help="sequences per forward pass (one static shape)"
+        "--batch-size",
+        type=int,
+        default=EvalSettings.batch_size,
+        help="sequences per forward pass (one static shape)",
     )
-    ev.add_argument("--max-new-tokens", type=int, default=32, help="generation budget per answer")
-    ev.add_argument("--max-seq-length", type=int, default=256, help="block length for the loss pass")
+    ev.add_argument(
+        "--max-new-tokens", type=int, default=EvalSettings.max_new_tokens, help="generation budget per answer"
+    )
+    ev.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=EvalSettings.max_seq_length,
+        help="block length for the loss pass",
+    )
     ev.add_argument(
         "--prompt-length",
         type=int,
-        default=None,
+        default=EvalSettings.prompt_length,
         help="fixed prompt length (default: longest prompt, rounded up to 16)",
     )
+    ev.set_defaults(run=run_evaluate)
+
+
+def _add_compile(commands: Subcommands) -> None:
+    from inference.compile import DTYPES, TARGETS, CompileSettings
+
     co = commands.add_parser(
         "compile", help="export for inf2 (Neuron SDK) or package for cpu, at static shapes"
     )
     co.add_argument(
-        "--target", required=True, choices=["inf2", "cpu"], help="inf2: optimum-neuron export; cpu: packaging"
+        "--target", required=True, choices=list(TARGETS), help="inf2: optimum-neuron export; cpu: packaging"
     )
     co.add_argument(
         "--model-dir", help="merged model folder or model.tar.gz (default: <opt_ml>/processing/model)"
     )
     co.add_argument("--output-dir", help="artifact folder (default: <opt_ml>/processing/compiled)")
-    co.add_argument("--batch-size", type=int, default=4, help="static batch size")
-    co.add_argument("--sequence-length", type=int, default=512, help="static prompt + completion length")
-    co.add_argument("--tensor-parallel-size", type=int, default=2, help="NeuronCores per replica (inf2)")
-    co.add_argument("--dtype", default="bfloat16", help="bfloat16 | float16 | float32")
-    co.add_argument("--max-new-tokens", type=int, default=256, help="cpu: default and cap for one completion")
+    co.add_argument("--batch-size", type=int, default=CompileSettings.batch_size, help="static batch size")
+    co.add_argument(
+        "--sequence-length",
+        type=int,
+        default=CompileSettings.sequence_length,
+        help="static prompt + completion length",
+    )
+    co.add_argument(
+        "--tensor-parallel-size",
+        type=int,
+        default=CompileSettings.tensor_parallel_size,
+        help="NeuronCores per replica (inf2)",
+    )
+    co.add_argument("--dtype", default=CompileSettings.dtype, help=" | ".join(DTYPES))
+    co.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=CompileSettings.max_new_tokens,
+        help="cpu: default and cap for one completion",
+    )
     co.add_argument(
         "--archive",
         action="store_true",
         help="pack the artifact as model.tar.gz (SageMaker hosting's ModelDataUrl); compile_report.json stays beside it",
     )
+    co.set_defaults(run=run_compile)
+
+
+def _add_serve(commands: Subcommands) -> None:
     sv = commands.add_parser(
         "serve", help="HTTP server: GET /ping, POST /invocations (OpenAI chat completions)"
     )
@@ -322,21 +396,25 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument(
         "--model-name", default=None, help="the `model` reported in responses (default: folder name)"
     )
-    args = parser.parse_args(argv)
+    sv.set_defaults(run=run_serve)
 
-    _setup_logging()
-    opt_ml = OptMl.from_env()
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command's flags; each subparser sets ``run``, the function that carries the command out."""
+    parser = argparse.ArgumentParser(prog="containers.entrypoint", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_prepare, _add_evaluate, _add_compile, _add_serve):
+        add(commands)
+    return parser
+
+
+def run_command(
+    opt_ml: OptMl, command: str, run: Callable[[OptMl, argparse.Namespace], None], args: argparse.Namespace
+) -> int:
+    """The one error boundary: a user error is one line and exit 2, anything else a traceback and exit 1;
+    both leave the reason in the failure file."""
     try:
-        if args.command == "train":
-            run_train(opt_ml, neuron_worker=args.neuron_worker)
-        elif args.command == "prepare":
-            run_prepare(opt_ml, args)
-        elif args.command == "evaluate":
-            run_evaluate(opt_ml, args)
-        elif args.command == "compile":
-            run_compile(opt_ml, args)
-        elif args.command == "serve":
-            run_serve(opt_ml, args)
+        run(opt_ml, args)
     except UserError as exc:
         message = str(exc)
         log.error("%s", message)
@@ -348,12 +426,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         traceback.print_exc()
         opt_ml.write_failure(
-            f"internal error in `{args.command}`: {type(exc).__name__}: {exc}. "
+            f"internal error in `{command}`: {type(exc).__name__}: {exc}. "
             "This is a bug or an infrastructure problem, not a data or configuration error; the full "
             "traceback is in the job's log."
         )
         return EXIT_INTERNAL_ERROR
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging()
+    return run_command(OptMl.from_env(), args.command, args.run, args)
 
 
 if __name__ == "__main__":

@@ -22,17 +22,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inference.serving_contract import (
+    REPORT,
+    SERVING_CONFIG,
+    SM_ON_BATCH_SIZE,
+    SM_ON_MODEL,
+    SM_ON_SEQUENCE_LENGTH,
+    SM_ON_TENSOR_PARALLEL_SIZE,
+)
 from training.errors import UserError
+from training.neuron_sdk import EXPORT_SDK, neuron_sdk_available
 
 log = logging.getLogger(__name__)
 
-REPORT = "compile_report.json"
-SERVING_CONFIG = "serving_config.json"
 # What optimum-neuron 0.4.5 writes for a decoder export (NxD backend): the HF config, the compiled shapes,
 # the traced graphs (model.pt) and the weights, sharded per tensor-parallel rank under
 # checkpoint/weights/tp{rank}_sharded_checkpoint.safetensors (checked separately, one per rank).
 INF2_REQUIRED_FILES = ("config.json", "neuron_config.json", "model.pt")
 DTYPES = ("bfloat16", "float16", "float32")
+TARGETS = ("inf2", "cpu")
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class CompileSettings:
 
     def check(self) -> None:
         problems = []
-        if self.target not in ("inf2", "cpu"):
+        if self.target not in TARGETS:
             problems.append(f"--target {self.target!r}: choose inf2 or cpu")
         for key in ("batch_size", "sequence_length", "tensor_parallel_size", "max_new_tokens"):
             if getattr(self, key) <= 0:
@@ -60,16 +68,6 @@ class CompileSettings:
             )
         if problems:
             raise UserError("compile settings: " + "; ".join(problems))
-
-
-def neuron_sdk_available() -> bool:
-    """True where optimum-neuron and its NxD backend import (the training image; never on this machine)."""
-    import importlib.util
-
-    # find_spec("optimum.neuron") imports the parent package, so check `optimum` exists first.
-    if importlib.util.find_spec("optimum") is None:
-        return False
-    return all(importlib.util.find_spec(m) is not None for m in ("optimum.neuron", "neuronx_distributed"))
 
 
 def compile_model(
@@ -103,12 +101,12 @@ def compile_model(
     # the same keys (one core, no tensor parallelism) so that the local executor registers the same
     # record; the vLLM Neuronx container is never given a cpu artifact (serve checks neuron_config.json).
     if settings.target == "inf2":
-        report["serving_env"] = {k: v for k, v in serving_env(report).items() if k != "SM_ON_MODEL"}
+        report["serving_env"] = {k: v for k, v in serving_env(report).items() if k != SM_ON_MODEL}
     else:
         report["serving_env"] = {
-            "SM_ON_BATCH_SIZE": str(settings.batch_size),
-            "SM_ON_SEQUENCE_LENGTH": str(settings.sequence_length),
-            "SM_ON_TENSOR_PARALLEL_SIZE": "1",
+            SM_ON_BATCH_SIZE: str(settings.batch_size),
+            SM_ON_SEQUENCE_LENGTH: str(settings.sequence_length),
+            SM_ON_TENSOR_PARALLEL_SIZE: "1",
         }
     (output_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     if archive:
@@ -282,7 +280,7 @@ def _compile_inf2(
     model_dir: Path, output_dir: Path, settings: CompileSettings
 ) -> dict[str, Any]:  # pragma: no cover
     # Never executed here (no Neuron SDK); the arguments and the artifact check around it are tested.
-    if not neuron_sdk_available():
+    if not neuron_sdk_available(EXPORT_SDK):
         raise UserError(
             "--target inf2 needs the Neuron SDK (optimum-neuron with neuronx-distributed), which is not installed "
             "here; run `compile` in the training image (containers/Dockerfile.train) on a memory-rich CPU or trn1 "
@@ -323,10 +321,10 @@ def serving_env(report: dict[str, Any], model_path: str = "/opt/ml/model") -> di
             f"serving on inf2 needs a compile report with target=inf2, got target={report.get('target')!r}"
         )
     return {
-        "SM_ON_MODEL": model_path,
-        "SM_ON_BATCH_SIZE": str(report["batch_size"]),
-        "SM_ON_SEQUENCE_LENGTH": str(report["sequence_length"]),
-        "SM_ON_TENSOR_PARALLEL_SIZE": str(report["tensor_parallel_size"]),
+        SM_ON_MODEL: model_path,
+        SM_ON_BATCH_SIZE: str(report["batch_size"]),
+        SM_ON_SEQUENCE_LENGTH: str(report["sequence_length"]),
+        SM_ON_TENSOR_PARALLEL_SIZE: str(report["tensor_parallel_size"]),
     }
 
 
@@ -337,7 +335,7 @@ def check_serving_env(env: dict[str, str], report: dict[str, Any]) -> None:
     problems = [
         f"{key}={env.get(key)!r} but the model was compiled with {value}"
         for key, value in expected.items()
-        if key != "SM_ON_MODEL" and env.get(key) != value
+        if key != SM_ON_MODEL and env.get(key) != value
     ]
     if problems:
         raise UserError(

@@ -47,16 +47,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from inference.compile import REPORT, check_serving_env, compiled_shapes, serving_env
+from inference.compile import check_serving_env, compiled_shapes, serving_env
+from inference.serving_contract import REPORT, SHAPE_KEYS, SM_ON_MODEL, SM_ON_PREFIX
 from training.errors import UserError
 
 log = logging.getLogger(__name__)
 
 NEURON_CONFIG = "neuron_config.json"
-PREFIX = "SM_ON_"
 LAUNCHER = ("optimum-cli", "neuron", "serve")
-# Shape settings in the order they are emitted; SM_ON_MODEL first, any other SM_ON_* after, sorted.
-SHAPE_KEYS = ("SM_ON_BATCH_SIZE", "SM_ON_SEQUENCE_LENGTH", "SM_ON_TENSOR_PARALLEL_SIZE")
 SHAPES = ("batch_size", "sequence_length", "tensor_parallel_size")
 
 
@@ -132,11 +130,9 @@ def neuron_launch(
     derived = serving_env(report, model_path=model_path)
 
     out = dict(env)
-    if out.get("SM_ON_MODEL") not in (None, model_path):
-        log.warning(
-            "SM_ON_MODEL=%r replaced by the artifact being served, %s", out["SM_ON_MODEL"], model_path
-        )
-    out["SM_ON_MODEL"] = model_path
+    if out.get(SM_ON_MODEL) not in (None, model_path):
+        log.warning("SM_ON_MODEL=%r replaced by the artifact being served, %s", out[SM_ON_MODEL], model_path)
+    out[SM_ON_MODEL] = model_path
     for key in SHAPE_KEYS:
         out.setdefault(key, derived[key])
     if served_model_name and "SM_ON_SERVED_MODEL_NAME" not in out:
@@ -156,12 +152,14 @@ def neuron_launch(
 
     # The DLC's entrypoint.sh: SM_ON_<NAME>=<value> -> --<name> <value> (lower-cased, underscores kept).
     argv = [*LAUNCHER, "--port", str(port)]
-    ordered = ["SM_ON_MODEL", *SHAPE_KEYS]
+    ordered = [SM_ON_MODEL, *SHAPE_KEYS]
     rest = sorted(
-        k for k in out if k.startswith(PREFIX) and k not in ordered and k not in ("SM_ON_PORT", PREFIX)
+        k
+        for k in out
+        if k.startswith(SM_ON_PREFIX) and k not in ordered and k not in ("SM_ON_PORT", SM_ON_PREFIX)
     )
     for key in [*ordered, *rest]:
-        argv.append("--" + key[len(PREFIX) :].lower())
+        argv.append("--" + key[len(SM_ON_PREFIX) :].lower())
         if out[key]:
             argv.append(out[key])
     argv.extend(extra_args)

@@ -30,11 +30,10 @@ from fastapi.responses import JSONResponse
 
 from inference.generation import Generated, Shape, chat_prompt_ids, generate, load_for_inference
 from inference.protocol import ChatRequest, RequestError, completion_body, parse_request
+from inference.serving_contract import SERVING_CONFIG
 from training.errors import UserError
 
 log = logging.getLogger(__name__)
-
-SERVING_CONFIG = "serving_config.json"
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from inference.compile import (
     compile_model,
     compiled_shapes,
     inf2_export_kwargs,
-    neuron_sdk_available,
     serving_env,
 )
 from training.errors import UserError
+from training.neuron_sdk import EXPORT_SDK, neuron_sdk_available
 
 INF2_REPORT = {"target": "inf2", "batch_size": 4, "sequence_length": 2048, "tensor_parallel_size": 2}
 
@@ -35,7 +35,7 @@ def test_settings_errors_name_each_flag():
 
 
 def test_inf2_without_the_sdk_says_where_to_run_it(tmp_path):
-    assert neuron_sdk_available() is False
+    assert neuron_sdk_available(EXPORT_SDK) is False
     (tmp_path / "m").mkdir()
     with pytest.raises(
         UserError, match=r"--target inf2 needs the Neuron SDK .* run `compile` in the training image"

@@ -6,15 +6,10 @@ from training.backends import choose_backend
 from training.backends.neuron_backend import (
     launch_command,
     neuron_env,
-    neuron_sdk_available,
     processes_per_node,
 )
 from training.errors import UserError
 from training.hyperparameters import TrainHyperparameters
-
-
-def test_sdk_is_not_detected_here():
-    assert neuron_sdk_available() is False
 
 
 def test_auto_picks_torch_without_sdk_and_neuron_without_sdk_is_a_clear_error():

@@ -19,10 +19,12 @@ from typing import Any
 
 from config.schema import ProjectConfig
 from containers.contract import CHECKPOINTS, ENTRYPOINT, MODEL, PROCESSING
+from inference.serving_contract import SHAPE_KEYS, SM_ON_MODEL
 from pipelines.definition.parameters import PARAMETER_HYPERPARAMETERS, parameter_specs
 from pipelines.definition.placeholders import MLFLOW_TRACKING, job_role_arn, ref, subnet_placeholders
 from training.hyperparameters import to_sagemaker_strings
 from training.metrics import METRIC_REGEXES
+from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS
 
 # Step names are the keys of `Get: Steps.<name>...` references and what Studio shows in the graph.
 PREPARE, FINETUNE, EVALUATE, GATE, FAIL, COMPILE, REGISTER = (
@@ -34,10 +36,6 @@ PREPARE, FINETUNE, EVALUATE, GATE, FAIL, COMPILE, REGISTER = (
     "CompileForInferentia",
     "RegisterModel",
 )
-
-# Neuron compiler settings (DESIGN.md, "Neuron facts"): the transformer model type and a retry of
-# failed compilations; MALLOC_ARENA_MAX keeps glibc's per-thread arenas from exhausting host memory.
-NEURON_CC_FLAGS = "--model-type transformer --retry_failed_compilation"
 
 
 def pipeline_description(cfg: ProjectConfig) -> str:
@@ -330,7 +328,7 @@ class _Builder:
             environment={
                 "NEURON_COMPILE_CACHE_URL": f"s3://{ref('ArtifactsBucket')}/neuron-cache/",
                 "NEURON_CC_FLAGS": NEURON_CC_FLAGS,
-                "MALLOC_ARENA_MAX": "64",
+                "MALLOC_ARENA_MAX": MALLOC_ARENA_MAX,
                 "PYTHONUNBUFFERED": "1",
                 # The tracking server's ARN is its MLFLOW_TRACKING_URI: the sagemaker-mlflow plugin in the
                 # training image turns it into SigV4-signed calls through the experiments VPC endpoint.
@@ -454,11 +452,8 @@ class _Builder:
 
         # The vLLM Neuronx container reads its static shapes from SM_ON_*; they come from the compile report
         # itself, so the package can never disagree with the artifact it points at.
-        env = {
-            key: from_compile(f"serving_env.{key}")
-            for key in ("SM_ON_BATCH_SIZE", "SM_ON_SEQUENCE_LENGTH", "SM_ON_TENSOR_PARALLEL_SIZE")
-        }
-        env["SM_ON_MODEL"] = MODEL
+        env = {key: from_compile(f"serving_env.{key}") for key in SHAPE_KEYS}
+        env[SM_ON_MODEL] = MODEL
         builder = ModelBuilder(
             image_uri=ref("InferenceImageUri"),
             s3_model_data_url=self.Join(on="/", values=[compiled, "model.tar.gz"]),

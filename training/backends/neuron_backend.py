@@ -30,7 +30,6 @@ Known differences from the torch backend, all imposed by optimum-neuron 0.4.5:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -43,25 +42,13 @@ from typing import Any
 from training.errors import UserError
 from training.hyperparameters import TrainHyperparameters
 from training.job import TrainJob
+from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS
 
 log = logging.getLogger(__name__)
 
 name = "neuron"
 
-# Recommended by the Neuron docs for transformer training; --retry_failed_compilation makes a
-# transient compiler failure (e.g. host OOM during parallel compile) retry instead of failing the job.
-NEURON_CC_FLAGS = "--model-type transformer --retry_failed_compilation"
-# glibc's per-thread arenas bloat host memory with many XLA threads; 64 is the Neuron guidance.
-MALLOC_ARENA_MAX = "64"
 PRECOMPILE_MAX_STEPS = 10
-
-
-def neuron_sdk_available() -> bool:
-    """True only where the real SDK is importable (the PyPI placeholders are never installed)."""
-    # find_spec("optimum.neuron") imports the parent package, so check `optimum` exists first.
-    if importlib.util.find_spec("optimum") is None:
-        return False
-    return all(importlib.util.find_spec(m) is not None for m in ("torch_neuronx", "optimum.neuron"))
 
 
 def processes_per_node(env: dict[str, str]) -> int:
