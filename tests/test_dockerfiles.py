@@ -2,7 +2,7 @@
 
 The Dockerfiles are parsed as text: base images must be pinned by an explicit tag whose versions agree
 with the project's pins, every COPY source must exist and carry the shared entrypoint (plus every local
-package that code imports), and both images must start through ``python -m containers.entrypoint``.
+package that code imports, and no other), and both images must start through ``python -m containers.entrypoint``.
 """
 
 from __future__ import annotations
@@ -312,16 +312,19 @@ def test_copied_paths_exist_and_carry_the_entrypoint(name):
                 )
 
 
-@pytest.mark.parametrize("name", sorted(DOCKERFILES))
-def test_every_local_package_the_copied_code_imports_is_copied(name):
-    files = _copied_files(DOCKERFILES[name])
-    local = _local_packages()
-    copied_packages = {
+def _copied_packages(files: dict[Path, str]) -> set[str]:
+    return {
         f.relative_to(ROOT).parts[0]
         for f in files
         if f.name == "__init__.py" and len(f.relative_to(ROOT).parts) == 2
     }
-    missing: dict[str, str] = {}
+
+
+def _imported_local_packages(files: dict[Path, str]) -> dict[str, str]:
+    """Local packages the copied Python files import from outside themselves (lazy imports too), each with
+    one file importing it."""
+    local = _local_packages()
+    imported: dict[str, str] = {}
     for f in files:
         if f.suffix != ".py":
             continue
@@ -332,9 +335,27 @@ def test_every_local_package_the_copied_code_imports_is_copied(name):
                 names = [node.module]
             else:
                 continue
-            for top in {n.split(".")[0] for n in names} & local - copied_packages:
-                missing.setdefault(top, str(f.relative_to(ROOT)))
+            for top in {n.split(".")[0] for n in names} & local - {f.relative_to(ROOT).parts[0]}:
+                imported.setdefault(top, str(f.relative_to(ROOT)))
+    return imported
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_every_local_package_the_copied_code_imports_is_copied(name):
+    files = _copied_files(DOCKERFILES[name])
+    copied = _copied_packages(files)
+    missing = {top: f for top, f in _imported_local_packages(files).items() if top not in copied}
     assert not missing, f"Dockerfile.{name} lacks packages the copied code imports: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_no_package_is_copied_that_the_code_does_not_import(name):
+    """A package in the image that no image code imports (e.g. config/) only changes the image hash,
+    and with it every pipeline step's cache key, whenever it is edited."""
+    files = _copied_files(DOCKERFILES[name])
+    started = ENTRYPOINT[-1].split(".")[0]  # `python -m containers.entrypoint` needs no importer
+    unused = _copied_packages(files) - set(_imported_local_packages(files)) - {started}
+    assert not unused, f"Dockerfile.{name} copies packages no image code imports: {sorted(unused)}"
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
