@@ -96,10 +96,6 @@ class TrainHyperparameters(BaseModel):
             )
         return self
 
-    @property
-    def tokens_per_step(self) -> int:
-        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.max_seq_length
-
 
 def to_sagemaker_strings(hp: TrainHyperparameters) -> dict[str, str]:
     """The hyperparameters the way SageMaker passes them: every value a string."""
