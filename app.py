@@ -10,7 +10,7 @@ from pathlib import Path
 from aws_cdk import App, Environment
 
 from config import ConfigError, ProjectConfig, load_config
-from infra.deploy.endpoint_deployer import EndpointSettings
+from infra.deploy.settings import EndpointSettings
 from infra.foundation import retention
 from infra.nag import add_security_checks
 from infra.names import PlatformNames

@@ -4,14 +4,23 @@ subnets. Shared by the job role and the endpoint role, with the acknowledgements
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
 from infra.nag import acknowledge
 from infra.names import PlatformNames
+from infra.roles import acknowledge_eni_wildcards, eni_arns
 
-ENI_RESOURCES = ("network-interface", "subnet", "security-group")
+
+def pull_images(sid: str, repository_arns: Iterable[str]) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid=sid,
+        actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+        resources=list(repository_arns),
+    )
 
 
 def container_statements(stack: Stack, log_groups: str) -> list[iam.PolicyStatement]:
@@ -63,7 +72,7 @@ def container_statements(stack: Stack, log_groups: str) -> list[iam.PolicyStatem
                 "ec2:DeleteNetworkInterface",
                 "ec2:DeleteNetworkInterfacePermission",
             ],
-            resources=[stack.format_arn(service="ec2", resource=r, resource_name="*") for r in ENI_RESOURCES],
+            resources=eni_arns(stack),
         ),
     ]
 
@@ -80,9 +89,8 @@ def acknowledge_container_wildcards(policy: IConstruct | None, names: PlatformNa
         f"AwsSolutions-IAM5[Resource::{names.arn_text('logs', 'log-group:' + log_groups)}]",
         "SageMaker names its log groups and streams after the job or endpoint at run time",
     )
-    for resource in ENI_RESOURCES:
-        acknowledge(
-            policy,
-            f"AwsSolutions-IAM5[Resource::{names.arn_text('ec2', resource + '/*')}]",
-            "SageMaker creates the network interfaces in our subnets and security group at run time",
-        )
+    acknowledge_eni_wildcards(
+        policy,
+        names,
+        "SageMaker creates the network interfaces in our subnets and security group at run time",
+    )

@@ -12,7 +12,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from infra.deploy.endpoint_deployer import EndpointDeployer, EndpointSettings
+from infra.deploy.endpoint_deployer import EndpointDeployer
+from infra.deploy.settings import EndpointSettings
 from infra.foundation import EncryptionKey, JobNetwork, PlatformBuckets
 from infra.images import ContainerImages
 from infra.names import PlatformNames
