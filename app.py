@@ -14,7 +14,7 @@ from infra.deploy.settings import EndpointSettings
 from infra.foundation import retention
 from infra.nag import add_security_checks
 from infra.names import PlatformNames
-from infra.pipeline import PipelineSettings
+from infra.pipeline.settings import PipelineSettings
 from infra.stacks import PlatformSettings, build_platform
 from pipelines.definition.builder import pipeline_definition
 from pipelines.definition.placeholders import source_commit

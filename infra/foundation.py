@@ -1,13 +1,15 @@
-"""Foundation: the KMS key, the buckets, and the private network every job and endpoint runs in.
+"""Foundation: the KMS key, the buckets, the private network every job and endpoint runs in, and the
+alarm topic.
 
 * One customer-managed KMS key (rotation on) encrypts the buckets, job volumes and outputs, logs,
   the SNS topic and endpoint data capture.
 * Buckets: ``data`` (datasets, base models) and ``artifacts`` (job outputs, checkpoints, the Neuron
   compile cache, MLflow, data capture): versioned, KMS, TLS-only, public access blocked, server
-  access logs to a ``logs`` bucket. Checkpoints and the compile cache expire by lifecycle rule.
+  access logs to an ``access-logs`` bucket. Checkpoints and the compile cache expire by lifecycle rule.
 * A VPC with private isolated subnets only (no NAT, no internet), the S3 gateway endpoint and the
   interface endpoints the jobs need, and a security group for jobs that allows HTTPS to the
   endpoints and traffic between the nodes of one multi-node training job.
+* The alarm topic (KMS-encrypted) every alarm and failure notification publishes to.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from infra.nag import acknowledge
@@ -40,7 +44,7 @@ INTERFACE_ENDPOINTS = {
     "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
     "ApplicationAutoscaling": ec2.InterfaceVpcEndpointAwsService.APPLICATION_AUTOSCALING,
 }
-# Prefixes of the artifacts bucket with a lifecycle (the pipeline writes them; pipelines/definition.py).
+# Prefixes of the artifacts bucket with a lifecycle (the pipeline writes them: pipelines/definition/builder.py).
 CHECKPOINT_PREFIX = "checkpoints/"
 COMPILE_CACHE_PREFIX = "neuron-cache/"
 
@@ -254,6 +258,26 @@ class JobNetwork(Construct):
             self.vpc.add_interface_endpoint(
                 name, service=service, private_dns_enabled=True, open=False, security_groups=[endpoint_sg]
             )
+
+
+def add_alarm_topic(
+    scope: Construct, *, display_name: str, key: kms.IKey, notification_email: str | None
+) -> sns.Topic:
+    """The encrypted topic every alarm and failure notification goes to; CloudWatch alarms of this account
+    may publish to it, and ``notification_email`` (if any) is subscribed."""
+    topic = sns.Topic(scope, "Alarms", display_name=display_name, master_key=key, enforce_ssl=True)
+    topic.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="CloudWatchAlarms",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"],
+            resources=[topic.topic_arn],
+            conditions={"StringEquals": {"aws:SourceAccount": Stack.of(scope).account}},
+        )
+    )
+    if notification_email:
+        topic.add_subscription(subscriptions.EmailSubscription(notification_email))
+    return topic
 
 
 def retention(days: int) -> logs.RetentionDays:

@@ -1,14 +1,12 @@
-"""Names of the platform's resources, derived from the config once, for the stacks and the operator CLI.
+"""Names of the platform's resources, derived from the config once, for the stacks.
 
-Buckets get explicit names (``<project>-<kind>-<account>-<region>``) so the other stacks, the CLI and
-the acknowledgements of the security checks can refer to them without cross-stack tokens.
+Buckets get explicit names (``<project>-<kind>-<account>-<region>``) so the other stacks and the
+acknowledgements of the security checks can refer to them without cross-stack tokens.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from aws_cdk import Stack, Token
 
 from config.schema import ProjectConfig
 
@@ -43,7 +41,3 @@ class PlatformNames:
 
     def arn_text(self, service: str, resource: str) -> str:
         return f"arn:<AWS::Partition>:{service}:{self.region}:{self.account_text}:{resource}"
-
-
-def account_known(stack: Stack) -> bool:
-    return not Token.is_unresolved(stack.account)

@@ -6,18 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Environment, Stack
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from infra.deploy.endpoint_deployer import EndpointDeployer
 from infra.deploy.settings import EndpointSettings
-from infra.foundation import EncryptionKey, JobNetwork, PlatformBuckets
+from infra.foundation import EncryptionKey, JobNetwork, PlatformBuckets, add_alarm_topic
 from infra.images import ContainerImages
 from infra.names import PlatformNames
-from infra.pipeline import FinetunePipeline, JobRole, PipelineSettings
+from infra.pipeline.finetune_pipeline import FinetunePipeline
+from infra.pipeline.job_role import JobRole
+from infra.pipeline.settings import PipelineSettings
 from infra.tracking import MlflowTracking
 
 
@@ -39,13 +38,28 @@ class PlatformSettings:
     endpoint: EndpointSettings
 
 
-class FoundationStack(Stack):
+class PlatformStack(Stack):
+    """A stack of this platform: in the config's account and region, described as ``<project>: ...``."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: PlatformSettings, description: str
+    ) -> None:
+        super().__init__(scope, construct_id, env=settings.env, description=f"{settings.name}: {description}")
+        self.platform_names = settings.names
+
+    def bucket_by_name(self, kind: str) -> s3.IBucket:
+        """One of the foundation's buckets (``data``, ``artifacts``), imported by name, so policies read
+        arn:...:s3:::<name>/* rather than a cross-stack export."""
+        return s3.Bucket.from_bucket_name(self, kind.title(), self.platform_names.bucket(kind))
+
+
+class FoundationStack(PlatformStack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: PlatformSettings) -> None:
         super().__init__(
             scope,
             construct_id,
-            env=settings.env,
-            description=f"{settings.name}: KMS key, buckets, private network, alarm topic",
+            settings=settings,
+            description="KMS key, buckets, private network, alarm topic",
         )
         self.key = EncryptionKey(self, "Encryption", alias=f"alias/{settings.name}").key
         buckets = PlatformBuckets(self, "Buckets", key=self.key, names=settings.names)
@@ -59,20 +73,12 @@ class FoundationStack(Stack):
             log_retention_days=settings.log_retention_days,
         )
         self.vpc, self.security_group = network.vpc, network.security_group
-        self.alarm_topic = sns.Topic(
-            self, "Alarms", display_name=f"{settings.name} failures", master_key=self.key, enforce_ssl=True
+        self.alarm_topic = add_alarm_topic(
+            self,
+            display_name=f"{settings.name} failures",
+            key=self.key,
+            notification_email=settings.notification_email,
         )
-        self.alarm_topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarms",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.alarm_topic.topic_arn],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-            )
-        )
-        if settings.notification_email:
-            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(settings.notification_email))
         CfnOutput(
             self,
             "DataBucketName",
@@ -83,13 +89,13 @@ class FoundationStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn)
 
 
-class ImagesStack(Stack):
+class ImagesStack(PlatformStack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: PlatformSettings) -> None:
         super().__init__(
             scope,
             construct_id,
-            env=settings.env,
-            description=f"{settings.name}: training and inference images from containers/",
+            settings=settings,
+            description="training and inference images from containers/",
         )
         self.images = ContainerImages(
             self, "Images", repo_root=settings.repo_root, parameter_prefix=f"/{settings.name}"
@@ -98,22 +104,18 @@ class ImagesStack(Stack):
         CfnOutput(self, "InferenceImageUri", value=self.images.inference.image_uri)
 
 
-class TrackingStack(Stack):
+class TrackingStack(PlatformStack):
     def __init__(
         self, scope: Construct, construct_id: str, *, settings: PlatformSettings, foundation: FoundationStack
     ) -> None:
         super().__init__(
-            scope,
-            construct_id,
-            env=settings.env,
-            description=f"{settings.name}: SageMaker managed MLflow tracking server",
+            scope, construct_id, settings=settings, description="SageMaker managed MLflow tracking server"
         )
-        artifacts = s3.Bucket.from_bucket_name(self, "Artifacts", settings.names.bucket("artifacts"))
         self.tracking = MlflowTracking(
             self,
             "Mlflow",
             name=f"{settings.name}-mlflow",
-            artifacts=artifacts,
+            artifacts=self.bucket_by_name("artifacts"),
             key=foundation.key,
             size=settings.mlflow_size,
             names=settings.names,
@@ -126,7 +128,7 @@ class TrackingStack(Stack):
         )
 
 
-class PipelineStack(Stack):
+class PipelineStack(PlatformStack):
     def __init__(
         self,
         scope: Construct,
@@ -140,13 +142,13 @@ class PipelineStack(Stack):
         super().__init__(
             scope,
             construct_id,
-            env=settings.env,
-            description=f"{settings.name}: the fine-tune pipeline, its roles and model package group",
+            settings=settings,
+            description="the fine-tune pipeline, its roles and model package group",
         )
         container_images = images.images
-        # By name, so policies read arn:...:s3:::<name>/* rather than a cross-stack export.
-        data = s3.Bucket.from_bucket_name(self, "Data", settings.names.bucket("data"))
-        artifacts = s3.Bucket.from_bucket_name(self, "Artifacts", settings.names.bucket("artifacts"))
+        mlflow_arn = tracking.tracking.arn if tracking else None
+        data = self.bucket_by_name("data")
+        artifacts = self.bucket_by_name("artifacts")
         self.job_role = JobRole(
             self,
             "Jobs",
@@ -154,7 +156,7 @@ class PipelineStack(Stack):
             artifacts=artifacts,
             key=foundation.key,
             images=[container_images.training, container_images.inference],
-            mlflow_arn=tracking.tracking.arn if tracking else None,
+            mlflow_arn=mlflow_arn,
             names=settings.names,
         ).role
         self.pipeline = FinetunePipeline(
@@ -171,14 +173,14 @@ class PipelineStack(Stack):
             training_image=container_images.training.image_uri,
             inference_image=container_images.inference.image_uri,
             alarm_topic=foundation.alarm_topic,
-            mlflow_arn=tracking.tracking.arn if tracking else None,
+            mlflow_arn=mlflow_arn,
         )
         CfnOutput(self, "PipelineName", value=settings.pipeline.pipeline_name)
         CfnOutput(self, "ModelPackageGroupName", value=settings.pipeline.model_package_group)
         CfnOutput(self, "JobRoleArn", value=self.job_role.role_arn)
 
 
-class DeployStack(Stack):
+class DeployStack(PlatformStack):
     def __init__(
         self,
         scope: Construct,
@@ -191,16 +193,15 @@ class DeployStack(Stack):
         super().__init__(
             scope,
             construct_id,
-            env=settings.env,
-            description=f"{settings.name}: approved model packages -> inf2 endpoint (blue/green)",
+            settings=settings,
+            description="approved model packages -> inf2 endpoint (blue/green)",
         )
-        artifacts = s3.Bucket.from_bucket_name(self, "Artifacts", settings.names.bucket("artifacts"))
         self.deployer = EndpointDeployer(
             self,
             "Deployer",
             settings=settings.endpoint,
             names=settings.names,
-            artifacts=artifacts,
+            artifacts=self.bucket_by_name("artifacts"),
             key=foundation.key,
             vpc=foundation.vpc,
             security_group=foundation.security_group,

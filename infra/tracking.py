@@ -4,7 +4,6 @@ exists, so ``infra.mlflow: false`` leaves it out."""
 
 from __future__ import annotations
 
-from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -13,8 +12,11 @@ from constructs import Construct
 
 from infra.nag import acknowledge
 from infra.names import PlatformNames
+from infra.roles import list_buckets, role_with_policy, sagemaker_arn, use_key
 
 MLFLOW_PREFIX = "mlflow"
+# Automatic model registration creates these, named after the MLflow models.
+REGISTRY_RESOURCES = ("model-package-group", "model-package")
 
 
 class MlflowTracking(Construct):
@@ -30,32 +32,21 @@ class MlflowTracking(Construct):
         names: PlatformNames,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.role = iam.Role(
+        self.role, self.policy = role_with_policy(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description="The managed MLflow server: its artifact store and model registration",
-        )
-        self.policy = iam.ManagedPolicy(
-            self,
             "Policy",
-            roles=[self.role],
+            service="sagemaker.amazonaws.com",
+            role_description="The managed MLflow server: its artifact store and model registration",
+            policy_description="The managed MLflow server: its artifact store and automatic model registration",
             statements=[
                 iam.PolicyStatement(
                     sid="ArtifactStore",
                     actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                     resources=[artifacts.arn_for_objects(f"{MLFLOW_PREFIX}/*")],
                 ),
-                iam.PolicyStatement(
-                    sid="ListArtifactStore",
-                    actions=["s3:ListBucket", "s3:GetBucketLocation"],
-                    resources=[artifacts.bucket_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="UseKey",
-                    actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                    resources=[key.key_arn],
-                ),
+                list_buckets("ListArtifactStore", artifacts),
+                use_key(key, create_grant=False),
                 # Automatic model registration creates groups and versions named after MLflow models.
                 iam.PolicyStatement(
                     sid="RegisterModels",
@@ -66,17 +57,9 @@ class MlflowTracking(Construct):
                         "sagemaker:DescribeModelPackageGroup",
                         "sagemaker:UpdateModelPackage",
                     ],
-                    resources=[
-                        Stack.of(self).format_arn(
-                            service="sagemaker", resource="model-package-group", resource_name="*"
-                        ),
-                        Stack.of(self).format_arn(
-                            service="sagemaker", resource="model-package", resource_name="*"
-                        ),
-                    ],
+                    resources=[sagemaker_arn(self, f"{r}/*") for r in REGISTRY_RESOURCES],
                 ),
             ],
-            description="The managed MLflow server: its artifact store and automatic model registration",
         )
         policy = self.policy.node.default_child
         acknowledge(
@@ -84,10 +67,10 @@ class MlflowTracking(Construct):
             f"AwsSolutions-IAM5[Resource::{names.objects_text('artifacts', MLFLOW_PREFIX + '/')}]",
             "MLflow writes run artifacts under mlflow/ of the artifacts bucket; their keys are per run",
         )
-        for resource in ("model-package-group/*", "model-package/*"):
+        for resource in REGISTRY_RESOURCES:
             acknowledge(
                 policy,
-                f"AwsSolutions-IAM5[Resource::{names.arn_text('sagemaker', resource)}]",
+                f"AwsSolutions-IAM5[Resource::{names.arn_text('sagemaker', resource + '/*')}]",
                 "automatic model registration creates groups and versions named after MLflow models",
             )
         self.server = sagemaker.CfnMlflowTrackingServer(
