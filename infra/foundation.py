@@ -24,7 +24,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from infra.nag import acknowledge
+from infra.nag import acknowledge_hipaa_and_nist
 from infra.names import PlatformNames
 
 # Interface endpoints jobs and endpoints use with no internet: SageMaker API and runtime (the
@@ -112,12 +112,11 @@ class PlatformBuckets(Construct):
             "deployment decision. Objects are versioned and retained; add a replication rule to a bucket "
             "in your DR region where the data must survive a regional outage"
         )
-        for pack in ("HIPAA.Security", "NIST.800.53.R5"):
-            acknowledge(
-                self.logs.node.default_child,
-                f"{pack}-S3DefaultEncryptionKMS",
-                "S3 server access logging cannot deliver to SSE-KMS buckets; SSE-S3 is what AWS supports here",
-            )
+        acknowledge_hipaa_and_nist(
+            self.logs.node.default_child,
+            "S3DefaultEncryptionKMS",
+            "S3 server access logging cannot deliver to SSE-KMS buckets; SSE-S3 is what AWS supports here",
+        )
         self.data = self._bucket("Data", names.bucket("data"), key, "data/", [])
         self.artifacts = self._bucket(
             "Artifacts",
@@ -143,8 +142,7 @@ class PlatformBuckets(Construct):
             ],
         )
         for bucket in (self.logs, self.data, self.artifacts):
-            for pack in ("HIPAA.Security", "NIST.800.53.R5"):
-                acknowledge(bucket.node.default_child, f"{pack}-S3BucketReplicationEnabled", replication)
+            acknowledge_hipaa_and_nist(bucket.node.default_child, "S3BucketReplicationEnabled", replication)
 
     def _bucket(
         self, name: str, bucket_name: str, key: kms.IKey, log_prefix: str, rules: list[s3.LifecycleRule]
@@ -194,6 +192,11 @@ class JobNetwork(Construct):
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
             },
         )
+        self._log_all_traffic(key, log_retention_days)
+        self.security_group = self._job_security_group()
+        self._interface_endpoints(cidr)
+
+    def _log_all_traffic(self, key: kms.IKey, log_retention_days: int) -> None:
         flow_logs = logs.LogGroup(
             self,
             "FlowLogs",
@@ -206,13 +209,14 @@ class JobNetwork(Construct):
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
-        for pack in ("HIPAA.Security", "NIST.800.53.R5"):
-            acknowledge(
-                flow_log.node.find_child("IAMRole").node.find_child("DefaultPolicy").node.default_child,
-                f"{pack}-IAMNoInlinePolicy",
-                "CDK's own flow-log role: its inline policy only writes to this VPC's flow-log group",
-            )
-        self.security_group = ec2.SecurityGroup(
+        acknowledge_hipaa_and_nist(
+            flow_log.node.find_child("IAMRole").node.find_child("DefaultPolicy").node.default_child,
+            "IAMNoInlinePolicy",
+            "CDK's own flow-log role: its inline policy only writes to this VPC's flow-log group",
+        )
+
+    def _job_security_group(self) -> ec2.SecurityGroup:
+        jobs = ec2.SecurityGroup(
             self,
             "Jobs",
             vpc=self.vpc,
@@ -220,12 +224,8 @@ class JobNetwork(Construct):
             description="SageMaker jobs and endpoints: HTTPS to the VPC endpoints, traffic within one job",
         )
         # Multi-node training (torchrun, EFA-less collectives) talks between its own instances.
-        self.security_group.add_ingress_rule(
-            self.security_group, ec2.Port.all_tcp(), "between nodes of one job"
-        )
-        self.security_group.add_egress_rule(
-            self.security_group, ec2.Port.all_tcp(), "between nodes of one job"
-        )
+        jobs.add_ingress_rule(jobs, ec2.Port.all_tcp(), "between nodes of one job")
+        jobs.add_egress_rule(jobs, ec2.Port.all_tcp(), "between nodes of one job")
         # Inter-container traffic encryption (IPsec) between the nodes of a job needs IKE and ESP.
         for port, what in (
             (ec2.Port.udp(500), "IKE for inter-container encryption"),
@@ -234,16 +234,19 @@ class JobNetwork(Construct):
                 "ESP for inter-container encryption",
             ),
         ):
-            self.security_group.add_ingress_rule(self.security_group, port, what)
-            self.security_group.add_egress_rule(self.security_group, port, what)
+            jobs.add_ingress_rule(jobs, port, what)
+            jobs.add_egress_rule(jobs, port, what)
         # HTTPS to any address: the subnets are isolated (no NAT, no internet gateway), so the only places
         # reachable are the interface endpoints and S3 through the gateway endpoint, whose addresses are
         # a regional prefix list that synth cannot know without a lookup.
-        self.security_group.add_egress_rule(
+        jobs.add_egress_rule(
             ec2.Peer.any_ipv4(),
             ec2.Port.tcp(443),
             "HTTPS to the VPC endpoints (isolated subnets: nothing else is routable)",
         )
+        return jobs
+
+    def _interface_endpoints(self, cidr: str) -> None:
         endpoint_sg = ec2.SecurityGroup(
             self,
             "Endpoints",

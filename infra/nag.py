@@ -27,3 +27,9 @@ def acknowledge(construct: IConstruct | None, rule: str, reason: str) -> None:
     ACKNOWLEDGED.append((construct.node.path, rule, reason))
     if ENABLED:
         Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def acknowledge_hipaa_and_nist(construct: IConstruct | None, rule: str, reason: str) -> None:
+    """The same finding as both of those packs raise it (``HIPAA.Security-<rule>``, ``NIST.800.53.R5-<rule>``)."""
+    for pack in ("HIPAA.Security", "NIST.800.53.R5"):
+        acknowledge(construct, f"{pack}-{rule}", reason)

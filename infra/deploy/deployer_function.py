@@ -18,7 +18,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
 from infra.deploy.settings import CAPTURE_PREFIX, EndpointSettings
-from infra.nag import acknowledge
+from infra.nag import acknowledge, acknowledge_hipaa_and_nist
 from infra.names import PlatformNames
 from infra.roles import (
     acknowledge_eni_wildcards,
@@ -111,12 +111,11 @@ def add_deployer_function(
         ),
     )
     function.node.add_dependency(deployer.policy)
-    for pack in ("HIPAA.Security", "NIST.800.53.R5"):
-        acknowledge(
-            deployer.role.node.find_child("DefaultPolicy").node.default_child,
-            f"{pack}-IAMNoInlinePolicy",
-            "CDK's Lambda adds its dead-letter grant here: sqs:SendMessage on this one queue, nothing else",
-        )
+    acknowledge_hipaa_and_nist(
+        deployer.role.node.find_child("DefaultPolicy").node.default_child,
+        "IAMNoInlinePolicy",
+        "CDK's Lambda adds its dead-letter grant here: sqs:SendMessage on this one queue, nothing else",
+    )
     return function
 
 
