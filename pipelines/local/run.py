@@ -1,7 +1,7 @@
 """``mlops run --local``: the generated pipeline definition, executed on this machine, then served.
 
 1. Generate the definition (the same bytes ``mlops pipeline definition`` prints) and fill its
-   placeholders with local values (``pipelines/local_store.py``).
+   placeholders with local values (``pipelines/local/store.py``).
 2. Put the configured data and the local base model into the local S3 store under content-addressed
    prefixes, and point the data and model parameters at them: SageMaker's cache keys on URIs, not
    contents, so a changed file must get a new URI to run the steps again.
@@ -25,14 +25,6 @@ from pipelines.definition.parameters import coerce_parameters
 from pipelines.local.executor import Executor, new_execution_id
 from pipelines.local.store import REPO_ROOT, LocalStore, copy_tree, local_placeholder_values
 from training.errors import UserError
-
-LOCAL_PARAMETERS = (
-    "TrainBackend",
-    "CompileTarget",
-    "TrainDataS3Uri",
-    "ValidationDataS3Uri",
-    "BaseModelS3Uri",
-)
 
 
 @dataclass
@@ -160,7 +152,7 @@ def run_local(
         try:
             smoke = local_endpoint.invoke(endpoint["url"], smoke_messages(cfg), max_tokens=32)
         except BaseException:
-            local_endpoint.stop(store_root, quiet=True)  # a failed smoke test leaves nothing running
+            local_endpoint.stop(store_root)  # a failed smoke test leaves nothing running
             raise
         report["endpoint"] = {**endpoint, "smoke_reply": smoke["choices"][0]["message"]["content"]}
         report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
