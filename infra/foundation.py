@@ -26,6 +26,7 @@ from constructs import Construct
 
 from infra.nag import acknowledge_hipaa_and_nist
 from infra.names import PlatformNames
+from pipelines.definition.builder import CHECKPOINT_PREFIX, COMPILE_CACHE_PREFIX
 
 # Interface endpoints jobs and endpoints use with no internet: SageMaker API and runtime (the
 # pipeline's jobs, the deployer), ECR (image pulls), CloudWatch Logs and Monitoring, STS, KMS, and
@@ -44,9 +45,6 @@ INTERFACE_ENDPOINTS = {
     "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
     "ApplicationAutoscaling": ec2.InterfaceVpcEndpointAwsService.APPLICATION_AUTOSCALING,
 }
-# Prefixes of the artifacts bucket with a lifecycle (the pipeline writes them: pipelines/definition/builder.py).
-CHECKPOINT_PREFIX = "checkpoints/"
-COMPILE_CACHE_PREFIX = "neuron-cache/"
 
 
 class EncryptionKey(Construct):
@@ -126,13 +124,13 @@ class PlatformBuckets(Construct):
             [
                 s3.LifecycleRule(
                     id="expire-checkpoints",
-                    prefix=CHECKPOINT_PREFIX,
+                    prefix=f"{CHECKPOINT_PREFIX}/",
                     expiration=Duration.days(30),
                     noncurrent_version_expiration=Duration.days(1),
                 ),
                 s3.LifecycleRule(
                     id="expire-compile-cache",
-                    prefix=COMPILE_CACHE_PREFIX,
+                    prefix=f"{COMPILE_CACHE_PREFIX}/",
                     expiration=Duration.days(90),
                     noncurrent_version_expiration=Duration.days(1),
                 ),

@@ -5,9 +5,9 @@
 
 Every step runs the one container entrypoint (``python -m containers.entrypoint <command>``) in the
 training image; the registered model package points at the inference image. Generation is offline
-and deterministic (``pipelines/sagemaker_sdk.py``): no AWS call, no credentials, no timestamps, and no
+and deterministic (``pipelines/definition/sdk.py``): no AWS call, no credentials, no timestamps, and no
 SDK ``SourceCode`` upload (the code is baked into the images). Deploy-time values are ``${Name}``
-placeholders (``pipelines/placeholders.py``) that the CDK stack fills in with ``Fn.sub``.
+placeholders (``pipelines/definition/placeholders.py``) that the CDK stack fills in with ``Fn.sub``.
 
 Regenerate the golden copy after an intended change: ``make golden``.
 """
@@ -27,6 +27,10 @@ from training.metrics import METRIC_REGEXES
 from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS
 
 # Step names are the keys of `Get: Steps.<name>...` references and what Studio shows in the graph.
+# Prefixes of the artifacts bucket that the pipeline writes; infra/foundation.py gives them lifecycle rules.
+CHECKPOINT_PREFIX = "checkpoints"
+COMPILE_CACHE_PREFIX = "neuron-cache"
+
 PREPARE, FINETUNE, EVALUATE, GATE, FAIL, COMPILE, REGISTER = (
     "Prepare",
     "FineTune",
@@ -36,17 +40,6 @@ PREPARE, FINETUNE, EVALUATE, GATE, FAIL, COMPILE, REGISTER = (
     "CompileForInferentia",
     "RegisterModel",
 )
-
-
-def pipeline_description(cfg: ProjectConfig) -> str:
-    """For CreatePipeline's PipelineDescription (at most 3072 characters): what it does and its parameters."""
-    lines = [
-        f"LoRA fine-tune of {cfg.training.base_model} on Trainium, quality gate on "
-        f"{cfg.pipeline.quality_gate.metric}, Neuron compile for Inferentia 2, registration in "
-        f"{cfg.model_package_group}. Parameters:"
-    ]
-    lines += [f"{s.name}: {s.description}" for s in parameter_specs(cfg)]
-    return "\n".join(lines)[:3072]
 
 
 class _Builder:
@@ -265,7 +258,7 @@ class _Builder:
             on="/",
             values=[
                 f"s3://{ref('ArtifactsBucket')}",
-                "checkpoints",
+                CHECKPOINT_PREFIX,
                 self.cfg.pipeline_name,
                 data("content_sha256"),
                 data("base_model_sha256"),
@@ -326,7 +319,7 @@ class _Builder:
             ),
             hyperparameters=self.hyperparameters(),
             environment={
-                "NEURON_COMPILE_CACHE_URL": f"s3://{ref('ArtifactsBucket')}/neuron-cache/",
+                "NEURON_COMPILE_CACHE_URL": f"s3://{ref('ArtifactsBucket')}/{COMPILE_CACHE_PREFIX}/",
                 "NEURON_CC_FLAGS": NEURON_CC_FLAGS,
                 "MALLOC_ARENA_MAX": MALLOC_ARENA_MAX,
                 "PYTHONUNBUFFERED": "1",

@@ -18,7 +18,7 @@ class ParameterError(UserError):
 @dataclass(frozen=True)
 class ParameterSpec:
     """A pipeline parameter. The definition format has no field for a description, so descriptions
-    live here and are shown by `mlops pipeline parameters`, the pipeline description and the README."""
+    live here and are shown by `mlops pipeline parameters` and the README."""
 
     name: str
     kind: str  # String | Integer | Float
