@@ -163,3 +163,47 @@ def test_adapter_config_is_placed_beside_consolidated_weights(tmp_path):
         "checkpoint-10",
         "checkpoint-30",
     ]
+
+
+# ---- the worker's state, testable without the SDK ---------------------------------------------------
+
+
+def test_worker_reads_rank_world_and_the_graph_extraction_pass():
+    from training.backends.neuron_backend import Worker
+
+    assert Worker.from_env(TrainHyperparameters(), {}) == Worker(rank=0, world=1, precompile=False)
+    worker = Worker.from_env(TrainHyperparameters(), {"RANK": "3", "WORLD_SIZE": "8"})
+    assert (worker.rank, worker.world) == (3, 8)
+    # neuron_parallel_compile marks its graph-extraction pass; precompile=true asks for one.
+    assert Worker.from_env(TrainHyperparameters(), {"NEURON_EXTRACT_GRAPHS_ONLY": "1"}).precompile
+    assert Worker.from_env(TrainHyperparameters(precompile=True), {}).precompile
+
+
+def test_worker_metrics_estimate_tokens_per_second_between_log_events(monkeypatch):
+    import math
+
+    import training.backends.neuron_backend as nb
+
+    lines = []
+
+    class Sink:
+        def log(self, step, metrics):
+            lines.append((step, metrics))
+
+    clock = iter([10.0, 12.0])
+    monkeypatch.setattr(nb.time, "perf_counter", lambda: next(clock))
+    metrics = nb.WorkerMetrics(Sink(), tokens_per_step=100.0, padding_fraction=0.25, last=8.0)
+    metrics.on_log(4, {"learning_rate": 1e-4})  # no loss: not a training log event
+    metrics.on_log(4, {"loss": 2.0, "learning_rate": 1e-4})
+    metrics.on_log(5, {"loss": 1.5})
+    assert lines[0] == (
+        4,
+        {"train_loss": 2.0, "learning_rate": 1e-4, "tokens_per_second": 200.0, "padding_fraction": 0.25},
+    )
+    step, last = lines[1]
+    assert step == 5 and last["tokens_per_second"] == 50.0 and math.isnan(last["learning_rate"])
+    assert (metrics.loss, metrics.last_step, metrics.train_seconds) == (1.5, 5, 4.0)
+    # Other ranks keep no metrics.
+    silent = nb.WorkerMetrics(None, tokens_per_step=1.0, padding_fraction=0.0, last=0.0)
+    silent.on_log(1, {"loss": 1.0})
+    assert silent.last_step == 0

@@ -82,46 +82,8 @@ def prepare_channel(
         desc=f"tokenizing {channel}",
     )
 
-    input_ids: list[list[int]] = []
-    labels: list[list[int]] = []
-    too_long: list[str] = []
-    truncated = 0
-    no_target_after_truncation: list[str] = []
-    for row in tokenized:
-        ids, lab = row["input_ids"], row["labels"]
-        if len(ids) > max_seq_length:
-            if overlong == "reject":
-                too_long.append(
-                    f"{row['source']}: {len(ids)} tokens, longer than max_seq_length={max_seq_length}"
-                )
-                continue
-            ids, lab = ids[:max_seq_length], lab[:max_seq_length]
-            truncated += 1
-            if all(t == IGNORE_INDEX for t in lab):
-                no_target_after_truncation.append(row["source"])
-                continue
-        input_ids.append(ids)
-        labels.append(lab)
-
-    if too_long:
-        raise UserError(
-            format_problems(
-                f"{channel} data has {len(too_long)} example(s) longer than max_seq_length; raise max_seq_length, "
-                "shorten them, or set overlong=truncate:",
-                too_long,
-                MAX_REPORTED,
-            )
-        )
-    if no_target_after_truncation:
-        log.warning(
-            format_problems(
-                f"dropped {len(no_target_after_truncation)} {channel} example(s) whose assistant text lies "
-                f"entirely beyond max_seq_length={max_seq_length}:",
-                no_target_after_truncation,
-                MAX_REPORTED,
-            )
-        )
-    if not input_ids:
+    fitted = _fit_to_length(tokenized, channel, max_seq_length, overlong)
+    if not fitted.input_ids:
         raise UserError(f"{channel} data at {path}: no example left to train on after length checks")
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -129,15 +91,15 @@ def prepare_channel(
         raise UserError(
             "the tokenizer defines neither a pad token nor an EOS token; set one in tokenizer_config.json"
         )
-    blocks = pack_into_blocks(input_ids, labels, max_seq_length, pad_id)
+    blocks = pack_into_blocks(fitted.input_ids, fitted.labels, max_seq_length, pad_id)
     stats = {
         "channel": channel,
         "files": [str(f) for f in loaded.files],
         "content_sha256": content_sha256(loaded.files),
-        "examples": len(input_ids),
+        "examples": len(fitted.input_ids),
         "skipped_invalid_lines": len(loaded.skipped),
-        "truncated_examples": truncated,
-        "dropped_examples": len(no_target_after_truncation),
+        "truncated_examples": fitted.truncated,
+        "dropped_examples": len(fitted.dropped),
         "real_tokens": blocks.real_tokens,
         "target_tokens": blocks.target_tokens,
         "blocks": blocks.num_blocks,
@@ -154,6 +116,58 @@ def prepare_channel(
         100 * blocks.padding_fraction,
     )
     return PreparedData(blocks=blocks, stats=stats)
+
+
+@dataclass
+class _Fitted:
+    """Tokenized examples after the length policy."""
+
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+    truncated: int  # examples cut to max_seq_length
+    dropped: list[str]  # sources of truncated examples with no target token left
+
+
+def _fit_to_length(tokenized: Any, channel: str, max_seq_length: int, overlong: str) -> _Fitted:
+    """Apply ``overlong``: every example longer than a block is refused (reject, all reported at once)
+    or cut to it (truncate; dropped, with a warning, when no assistant token survives the cut)."""
+    fitted = _Fitted(input_ids=[], labels=[], truncated=0, dropped=[])
+    too_long: list[str] = []
+    for row in tokenized:
+        ids, lab = row["input_ids"], row["labels"]
+        if len(ids) > max_seq_length:
+            if overlong == "reject":
+                too_long.append(
+                    f"{row['source']}: {len(ids)} tokens, longer than max_seq_length={max_seq_length}"
+                )
+                continue
+            ids, lab = ids[:max_seq_length], lab[:max_seq_length]
+            fitted.truncated += 1
+            if all(t == IGNORE_INDEX for t in lab):
+                fitted.dropped.append(row["source"])
+                continue
+        fitted.input_ids.append(ids)
+        fitted.labels.append(lab)
+
+    if too_long:
+        raise UserError(
+            format_problems(
+                f"{channel} data has {len(too_long)} example(s) longer than max_seq_length; raise max_seq_length, "
+                "shorten them, or set overlong=truncate:",
+                too_long,
+                MAX_REPORTED,
+            )
+        )
+    if fitted.dropped:
+        log.warning(
+            format_problems(
+                f"dropped {len(fitted.dropped)} {channel} example(s) whose assistant text lies "
+                f"entirely beyond max_seq_length={max_seq_length}:",
+                fitted.dropped,
+                MAX_REPORTED,
+            )
+        )
+    return fitted
 
 
 # ---- the pipeline's Prepare step ------------------------------------------------------------------

@@ -36,13 +36,19 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from training.errors import UserError
 from training.hyperparameters import TrainHyperparameters
 from training.job import TrainJob
 from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS
+
+if TYPE_CHECKING:
+    from training.packing import PreparedData
 
 log = logging.getLogger(__name__)
 
@@ -221,25 +227,63 @@ class _StackBlocks:
         }
 
 
+@dataclass(frozen=True)
+class Worker:
+    """This torchrun process: its rank, the world size, and whether this is the graph-extraction pass."""
+
+    rank: int
+    world: int
+    precompile: bool
+
+    @classmethod
+    def from_env(cls, hp: TrainHyperparameters, env: Mapping[str, str]) -> Worker:
+        return cls(
+            rank=int(env.get("RANK", "0")),
+            world=int(env.get("WORLD_SIZE", "1")),
+            precompile=hp.precompile or env.get("NEURON_EXTRACT_GRAPHS_ONLY") == "1",
+        )
+
+
+@dataclass
+class WorkerMetrics:
+    """Rank 0's ``metrics ...`` lines from the trainer's log events, and what the report needs of them."""
+
+    sink: Any  # a MetricsSink on rank 0, None elsewhere
+    # Estimated from the dataset's mean real tokens per block: the callback does not see batches.
+    tokens_per_step: float
+    padding_fraction: float
+    last: float  # perf_counter() at the previous log event (at first: when training was set up)
+    last_step: int = 0
+    train_seconds: float = 0.0
+    loss: float = float("nan")
+
+    def on_log(self, global_step: int, logs: dict[str, float] | None) -> None:
+        if self.sink is None or not logs or "loss" not in logs:
+            return
+        now = time.perf_counter()
+        steps = global_step - self.last_step
+        seconds = now - self.last
+        self.last, self.last_step, self.loss = now, global_step, logs["loss"]
+        self.train_seconds += seconds
+        self.sink.log(
+            global_step,
+            {
+                "train_loss": logs["loss"],
+                "learning_rate": logs.get("learning_rate", float("nan")),
+                "tokens_per_second": self.tokens_per_step * steps / seconds if seconds > 0 else 0.0,
+                "padding_fraction": self.padding_fraction,
+            },
+        )
+
+
 def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SDK and a trn instance
-    """One torchrun process: the same prepared blocks as the torch backend, trained by NeuronSFTTrainer."""
-    import time
-
-    import torch
-    from optimum.neuron import NeuronSFTConfig, NeuronSFTTrainer
-    from optimum.neuron.models.training import NeuronModelForCausalLM
-    from peft import LoraConfig
-    from transformers import TrainerCallback
-
+    """One torchrun process: the same prepared blocks as the torch backend, trained by NeuronSFTTrainer.
+    Reads top to bottom: setup -> train -> save (rank 0 consolidates, merges and reports)."""
     from training.base_model import load_tokenizer
-    from training.metrics import MetricsSink, progress_wanted
     from training.prepare import prepare_for_training
-    from training.report import build_report, write_report
 
     hp = job.hp
-    rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    precompile = hp.precompile or os.environ.get("NEURON_EXTRACT_GRAPHS_ONLY") == "1"
+    worker = Worker.from_env(hp, os.environ)
     if job.gguf_file:
         raise UserError(
             f"backend=neuron needs a Hugging Face safetensors model folder, got the GGUF file {job.gguf_file}; "
@@ -247,6 +291,31 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
         )
     t_setup = time.perf_counter()
     output_dir = job.checkpoint_dir / "neuron"
+    stale = _stale_checkpoints(output_dir, worker.precompile)
+    tokenizer = load_tokenizer(job.model_source)
+    train = prepare_for_training(tokenizer, job.train_path, "train", hp)
+    if job.validation_path:
+        # Validated so bad data fails here too; NeuronTrainer has no evaluation loop (v0.4.5), so no eval_loss.
+        prepare_for_training(tokenizer, job.validation_path, "validation", hp)
+    trainer, collator, metrics = _build_trainer(job, worker, output_dir, tokenizer, train)
+    setup_seconds = time.perf_counter() - t_setup
+
+    trainer.train()
+
+    if worker.precompile:
+        log.info("precompile pass done: graphs are in the compile cache; no model was saved")
+        return
+    final_dir = output_dir / "final"
+    trainer.save_model(str(final_dir))  # collective: every rank writes its adapter shard
+    if worker.rank != 0:
+        return
+    _export_on_rank0(job, final_dir, tokenizer)
+    _write_report(
+        job, worker, trainer.state.global_step, train, metrics, collator.shapes, stale, setup_seconds
+    )
+
+
+def _stale_checkpoints(output_dir: Path, precompile: bool) -> list[Path]:
     stale = existing_trainer_checkpoints(output_dir)
     if stale and not precompile:
         # optimum-neuron 0.4.5 raises on resume_from_checkpoint; restarting is correct but repeats work.
@@ -256,14 +325,23 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
             len(stale),
             stale[-1],
         )
+    return stale
 
-    tokenizer = load_tokenizer(job.model_source)
-    train = prepare_for_training(tokenizer, job.train_path, "train", hp)
-    if job.validation_path:
-        # Validated so bad data fails here too; NeuronTrainer has no evaluation loop (v0.4.5), so no eval_loss.
-        prepare_for_training(tokenizer, job.validation_path, "validation", hp)
 
-    config = NeuronSFTConfig(**sft_config_kwargs(hp, output_dir, precompile, progress_wanted()))
+def _build_trainer(
+    job: TrainJob, worker: Worker, output_dir: Path, tokenizer: Any, train: PreparedData
+) -> tuple[Any, _StackBlocks, WorkerMetrics]:  # pragma: no cover - Neuron SDK
+    """NeuronSFTTrainer over the packed blocks, with LoRA, our collator and our metrics lines."""
+    import torch
+    from optimum.neuron import NeuronSFTConfig, NeuronSFTTrainer
+    from optimum.neuron.models.training import NeuronModelForCausalLM
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+
+    from training.metrics import MetricsSink, progress_wanted
+
+    hp = job.hp
+    config = NeuronSFTConfig(**sft_config_kwargs(hp, output_dir, worker.precompile, progress_wanted()))
     model = NeuronModelForCausalLM.from_pretrained(
         job.model_source, config.trn_config, torch_dtype=torch.bfloat16 if config.bf16 else torch.float32
     )
@@ -275,7 +353,7 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
         task_type="CAUSAL_LM",
     )
     collator = _StackBlocks()
-    data_parallel = max(world // hp.tensor_parallel_size, 1)
+    data_parallel = max(worker.world // hp.tensor_parallel_size, 1)
     tokens_per_step = (
         train.stats["real_tokens"]
         / train.blocks.num_blocks
@@ -283,30 +361,14 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
         * hp.gradient_accumulation_steps
         * data_parallel
     )
-    sink = MetricsSink(job.run_name, hp.model_dump()) if rank == 0 else None
-    clock = {"last": time.perf_counter(), "last_step": 0, "train_seconds": 0.0, "loss": float("nan")}
+    sink = MetricsSink(job.run_name, hp.model_dump()) if worker.rank == 0 else None
+    metrics = WorkerMetrics(sink, tokens_per_step, train.stats["padding_fraction"], last=time.perf_counter())
 
     class MetricLines(TrainerCallback):
         def on_log(
             self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
         ) -> None:
-            if sink is None or not logs or "loss" not in logs:
-                return
-            now = time.perf_counter()
-            steps = state.global_step - clock["last_step"]
-            seconds = now - clock["last"]
-            clock.update(last=now, last_step=state.global_step, loss=logs["loss"])
-            clock["train_seconds"] += seconds
-            sink.log(
-                state.global_step,
-                {
-                    "train_loss": logs["loss"],
-                    "learning_rate": logs.get("learning_rate", float("nan")),
-                    # Estimated from the dataset's mean real tokens per block: the callback does not see batches.
-                    "tokens_per_second": tokens_per_step * steps / seconds if seconds > 0 else 0.0,
-                    "padding_fraction": train.stats["padding_fraction"],
-                },
-            )
+            metrics.on_log(state.global_step, logs)
 
     trainer = NeuronSFTTrainer(
         model=model,
@@ -317,38 +379,43 @@ def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SD
         data_collator=collator,
         callbacks=[MetricLines()],
     )
-    setup_seconds = time.perf_counter() - t_setup
-    trainer.train()
-    if precompile:
-        log.info("precompile pass done: graphs are in the compile cache; no model was saved")
-        return
-    final_dir = output_dir / "final"
-    trainer.save_model(str(final_dir))  # collective: every rank writes its adapter shard
-    if rank != 0:
-        return
-    _export_on_rank0(job, final_dir, tokenizer)
+    return trainer, collator, metrics
+
+
+def _write_report(
+    job: TrainJob,
+    worker: Worker,
+    steps: int,
+    train: PreparedData,
+    metrics: WorkerMetrics,
+    shapes: set[tuple[int, ...]],
+    stale: list[Path],
+    setup_seconds: float,
+) -> None:
+    from training.report import build_report, write_report
+
     report = build_report(
         job=job,
         backend=name,
-        steps_completed=trainer.state.global_step,
+        steps_completed=steps,
         resumed_from=None,
-        final={"train_loss": clock["loss"]},
-        real_tokens=int(tokens_per_step * trainer.state.global_step),
-        train_seconds=clock["train_seconds"],
+        final={"train_loss": metrics.loss},
+        real_tokens=int(metrics.tokens_per_step * steps),
+        train_seconds=metrics.train_seconds,
         setup_seconds=setup_seconds,
-        input_shapes=sorted(collator.shapes),
+        input_shapes=sorted(shapes),
         data={"train": train.stats},
         extra={
             "device": "neuron",
-            "world_size": world,
-            "tensor_parallel_size": hp.tensor_parallel_size,
+            "world_size": worker.world,
+            "tensor_parallel_size": job.hp.tensor_parallel_size,
             "restarted_despite_checkpoints": [str(p) for p in stale],
         },
-        mlflow_run_id=sink.run_id if sink else None,
+        mlflow_run_id=metrics.sink.run_id if metrics.sink else None,
     )
     write_report(job.model_dir, report)
-    if sink:
-        sink.finish(report["final_metrics"])
+    if metrics.sink:
+        metrics.sink.finish(report["final_metrics"])
 
 
 def _export_on_rank0(job: TrainJob, final_dir: Path, tokenizer: Any) -> None:  # pragma: no cover - Neuron SDK

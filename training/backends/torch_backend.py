@@ -11,6 +11,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,9 @@ def _apply_lora(model: Any, job: TrainJob) -> Any:
         ) from None
 
 
+Micro = tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]  # ids, labels, position ids, real tokens
+
+
 class _Batches:
     """Tensors for micro-batch m, built from the packed blocks by the sampler."""
 
@@ -114,7 +118,7 @@ class _Batches:
         self.sampler = sampler
         self.device = device
 
-    def get(self, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    def get(self, m: int) -> Micro:
         idx = torch.tensor(self.sampler.indices(m))
         return (
             self.ids[idx].to(self.device),
@@ -151,18 +155,106 @@ def _load_trainer_state(folder: Path, model: Any, optimizer: Any, scheduler: Any
     return state
 
 
+# ---- the recipe: setup -> train -> evaluate -> save --------------------------------------------------
+
+
+@dataclass
+class TrainSetup:
+    """What setup builds once and every later stage uses."""
+
+    device: torch.device
+    amp: torch.dtype | None  # the autocast dtype; None: fp32
+    tokenizer: Any
+    train: PreparedData
+    val: PreparedData | None
+    model: Any  # the PEFT-wrapped model
+    trainable: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+
+    @property
+    def precision(self) -> str:
+        return "bf16-autocast" if self.amp else "fp32"
+
+    @property
+    def n_trainable(self) -> int:
+        return sum(p.numel() for p in self.trainable)
+
+
+@dataclass
+class Window:
+    """Sums over the steps since the last metrics line."""
+
+    loss: float = 0.0
+    steps: int = 0
+    real: int = 0  # tokens that belong to examples
+    slots: int = 0  # token positions fed, padding included
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainState:
+    """What the loop carries from step to step; a checkpoint keeps the counters and the shapes."""
+
+    step: int = 0  # optimizer steps completed
+    real_tokens: int = 0
+    train_seconds: float = 0.0
+    # Input shapes seen so far, kept across resumes: the report must count every shape the job fed
+    # the model, not only those since the last restart.
+    input_shapes: set[tuple[int, ...]] = field(default_factory=set)
+    last_loss: float = float("nan")
+    resumed_from: dict[str, Any] | None = None
+    window: Window = field(default_factory=Window)
+
+    @classmethod
+    def from_checkpoint(cls, step: int, folder: Path, saved: dict[str, Any]) -> TrainState:
+        counters = saved.get("counters", {})
+        return cls(
+            step=step,
+            real_tokens=counters.get("real_tokens", 0),
+            train_seconds=counters.get("train_seconds", 0.0),
+            input_shapes={tuple(s) for s in saved.get("input_shapes", [])},
+            resumed_from={"step": step, "path": str(folder)},
+        )
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        counters = {"real_tokens": self.real_tokens, "train_seconds": self.train_seconds}
+        return {"step": self.step, "counters": counters, "input_shapes": sorted(self.input_shapes)}
+
+    def record_step(self, loss: float, real: int, slots: int, seconds: float) -> None:
+        self.step += 1
+        self.last_loss = loss
+        self.real_tokens += real
+        self.train_seconds += seconds
+        self.window.loss += loss
+        self.window.steps += 1
+        self.window.real += real
+        self.window.slots += slots
+        self.window.seconds += seconds
+
+
 def run(job: TrainJob) -> dict[str, Any]:
+    t_setup = time.perf_counter()
+    parts = setup(job)
+    state = resume(job, parts)
+    sink = MetricsSink(job.run_name, job.hp.model_dump())
+    setup_seconds = time.perf_counter() - t_setup
+    train(job, parts, state, sink)
+    eval_loss = evaluate(job, parts, sink)
+    return save(job, parts, state, sink, eval_loss, setup_seconds)
+
+
+def setup(job: TrainJob) -> TrainSetup:
+    """Seed, data (validated and packed), model with LoRA, optimizer and schedule."""
     from transformers import get_scheduler
 
     hp = job.hp
-    t_setup = time.perf_counter()
-    # ---- setup --------------------------------------------------------------------------------
     _seed_everything(hp.seed)
     if hp.num_threads:
         torch.set_num_threads(hp.num_threads)
     device, amp = _pick_device_and_dtype(hp.precision)
     tokenizer = load_tokenizer(job.model_source, job.gguf_file)
-    train: PreparedData = prepare_for_training(tokenizer, job.train_path, "train", hp)
+    train_data = prepare_for_training(tokenizer, job.train_path, "train", hp)
     val = (
         prepare_for_training(tokenizer, job.validation_path, "validation", hp)
         if job.validation_path
@@ -172,133 +264,153 @@ def run(job: TrainJob) -> dict[str, Any]:
     model = _apply_lora(_load_model(job, amp), job).to(device)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    n_trainable = sum(p.numel() for p in trainable)
-    log.info(
-        "device=%s precision=%s trainable_params=%d (%.2f%% of %d)",
-        device,
-        "bf16-autocast" if amp else "fp32",
-        n_trainable,
-        100 * n_trainable / sum(p.numel() for p in model.parameters()),
-        sum(p.numel() for p in model.parameters()),
-    )
     optimizer = torch.optim.AdamW(trainable, lr=hp.learning_rate, weight_decay=hp.weight_decay)
     scheduler = get_scheduler(
         hp.lr_scheduler, optimizer, num_warmup_steps=hp.warmup_steps, num_training_steps=hp.max_steps
     )
+    parts = TrainSetup(device, amp, tokenizer, train_data, val, model, trainable, optimizer, scheduler)
+    total = sum(p.numel() for p in model.parameters())
+    log.info(
+        "device=%s precision=%s trainable_params=%d (%.2f%% of %d)",
+        device,
+        parts.precision,
+        parts.n_trainable,
+        100 * parts.n_trainable / total,
+        total,
+    )
+    return parts
 
-    start_step, resumed_from = 0, None
-    counters = {"real_tokens": 0, "train_seconds": 0.0}
-    # Input shapes seen so far, kept across resumes: the report must count every shape the job fed
-    # the model, not only those since the last restart.
-    shapes: set[tuple[int, ...]] = set()
+
+def resume(job: TrainJob, parts: TrainSetup) -> TrainState:
+    """A fresh state, or the newest complete checkpoint's (weights, optimizer, schedule and RNG restored)."""
     found = latest_checkpoint(job.checkpoint_dir)
-    if found:
-        start_step, folder = found
-        state = _load_trainer_state(folder, model, optimizer, scheduler)
-        counters.update(state.get("counters", {}))
-        shapes.update(tuple(s) for s in state.get("input_shapes", []))
-        resumed_from = {"step": start_step, "path": str(folder)}
-        log.info("resumed from checkpoint %s (step %d of %d)", folder, start_step, hp.max_steps)
+    if not found:
+        return TrainState()
+    step, folder = found
+    saved = _load_trainer_state(folder, parts.model, parts.optimizer, parts.scheduler)
+    log.info("resumed from checkpoint %s (step %d of %d)", folder, step, job.hp.max_steps)
+    return TrainState.from_checkpoint(step, folder, saved)
 
-    sampler = BlockSampler(train.blocks.num_blocks, hp.per_device_train_batch_size, hp.seed)
-    batches = _Batches(train.blocks, sampler, device)
-    sink = MetricsSink(job.run_name, hp.model_dump())
-    window = {"loss": 0.0, "steps": 0, "real": 0, "slots": 0, "seconds": 0.0}
-    last_loss = float("nan")
-    setup_seconds = time.perf_counter() - t_setup
 
-    # ---- train --------------------------------------------------------------------------------
+def train(job: TrainJob, parts: TrainSetup, state: TrainState, sink: MetricsSink) -> None:
+    """Steps from ``state.step`` to ``max_steps``: a metrics line every ``logging_steps``, a checkpoint
+    every ``save_steps``. A failure marks the MLflow run FAILED."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(
-        total=hp.max_steps, initial=start_step, desc="fine-tune", unit="step", disable=not progress_wanted()
-    )
+    hp = job.hp
     ga = hp.gradient_accumulation_steps
+    sampler = BlockSampler(parts.train.blocks.num_blocks, hp.per_device_train_batch_size, hp.seed)
+    batches = _Batches(parts.train.blocks, sampler, parts.device)
+    bar = tqdm(
+        total=hp.max_steps, initial=state.step, desc="fine-tune", unit="step", disable=not progress_wanted()
+    )
     try:
-        for step in range(start_step, hp.max_steps):
+        for step in range(state.step, hp.max_steps):
             t0 = time.perf_counter()
             micro = [batches.get(step * ga + i) for i in range(ga)]
-            # Normalize by the targets of the whole optimizer step, not per micro-batch, so
-            # gradient accumulation gives the same gradient as one big batch.
-            n_targets = max(sum(int((lab[:, 1:] != IGNORE_INDEX).sum()) for _, lab, _, _ in micro), 1)
-            # (The count token_loss_sum returns is the same number per micro-batch; we need the whole
-            # step's total before the first backward, so it is computed once here instead.)
-            step_loss = 0.0
-            for ids, labels, pos, real in micro:
-                shapes.add(tuple(ids.shape))
-                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    loss_sum, _ = token_loss_sum(model.get_base_model(), ids, labels, pos)
-                (loss_sum / n_targets).backward()
-                step_loss += loss_sum.item() / n_targets
-                counters["real_tokens"] += real
-                window["real"] += real
-                window["slots"] += ids.numel()
-            torch.nn.utils.clip_grad_norm_(trainable, hp.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            elapsed = time.perf_counter() - t0
-
-            done = step + 1
-            last_loss = step_loss
-            window["loss"] += step_loss
-            window["steps"] += 1
-            window["seconds"] += elapsed
-            counters["train_seconds"] += elapsed
+            loss, real, slots = train_step(parts, micro, state, hp.max_grad_norm)
+            state.record_step(loss, real, slots, time.perf_counter() - t0)
             bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.4f}")
-            if done % hp.logging_steps == 0 or done == hp.max_steps:
-                sink.log(
-                    done,
-                    {
-                        "train_loss": window["loss"] / window["steps"],
-                        "learning_rate": scheduler.get_last_lr()[0],
-                        "tokens_per_second": window["real"] / window["seconds"],
-                        "padding_fraction": 1 - window["real"] / window["slots"],
-                        "epoch": sampler.epoch(done * ga),
-                    },
-                )
-                window = {"loss": 0.0, "steps": 0, "real": 0, "slots": 0, "seconds": 0.0}
-            if done % hp.save_steps == 0 and done < hp.max_steps:
-                state = {"step": done, "counters": dict(counters), "input_shapes": sorted(shapes)}
-
-                def write_state(folder: Path, state: dict[str, Any] = state) -> None:
-                    _save_trainer_state(folder, model, optimizer, scheduler, state)
-
-                saved = save_checkpoint(job.checkpoint_dir, done, write_state, keep=hp.save_total_limit)
-                log.info("checkpoint saved: %s", saved)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if state.step % hp.logging_steps == 0 or state.step == hp.max_steps:
+                sink.log(state.step, _window_metrics(state.window, parts, sampler.epoch(state.step * ga)))
+                state.window = Window()
+            if state.step % hp.save_steps == 0 and state.step < hp.max_steps:
+                _save_checkpoint(job, parts, state)
     except BaseException:
         sink.finish({}, status="FAILED")
         raise
     finally:
         bar.close()
 
-    eval_loss = None
-    if val is not None:
-        eval_loss, _ = mean_token_loss(
-            model.get_base_model(), val.blocks, hp.per_device_train_batch_size, device, amp
-        )
-        sink.log(hp.max_steps, {"eval_loss": eval_loss})
 
-    # ---- save ---------------------------------------------------------------------------------
-    save_merged(model, tokenizer, job.model_dir, hp.save_dtype)
+def train_step(
+    parts: TrainSetup, micro: list[Micro], state: TrainState, max_grad_norm: float
+) -> tuple[float, int, int]:
+    """One optimizer step over the micro-batches: (loss per target token, real tokens, token slots)."""
+    # Normalize by the targets of the whole optimizer step, not per micro-batch, so
+    # gradient accumulation gives the same gradient as one big batch.
+    n_targets = max(sum(int((lab[:, 1:] != IGNORE_INDEX).sum()) for _, lab, _, _ in micro), 1)
+    # (The count token_loss_sum returns is the same number per micro-batch; we need the whole
+    # step's total before the first backward, so it is computed once here instead.)
+    step_loss, real_tokens, slots = 0.0, 0, 0
+    for ids, labels, pos, real in micro:
+        state.input_shapes.add(tuple(ids.shape))
+        with torch.autocast(parts.device.type, dtype=parts.amp, enabled=parts.amp is not None):
+            loss_sum, _ = token_loss_sum(parts.model.get_base_model(), ids, labels, pos)
+        (loss_sum / n_targets).backward()
+        step_loss += loss_sum.item() / n_targets
+        real_tokens += real
+        slots += ids.numel()
+    torch.nn.utils.clip_grad_norm_(parts.trainable, max_grad_norm)
+    parts.optimizer.step()
+    parts.scheduler.step()
+    parts.optimizer.zero_grad(set_to_none=True)
+    return step_loss, real_tokens, slots
 
-    train_seconds = counters["train_seconds"]
+
+def _window_metrics(window: Window, parts: TrainSetup, epoch: float) -> dict[str, float]:
+    return {
+        "train_loss": window.loss / window.steps,
+        "learning_rate": parts.scheduler.get_last_lr()[0],
+        "tokens_per_second": window.real / window.seconds,
+        "padding_fraction": 1 - window.real / window.slots,
+        "epoch": epoch,
+    }
+
+
+def _save_checkpoint(job: TrainJob, parts: TrainSetup, state: TrainState) -> None:
+    saved_state = state.to_checkpoint()
+
+    def write_state(folder: Path) -> None:
+        _save_trainer_state(folder, parts.model, parts.optimizer, parts.scheduler, saved_state)
+
+    saved = save_checkpoint(job.checkpoint_dir, state.step, write_state, keep=job.hp.save_total_limit)
+    log.info("checkpoint saved: %s", saved)
+
+
+def evaluate(job: TrainJob, parts: TrainSetup, sink: MetricsSink) -> float | None:
+    """eval_loss on the validation channel, when there is one."""
+    if parts.val is None:
+        return None
+    hp = job.hp
+    eval_loss, _ = mean_token_loss(
+        parts.model.get_base_model(),
+        parts.val.blocks,
+        hp.per_device_train_batch_size,
+        parts.device,
+        parts.amp,
+    )
+    sink.log(hp.max_steps, {"eval_loss": eval_loss})
+    return eval_loss
+
+
+def save(
+    job: TrainJob,
+    parts: TrainSetup,
+    state: TrainState,
+    sink: MetricsSink,
+    eval_loss: float | None,
+    setup_seconds: float,
+) -> dict[str, Any]:
+    """The merged model, then the training report beside it."""
+    hp = job.hp
+    save_merged(parts.model, parts.tokenizer, job.model_dir, hp.save_dtype)
     report = build_report(
         job=job,
         backend=name,
         steps_completed=hp.max_steps,
-        resumed_from=resumed_from,
-        final={"train_loss": last_loss, **({"eval_loss": eval_loss} if eval_loss is not None else {})},
-        real_tokens=int(counters["real_tokens"]),
-        train_seconds=train_seconds,
+        resumed_from=state.resumed_from,
+        final={"train_loss": state.last_loss, **({"eval_loss": eval_loss} if eval_loss is not None else {})},
+        real_tokens=int(state.real_tokens),
+        train_seconds=state.train_seconds,
         setup_seconds=setup_seconds,
-        input_shapes=sorted(shapes),
-        data={"train": train.stats, **({"validation": val.stats} if val else {})},
+        input_shapes=sorted(state.input_shapes),
+        data={"train": parts.train.stats, **({"validation": parts.val.stats} if parts.val else {})},
         extra={
-            "device": str(device),
-            "precision": "bf16-autocast" if amp else "fp32",
-            "trainable_params": n_trainable,
+            "device": str(parts.device),
+            "precision": parts.precision,
+            "trainable_params": parts.n_trainable,
         },
         mlflow_run_id=sink.run_id,
     )
