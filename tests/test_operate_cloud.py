@@ -10,7 +10,14 @@ from pathlib import Path
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    DataNotFoundError,
+    NoCredentialsError,
+    ProfileNotFound,
+    TokenRetrievalError,
+)
 from moto import mock_aws
 from typer.testing import CliRunner
 
@@ -313,6 +320,10 @@ def _client_error(code, message="", operation="StartPipelineExecution"):
             _client_error("ValidationException", "bad value"),
             "StartPipelineExecution failed with ValidationException: bad value",
         ),
+        (TokenRetrievalError(provider="sso", error_msg="expired"), "the AWS SSO session has expired"),
+        (ProfileNotFound(profile="nope"), "The config profile (nope) could not be found: check AWS_PROFILE"),
+        (ConnectTimeoutError(endpoint_url="https://api.sagemaker"), "AWS did not answer in time"),
+        (DataNotFoundError(data_path="x"), "DataNotFoundError: Unable to load data for: x"),
     ],
 )
 def test_aws_errors_become_one_line_that_says_what_to_do(error, needle):

@@ -42,9 +42,9 @@ def rollback(config: ConfigFiles = [], set_: SetItems = []) -> None:
     from pipelines.operate.cloud import CloudPlatform
 
     cfg = load(config, set_)
-    before, after, endpoint_config = CloudPlatform(cfg).rollback()
+    done = CloudPlatform(cfg).rollback()
     say(
-        f"{cfg.endpoint_name}: rolling back v{before} -> v{after} ({endpoint_config}); "
+        f"{done.endpoint}: rolling back v{done.from_version} -> v{done.to_version} ({done.endpoint_config}); "
         "watch with `mlops endpoint status`"
     )
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipelines.cli.options import ConfigFiles, Local, SetItems, load, out, platform, say
+from pipelines.operate.platform import Decision
 
 app = typer.Typer(
     help="The Model Registry group (`--local`: the local MLflow registry).", no_args_is_help=True
@@ -49,7 +50,7 @@ def show(version: Version, local: Local = False, config: ConfigFiles = [], set_:
     )
 
 
-def _decision(status: str, doc: str) -> Callable[..., None]:
+def _decision(status: Decision, doc: str) -> Callable[..., None]:
     """The ``approve`` or ``reject`` command: the same arguments, one approval status."""
 
     def decide(

@@ -1,5 +1,5 @@
-"""The root's own commands: ``mlops run --local`` (the whole pipeline on this machine) and
-``mlops train --local`` (the FineTune step alone)."""
+"""Two of the root's own commands: ``mlops run --local`` (the whole pipeline on this machine) and
+``mlops train --local`` (the FineTune step alone); ``ui`` is the third, in ``ui.py``."""
 
 from __future__ import annotations
 
@@ -40,8 +40,7 @@ def train(
 
     run = run_training(cfg, run_id)
     if run.returncode != 0:
-        reason = run.failure.read_text().strip() if run.failure.exists() else "(no failure file written)"
-        warn(f"training failed (exit {run.returncode}):\n{reason}")
+        warn(f"training failed (exit {run.returncode}):\n{run.reason}")
         warn(f"log and partial outputs kept in {run.root}")
         raise typer.Exit(run.returncode)
     report = json.loads(run.report.read_text())

@@ -3,7 +3,10 @@
 A run folder under ``<store>/runs/<run-id>/`` is laid out like ``/opt/ml`` by the container contract
 (hyperparameters as strings, channels, model, checkpoints, output/failure), and ``jobs.run_job``
 starts the train entrypoint with ``MLOPS_OPT_ML`` pointing at it. Reusing a run id resumes from its
-newest complete checkpoint. The base model comes from ``local.base_model``.
+newest complete checkpoint (which SageMaker keeps across attempts); ``model/`` starts empty on every
+attempt, as SageMaker's ``/opt/ml/model`` does. The job runs from the checkout with this Python, and
+``train.log`` keeps every attempt, each under its command line. The base model is
+``model.local_source`` (``pipelines/local/base_model.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from training.hyperparameters import to_sagemaker_strings
 @dataclass
 class LocalRun:
     root: Path
-    returncode: int  # the job's exit status; when not 0, the reason is in the failure file
+    returncode: int  # the job's exit status
+    reason: str = ""  # why it failed: the job's failure file, or its exit status when it wrote none
 
     @property
     def opt_ml(self) -> OptMl:
@@ -38,10 +42,6 @@ class LocalRun:
     @property
     def report(self) -> Path:
         return self.model_dir / "training_report.json"
-
-    @property
-    def failure(self) -> Path:
-        return self.opt_ml.failure_file
 
     @property
     def log(self) -> Path:
@@ -91,5 +91,5 @@ def run_training(config: ProjectConfig, run_id: str | None = None) -> LocalRun:
             on_line=lambda line: print(line, flush=True, file=sys.stdout),
         )
     except JobFailed as failed:
-        return LocalRun(root=root, returncode=failed.returncode)
+        return LocalRun(root=root, returncode=failed.returncode, reason=failed.reason)
     return LocalRun(root=root, returncode=0)

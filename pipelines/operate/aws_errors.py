@@ -34,8 +34,14 @@ def translate(exc: BaseException, region: str) -> str | None:
             "no AWS credentials found: run `aws configure` or `aws sso login`, or set AWS_PROFILE "
             "(for a moto server on loopback: AWS_ENDPOINT_URL plus any key pair)"
         )
+    if isinstance(exc, (bex.TokenRetrievalError, bex.SSOTokenLoadError, bex.UnauthorizedSSOTokenError)):
+        return f"the AWS SSO session has expired or was never started: run `aws sso login` and retry ({exc})"
+    if isinstance(exc, bex.ProfileNotFound):
+        return f"{exc}: check AWS_PROFILE and ~/.aws/config (`aws configure list-profiles`)"
     if isinstance(exc, bex.NoRegionError):
         return "no AWS region: set project.region in the config"
+    if isinstance(exc, (bex.ConnectTimeoutError, bex.ReadTimeoutError)):
+        return f"AWS did not answer in time ({exc}): check the network and retry"
     if isinstance(exc, bex.EndpointConnectionError):
         return (
             f"cannot reach the AWS endpoint ({exc.kwargs.get('endpoint_url')}): check the network, the region "
@@ -58,6 +64,10 @@ def translate(exc: BaseException, region: str) -> str | None:
         if is_not_found(exc):
             return f"{message.rstrip('.')} in {region}: deploy the stacks first (`cdk deploy --all`) or check project.region"
         return f"{operation} failed with {code}: {message}"
+    if isinstance(
+        exc, bex.BotoCoreError
+    ):  # anything else botocore raises: its own message is the best we have
+        return f"{type(exc).__name__}: {exc}"
     return None
 
 

@@ -2,7 +2,8 @@
 
 Names come from the config (pipeline, model package group, endpoint), never typed twice. Every
 method returns the rows of ``pipelines.operate.platform`` and raises ``NothingThere`` for an empty
-account; AWS errors propagate for the CLI to explain in one line (``pipelines.operate.aws_errors``).
+account; ``@aws_call`` turns a botocore error into an ``AwsError`` that says in one line what to do
+(``pipelines.operate.aws_errors``), which the CLI prints.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from pipelines.definition.parameters import coerce_parameters, parameter_specs
 from pipelines.operate.aws_errors import NothingThere, aws_call, is_not_found
 from pipelines.operate.platform import (
     Approval,
+    Decision,
     EndpointStatus,
     ExecutionStatus,
     ModelDetails,
     ModelRow,
+    Rollback,
     StepRow,
+    completion_text,
 )
 from training.errors import UserError
 
@@ -218,7 +222,7 @@ class CloudPlatform:
         return {k: v.get("value") for k, v in body.get("metrics", {}).items() if isinstance(v, dict)}
 
     @aws_call
-    def set_approval(self, version: int, status: str, reason: str | None) -> Approval:
+    def set_approval(self, version: int, status: Decision, reason: str | None) -> Approval:
         arn = self.package_arn(version)
         kwargs = {"ModelPackageArn": arn, "ModelApprovalStatus": status}
         if reason:
@@ -277,18 +281,11 @@ class CloudPlatform:
             Accept="application/json",
             Body=json.dumps(body).encode(),
         )
-        raw = response["Body"].read()
-        try:
-            return str(json.loads(raw)["choices"][0]["message"]["content"])
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise UserError(
-                f"endpoint {endpoint} answered something that is not an OpenAI chat completion: {raw[:300]!r}"
-            ) from None
+        return completion_text(response["Body"].read(), endpoint)
 
     @aws_call
-    def rollback(self) -> tuple[int, int, str]:
-        """Point the endpoint at the newest approved version older than the one it serves; returns
-        (from version, to version, endpoint config).
+    def rollback(self) -> Rollback:
+        """Point the endpoint at the newest approved version older than the one it serves.
 
         RetainDeploymentConfig keeps the blue/green canary and its rollback alarms from the last update.
         """
@@ -321,4 +318,4 @@ class CloudPlatform:
         self.sm.update_endpoint(
             EndpointName=cfg.endpoint_name, EndpointConfigName=config, RetainDeploymentConfig=True
         )
-        return serving, target.version, config
+        return Rollback(cfg.endpoint_name, serving, target.version, config)

@@ -13,11 +13,13 @@ from pipelines.local import registry
 from pipelines.operate.aws_errors import NothingThere
 from pipelines.operate.platform import (
     Approval,
+    Decision,
     EndpointStatus,
     ExecutionStatus,
     ModelDetails,
     ModelRow,
     StepRow,
+    completion_text,
 )
 
 
@@ -87,13 +89,13 @@ class LocalPlatform:
                 serving=json.loads(tags.get("environment", "{}")),
                 artifact=tags.get("model_data_url", ""),
                 image=tags.get("image", ""),
-                instance_types=tags.get("inference_instances", "").split(","),
+                instance_types=[t for t in tags.get("inference_instances", "").split(",") if t],
             )
         raise NothingThere(
             f"the local registry's {self.group} has no version {version}: see `mlops models list --local`"
         )
 
-    def set_approval(self, version: int, status: str, reason: str | None) -> Approval:
+    def set_approval(self, version: int, status: Decision, reason: str | None) -> Approval:
         self.model(version)  # exists, or NothingThere
         registry.set_approval_tags(self.store, self.group, version, status, reason)
         return Approval(arn=registry.package_arn(self.group, version), status=status)
@@ -116,7 +118,6 @@ class LocalPlatform:
         )
 
     def invoke(self, prompt: str, max_tokens: int) -> str:
-        reply = local_endpoint.invoke(
-            self._running_endpoint()["url"], [{"role": "user", "content": prompt}], max_tokens
-        )
-        return str(reply["choices"][0]["message"]["content"])
+        url = self._running_endpoint()["url"]
+        reply = local_endpoint.invoke(url, [{"role": "user", "content": prompt}], max_tokens)
+        return completion_text(json.dumps(reply), url)

@@ -8,8 +8,11 @@ is one call to ``pipelines.cli.options.platform``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from training.errors import UserError
 
 # Pipeline execution statuses after which nothing changes (DescribePipelineExecution's
 # PipelineExecutionStatus; Stopping ends in Stopped).
@@ -58,10 +61,13 @@ class ModelDetails:
     instance_types: list[str]
 
 
+Decision = Literal["Approved", "Rejected"]
+
+
 @dataclass(frozen=True)
 class Approval:
     arn: str
-    status: str
+    status: Decision
     next_step: str = ""  # what follows on this platform, if anything (the cloud deployer rolls it out)
 
 
@@ -84,6 +90,24 @@ class EndpointStatus:
         return "  ".join(parts)
 
 
+@dataclass(frozen=True)
+class Rollback:
+    endpoint: str
+    from_version: int
+    to_version: int
+    endpoint_config: str
+
+
+def completion_text(raw: bytes | str, endpoint: str) -> str:
+    """The reply of an OpenAI chat completion, or a UserError that shows what the endpoint sent."""
+    try:
+        return str(json.loads(raw)["choices"][0]["message"]["content"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise UserError(
+            f"endpoint {endpoint} answered something that is not an OpenAI chat completion: {raw[:300]!r}"
+        ) from None
+
+
 class Platform(Protocol):
     """The operator's view of one platform; each method raises NothingThere for an empty platform."""
 
@@ -97,7 +121,7 @@ class Platform(Protocol):
 
     def model(self, version: int) -> ModelDetails: ...
 
-    def set_approval(self, version: int, status: str, reason: str | None) -> Approval: ...
+    def set_approval(self, version: int, status: Decision, reason: str | None) -> Approval: ...
 
     def endpoint_status(self) -> EndpointStatus: ...
 
