@@ -114,13 +114,14 @@ def run_prepare(opt_ml: OptMl, args: argparse.Namespace) -> None:
         max_seq_length=args.max_seq_length, overlong=args.overlong, skip_invalid_lines=args.skip_invalid_lines
     )
     output_root = Path(args.output_dir) if args.output_dir else opt_ml.root / "processing"
+    base_sha = _base_model_sha256(source)
     run_prepare(
         train,
         validation if has_validation else None,
         load_tokenizer(source, gguf),
         output_root,
         settings,
-        _base_model_sha256(source),
+        base_sha,
     )
 
 
