@@ -3,7 +3,8 @@
 ``cdk synth`` only stages the build context (no Docker needed); ``cdk deploy`` builds and pushes
 them to the bootstrap ECR repository, tagged by content hash, so a code change is a new image URI
 (and so a new pipeline cache key). The context is the repository root, because the Dockerfiles copy
-``containers/``, ``training/``, ``inference/`` and ``config/``; everything else is excluded.
+``containers/``, ``training/`` and ``inference/``; everything else is excluded, so that a change
+elsewhere (``config/prices.yaml``, say) changes neither the images nor any step's cache key.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ CONTEXT_EXCLUDES = [
     "!containers/**",
     "!training/**",
     "!inference/**",
-    "!config/**",
     "**/__pycache__/**",
     "**/*.pyc",
 ]

@@ -398,3 +398,18 @@ def test_image_commands_exist_in_the_entrypoint(name, commands, capsys):
             main([command, "--help"])
         assert exc.value.code == 0, f"`{command}` is not a containers.entrypoint command"
     capsys.readouterr()
+
+
+def test_the_build_context_holds_exactly_what_the_images_copy():
+    # A folder in the context that no image copies still changes the asset hash, the image URI and
+    # with it every pipeline step's cache key (a price-table refresh would rerun the whole pipeline).
+    from infra.images import CONTEXT_EXCLUDES
+
+    kept = {entry[1:].split("/")[0] for entry in CONTEXT_EXCLUDES if entry.startswith("!")}
+    copied = {
+        Path(source).parts[0]
+        for path in DOCKERFILES.values()
+        for sources, _ in copies(path)
+        for source in sources
+    }
+    assert kept == copied
