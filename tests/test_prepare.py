@@ -1,10 +1,7 @@
-"""The `prepare` entrypoint (the pipeline's Prepare step) and the fine-tune reading its packed output."""
+"""The `prepare` entrypoint (the pipeline's Prepare step); the fine-tune on its output is in tests/e2e/."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,40 +110,3 @@ def test_prepare_without_base_model_says_where_it_belongs(tmp_path, tiny_model, 
     assert main(["prepare", "--max-seq-length", "256"]) == 2
     assert "--model-dir:" in (opt / "output/failure").read_text()
     assert "holds no base model" in (opt / "output/failure").read_text()
-
-
-@pytest.mark.slow
-def test_finetune_trains_on_the_packed_channels(tmp_path, tiny_model, monkeypatch):
-    """The Prepare output as the training job's channels: no tokenization in the job, same one shape."""
-    opt = _processing_job(tmp_path, tiny_model)
-    monkeypatch.setenv("MLOPS_OPT_ML", str(opt))
-    assert main(["prepare", "--max-seq-length", "256"]) == 0
-    job = tmp_path / "job"
-    (job / "input/config").mkdir(parents=True)
-    shutil.copytree(opt / "processing/packed_train", job / "input/data/train")
-    shutil.copytree(opt / "processing/packed_validation", job / "input/data/validation")
-    (job / "input/config/hyperparameters.json").write_text(
-        json.dumps(
-            {
-                "base_model": str(tiny_model),
-                "max_seq_length": "256",
-                "max_steps": "3",
-                "warmup_steps": "1",
-                "logging_steps": "1",
-                "save_steps": "3",
-            }
-        )
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "containers.entrypoint", "train"],
-        cwd=ROOT,
-        env=dict(os.environ, MLOPS_OPT_ML=str(job)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "already packed (Prepare step): no tokenization here" in proc.stdout
-    assert "tokenizing train" not in proc.stdout + proc.stderr
-    report = json.loads((job / "model/training_report.json").read_text())
-    assert report["steps_completed"] == 3 and report["distinct_input_shapes"] == 1

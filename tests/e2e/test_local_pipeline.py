@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TASK = ROOT / "training/tasks/date_normalization"
 MLOPS = str(Path(sys.executable).parent / "mlops")
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 VAL = ROOT / "training/tasks/date_normalization/validation.jsonl"
 
