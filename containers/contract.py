@@ -3,16 +3,19 @@
 The entrypoint reads its inputs through it, the pipeline definition names its paths through it, and
 the local job runner lays out a job's folder through it, so the three cannot drift apart.
 
-SageMaker's side of the contract (see "How Amazon SageMaker AI Provides Training Information" and
-"How Amazon SageMaker AI Runs Your Training Image", docs.aws.amazon.com/sagemaker/latest/dg/
-your-algorithms-training-algo-running-container.html): hyperparameters in
-``/opt/ml/input/config/hyperparameters.json`` (every value a string), channels in
-``/opt/ml/input/data/<channel>``, the model written to ``/opt/ml/model``, the failure reason to
-``/opt/ml/output/failure``, and a training image started as ``<image> train``. Processing jobs
-(ProcessingInput/ProcessingOutput ``LocalPath``) use folders under ``/opt/ml/processing``.
+SageMaker's side of the contract, page by page (docs.aws.amazon.com/sagemaker/latest/dg/...):
+``your-algorithms-training-algo-dockerfile.html`` (a training image is started as ``<image> train``),
+``your-algorithms-training-algo-running-container.html`` (hyperparameters in
+``/opt/ml/input/config/hyperparameters.json``, every value a string; channels in
+``/opt/ml/input/data/<channel>``; the only variables SageMaker itself sets are TRAINING_JOB_NAME,
+TRAINING_JOB_ARN and the request's Environment), ``your-algorithms-training-algo-output.html`` (the
+model written to ``/opt/ml/model`` and packed as model.tar.gz; the failure reason in
+``/opt/ml/output/failure``). Processing jobs use the ``LocalPath`` folders their request declares,
+under ``/opt/ml/processing`` here (``build-your-own-processing-container.html``).
 
-Locally the same code runs against a temp or run folder by setting ``MLOPS_OPT_ML``; nothing else
-changes between a laptop and a SageMaker job.
+Locally the same code runs against a run folder by setting ``MLOPS_OPT_ML``. Not yet as strict as
+SageMaker: the local job runner still passes the developer's environment through, and ``channel``
+honours ``SM_CHANNEL_*``, which only the SageMaker training toolkit sets (the cloud-fidelity issue).
 """
 
 from __future__ import annotations
