@@ -93,39 +93,19 @@ def run_local(
     port: int | None = None,
     view: Any = None,
 ) -> LocalResult:
-    from pipelines.local.jobs import docker_engine
-
+    """The whole pipeline on this machine: check the request, generate the definition, run it, serve."""
     if docker:
-        reason = docker_engine()
-        if reason:
-            raise UserError(
-                f"--docker: {reason}. Run without --docker to run each step's entrypoint as a local "
-                "process (the same code the images run)"
-            )
+        _check_docker()
     store_root = Path(cfg.local.store_dir).resolve()
     store = LocalStore(store_root)
-    if resume:  # checked before the (seconds-long) definition is generated
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", resume):
-            raise UserError(f"--resume {resume!r}: not an execution id (they look like 20261125-165532-767c)")
-        state_file = store_root / "runs" / resume / "state.json"
-        if not state_file.is_file():
-            raise UserError(f"--resume {resume}: no such local execution (no {state_file})")
-        if overrides:
-            raise UserError("--resume continues an execution with its own parameters; drop --param")
+    state_file = _resumable(store_root, resume, overrides) if resume else None  # before the slow definition
     definition, values, definition_key = local_definition(cfg)
-    if resume:
+    if state_file is not None:
         parameters = json.loads(state_file.read_text())["parameters"]
     else:
         seeded = seed_store(cfg, store, values["DataBucket"])
         local = {"TrainBackend": cfg.training.backend, "CompileTarget": "cpu", **seeded}
         parameters = coerce_parameters(definition, {**{k: str(v) for k, v in local.items()}, **overrides})
-    job_env = {"Processing": {"MLOPS_PROGRESS": "0"}, "Training": {"MLOPS_PROGRESS": "0"}}
-    if cfg.local.mlflow == "sqlite":
-        from pipelines.local.registry import tracking_uri
-
-        job_env["Training"].update(
-            MLFLOW_TRACKING_URI=tracking_uri(store_root), MLFLOW_EXPERIMENT_NAME=cfg.pipeline_name
-        )
     executor = Executor(
         definition,
         store_root,
@@ -133,7 +113,7 @@ def run_local(
         parameters,
         resume or new_execution_id(),
         docker=docker,
-        job_env=job_env,
+        job_env=_job_env(cfg, store_root),
         on_change=getattr(view, "on_change", None),
         on_line=getattr(view, "on_line", None),
         definition_sha256=definition_key,
@@ -143,20 +123,63 @@ def run_local(
     endpoint = smoke = None
     registered = report.get("registered")
     if serve and registered:
-        from pipelines.local import endpoint as local_endpoint
-
-        archive = store.path(registered["ModelDataUrl"])
-        endpoint = local_endpoint.start(
-            store_root, archive, registered["ModelPackageGroupName"], registered["ModelPackageVersion"], port
-        )
-        try:
-            smoke = local_endpoint.invoke(endpoint["url"], smoke_messages(cfg), max_tokens=32)
-        except BaseException:
-            local_endpoint.stop(store_root)  # a failed smoke test leaves nothing running
-            raise
+        endpoint, smoke = _serve(cfg, store, registered, port)
         report["endpoint"] = {**endpoint, "smoke_reply": smoke["choices"][0]["message"]["content"]}
         report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return LocalResult(report, report_path, endpoint, smoke)
+
+
+def _check_docker() -> None:
+    from pipelines.local.jobs import docker_engine
+
+    reason = docker_engine()
+    if reason:
+        raise UserError(
+            f"--docker: {reason}. Run without --docker to run each step's entrypoint as a local "
+            "process (the same code the images run)"
+        )
+
+
+def _resumable(store_root: Path, resume: str, overrides: dict[str, str]) -> Path:
+    """The saved state of the execution ``--resume`` names, or a UserError that says why not."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", resume):
+        raise UserError(f"--resume {resume!r}: not an execution id (they look like 20261125-165532-767c)")
+    state_file = store_root / "runs" / resume / "state.json"
+    if not state_file.is_file():
+        raise UserError(f"--resume {resume}: no such local execution (no {state_file})")
+    if overrides:
+        raise UserError("--resume continues an execution with its own parameters; drop --param")
+    return state_file
+
+
+def _job_env(cfg: ProjectConfig, store_root: Path) -> dict[str, dict[str, str]]:
+    """What each job type gets on top of its step's Environment: plain log lines, and the local MLflow."""
+    job_env = {"Processing": {"MLOPS_PROGRESS": "0"}, "Training": {"MLOPS_PROGRESS": "0"}}
+    if cfg.local.mlflow == "sqlite":
+        from pipelines.local.registry import tracking_uri
+
+        job_env["Training"].update(
+            MLFLOW_TRACKING_URI=tracking_uri(store_root), MLFLOW_EXPERIMENT_NAME=cfg.pipeline_name
+        )
+    return job_env
+
+
+def _serve(
+    cfg: ProjectConfig, store: LocalStore, registered: dict[str, Any], port: int | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Serve the registered model.tar.gz and send one smoke request; a failed smoke test leaves nothing running."""
+    from pipelines.local import endpoint as local_endpoint
+
+    archive = store.path(registered["ModelDataUrl"])
+    endpoint = local_endpoint.start(
+        store.root, archive, registered["ModelPackageGroupName"], registered["ModelPackageVersion"], port
+    )
+    try:
+        smoke = local_endpoint.invoke(endpoint["url"], smoke_messages(cfg), max_tokens=32)
+    except BaseException:
+        local_endpoint.stop(store.root)
+        raise
+    return endpoint, smoke
 
 
 def smoke_messages(cfg: ProjectConfig) -> list[dict[str, str]]:
