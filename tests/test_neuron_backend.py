@@ -86,9 +86,9 @@ def test_precompile_runs_few_steps_and_saves_nothing(tmp_path):
 
 
 def test_collator_stacks_blocks_and_records_shapes():
-    from training.backends.neuron_backend import _StackBlocks
+    from training.backends.neuron_backend import StackBlocks
 
-    collate = _StackBlocks()
+    collate = StackBlocks()
     rows = [
         {"input_ids": [1, 2, 3, 0], "labels": [-100, 2, 3, -100]},
         {"input_ids": [4, 5, 6, 7], "labels": [-100, -100, 6, 7]},

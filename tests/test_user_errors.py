@@ -78,7 +78,7 @@ def test_bad_local_source_and_missing_local_data(tmp_path):
 def test_lora_target_modules_that_match_nothing_list_the_real_ones():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from training.backends.torch_backend import _apply_lora
+    from training.backends.torch_backend import apply_lora
     from training.hyperparameters import TrainHyperparameters
     from training.job import TrainJob
 
@@ -107,7 +107,7 @@ def test_lora_target_modules_that_match_nothing_list_the_real_ones():
         match=r"lora_target_modules=\['c_attn'\] do not match this model .*its linear layers are: "
         r"down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj",
     ):
-        _apply_lora(model, job)
+        apply_lora(model, job)
 
 
 def test_mlflow_uri_without_mlflow_installed(monkeypatch):

@@ -23,7 +23,7 @@ Known differences from the torch backend, all imposed by optimum-neuron 0.4.5:
 * No resume: ``NeuronTrainer.train(resume_from_checkpoint=...)`` raises. Checkpoints are still
   written every ``save_steps`` (``checkpoints/neuron/checkpoint-N``), but a restarted spot job starts
   again from step 0 and says so in its log and report.
-* Packed examples attend to earlier examples in their block (see ``_StackBlocks``).
+* Packed examples attend to earlier examples in their block (see ``StackBlocks``).
 * No ``eval_loss``: NeuronTrainer has no evaluation loop; the validation channel is still validated.
 * ``tokens_per_second`` is estimated from the mean real tokens per block (callbacks see no batches).
 """
@@ -202,7 +202,7 @@ def _blocks_dataset(blocks: Any) -> Any:
     return Dataset.from_dict({"input_ids": blocks.input_ids.tolist(), "labels": blocks.labels.tolist()})
 
 
-class _StackBlocks:
+class StackBlocks:
     """Collator for our fixed-length blocks: stack, add an all-ones attention mask (what TRL's collator
     sends), and record every batch shape so the report can say how many the model saw.
 
@@ -330,7 +330,7 @@ def _stale_checkpoints(output_dir: Path, precompile: bool) -> list[Path]:
 
 def _build_trainer(
     job: TrainJob, worker: Worker, output_dir: Path, tokenizer: Any, train: PreparedData
-) -> tuple[Any, _StackBlocks, WorkerMetrics]:  # pragma: no cover - Neuron SDK
+) -> tuple[Any, StackBlocks, WorkerMetrics]:  # pragma: no cover - Neuron SDK
     """NeuronSFTTrainer over the packed blocks, with LoRA, our collator and our metrics lines."""
     import torch
     from optimum.neuron import NeuronSFTConfig, NeuronSFTTrainer
@@ -352,7 +352,7 @@ def _build_trainer(
         target_modules=hp.lora_target_modules,
         task_type="CAUSAL_LM",
     )
-    collator = _StackBlocks()
+    collator = StackBlocks()
     data_parallel = max(worker.world // hp.tensor_parallel_size, 1)
     tokens_per_step = (
         train.stats["real_tokens"]

@@ -81,7 +81,7 @@ def _load_model(job: TrainJob, dtype: torch.dtype | None) -> Any:
     return model
 
 
-def _apply_lora(model: Any, job: TrainJob) -> Any:
+def apply_lora(model: Any, job: TrainJob) -> Any:
     from peft import LoraConfig, get_peft_model
 
     hp = job.hp
@@ -261,7 +261,7 @@ def setup(job: TrainJob) -> TrainSetup:
         else None
     )
 
-    model = _apply_lora(_load_model(job, amp), job).to(device)
+    model = apply_lora(_load_model(job, amp), job).to(device)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=hp.learning_rate, weight_decay=hp.weight_decay)
