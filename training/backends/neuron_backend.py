@@ -279,6 +279,14 @@ class WorkerMetrics:
 def run_worker(job: TrainJob) -> None:  # pragma: no cover - needs the Neuron SDK and a trn instance
     """One torchrun process: the same prepared blocks as the torch backend, trained by NeuronSFTTrainer.
     Reads top to bottom: setup -> train -> save (rank 0 consolidates, merges and reports)."""
+    # The SDK first, as it always was: a missing or broken install fails before any data work, and its
+    # import time stays out of setup_seconds. _build_trainer's own imports then cost nothing.
+    import optimum.neuron  # noqa: F401
+    import optimum.neuron.models.training  # noqa: F401
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
     from training.base_model import load_tokenizer
     from training.prepare import prepare_for_training
 

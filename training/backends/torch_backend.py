@@ -234,6 +234,8 @@ class TrainState:
 
 
 def run(job: TrainJob) -> dict[str, Any]:
+    import transformers  # noqa: F401  (before the clock, as always: setup_seconds excludes import time)
+
     t_setup = time.perf_counter()
     parts = setup(job)
     state = resume(job, parts)
@@ -299,12 +301,17 @@ def train(job: TrainJob, parts: TrainSetup, state: TrainState, sink: MetricsSink
 
     hp = job.hp
     ga = hp.gradient_accumulation_steps
-    sampler = BlockSampler(parts.train.blocks.num_blocks, hp.per_device_train_batch_size, hp.seed)
-    batches = _Batches(parts.train.blocks, sampler, parts.device)
-    bar = tqdm(
-        total=hp.max_steps, initial=state.step, desc="fine-tune", unit="step", disable=not progress_wanted()
-    )
+    bar = None
     try:
+        sampler = BlockSampler(parts.train.blocks.num_blocks, hp.per_device_train_batch_size, hp.seed)
+        batches = _Batches(parts.train.blocks, sampler, parts.device)
+        bar = tqdm(
+            total=hp.max_steps,
+            initial=state.step,
+            desc="fine-tune",
+            unit="step",
+            disable=not progress_wanted(),
+        )
         for step in range(state.step, hp.max_steps):
             t0 = time.perf_counter()
             micro = [batches.get(step * ga + i) for i in range(ga)]
@@ -321,7 +328,8 @@ def train(job: TrainJob, parts: TrainSetup, state: TrainState, sink: MetricsSink
         sink.finish({}, status="FAILED")
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
 
 def train_step(
