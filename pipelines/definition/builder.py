@@ -270,6 +270,22 @@ class _Builder:
             ],
         )
 
+    def training_environment(self) -> dict[str, Any]:
+        """The FineTune container's environment: the Neuron compiler's settings and cache, and MLflow."""
+        env: dict[str, Any] = {
+            "NEURON_COMPILE_CACHE_URL": f"s3://{ref('ArtifactsBucket')}/{COMPILE_CACHE_PREFIX}/",
+            "NEURON_CC_FLAGS": NEURON_CC_FLAGS,
+            "MALLOC_ARENA_MAX": MALLOC_ARENA_MAX,
+            "PYTHONUNBUFFERED": "1",
+        }
+        if self.cfg.infra.mlflow:
+            # The tracking server's ARN is its MLFLOW_TRACKING_URI: the sagemaker-mlflow plugin in the
+            # training image turns it into SigV4-signed calls through the experiments VPC endpoint.
+            env.update(
+                MLFLOW_TRACKING_URI=ref(MLFLOW_TRACKING), MLFLOW_EXPERIMENT_NAME=self.cfg.pipeline_name
+            )
+        return env
+
     def finetune(self, prepare: Any, stats: Any) -> Any:
         from sagemaker.core.shapes import CheckpointConfig, MetricDefinition, OutputDataConfig
         from sagemaker.core.training.configs import Compute, InputData, Networking, StoppingCondition
@@ -318,22 +334,7 @@ class _Builder:
                 kms_key_id=self.kms,
             ),
             hyperparameters=self.hyperparameters(),
-            environment={
-                "NEURON_COMPILE_CACHE_URL": f"s3://{ref('ArtifactsBucket')}/{COMPILE_CACHE_PREFIX}/",
-                "NEURON_CC_FLAGS": NEURON_CC_FLAGS,
-                "MALLOC_ARENA_MAX": MALLOC_ARENA_MAX,
-                "PYTHONUNBUFFERED": "1",
-                # The tracking server's ARN is its MLFLOW_TRACKING_URI: the sagemaker-mlflow plugin in the
-                # training image turns it into SigV4-signed calls through the experiments VPC endpoint.
-                **(
-                    {
-                        "MLFLOW_TRACKING_URI": ref(MLFLOW_TRACKING),
-                        "MLFLOW_EXPERIMENT_NAME": self.cfg.pipeline_name,
-                    }
-                    if self.cfg.infra.mlflow
-                    else {}
-                ),
-            },
+            environment=self.training_environment(),
         ).with_metric_definitions(
             [MetricDefinition(name=name, regex=regex) for name, regex in METRIC_REGEXES.items()]
         )
