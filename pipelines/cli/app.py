@@ -28,9 +28,8 @@ from training.errors import UserError
 class ErrorBoundary(TyperGroup):
     """The root group: runs the command, and explains what it raised."""
 
-    def invoke(
-        self, ctx: Any
-    ) -> Any:  # typer.Context; typed Any as its base class (vendored click) is private
+    # ctx is a typer.Context; typed Any because its base class (typer's vendored click) is private.
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except NothingThere as exc:
