@@ -99,3 +99,35 @@ def test_ui_local_serves_on_loopback_only(store, tmp_path, monkeypatch):
     (argv,) = calls
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "5123"
     assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{db.resolve()}"
+
+
+def test_a_reply_that_is_not_a_chat_completion_is_shown_not_a_traceback(monkeypatch, store):
+    # The local twin: the server answered JSON of another shape.
+    from pipelines.local import endpoint as local_endpoint
+
+    monkeypatch.setattr(local_endpoint, "read_state", lambda root: {"url": "http://127.0.0.1:1"})
+    monkeypatch.setattr(local_endpoint, "invoke", lambda url, messages, max_tokens: {"error": "overloaded"})
+    result = mlops("endpoint", "invoke", "--local", "--prompt", "hi", *store)
+    assert result.exit_code == 2
+    assert (
+        'endpoint http://127.0.0.1:1 answered something that is not an OpenAI chat completion: \'{"error": "overloaded"}\''
+        in result.output
+    )
+
+
+def test_a_cloud_reply_that_is_not_json_shows_its_raw_body(monkeypatch):
+    import io
+
+    from pipelines.operate import cloud
+
+    class Runtime:
+        def invoke_endpoint(self, **kwargs):
+            return {"Body": io.BytesIO(b"<html>502 Bad Gateway</html>")}
+
+    monkeypatch.setattr(cloud, "clients", lambda cfg: {"sagemaker-runtime": Runtime()})
+    result = mlops("endpoint", "invoke", "--prompt", "hi")
+    assert result.exit_code == 2
+    assert (
+        "answered something that is not an OpenAI chat completion: b'<html>502 Bad Gateway</html>'"
+        in result.output
+    )

@@ -281,7 +281,12 @@ class CloudPlatform:
             Accept="application/json",
             Body=json.dumps(body).encode(),
         )
-        return completion_text(response["Body"].read(), endpoint)
+        raw = response["Body"].read()
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            reply = None  # not JSON: completion_text shows the raw body
+        return completion_text(reply, endpoint, raw)
 
     @aws_call
     def rollback(self) -> Rollback:

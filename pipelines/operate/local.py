@@ -120,4 +120,4 @@ class LocalPlatform:
     def invoke(self, prompt: str, max_tokens: int) -> str:
         url = self._running_endpoint()["url"]
         reply = local_endpoint.invoke(url, [{"role": "user", "content": prompt}], max_tokens)
-        return completion_text(json.dumps(reply), url)
+        return completion_text(reply, url)

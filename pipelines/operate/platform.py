@@ -98,13 +98,15 @@ class Rollback:
     endpoint_config: str
 
 
-def completion_text(raw: bytes | str, endpoint: str) -> str:
-    """The reply of an OpenAI chat completion, or a UserError that shows what the endpoint sent."""
+def completion_text(reply: Any, endpoint: str, raw: bytes | str | None = None) -> str:
+    """The text of an OpenAI chat completion (``reply``, already parsed), or a UserError that shows what
+    the endpoint sent (``raw``, or ``reply`` as JSON)."""
     try:
-        return str(json.loads(raw)["choices"][0]["message"]["content"])
-    except (ValueError, KeyError, IndexError, TypeError):
+        return str(reply["choices"][0]["message"]["content"])
+    except (KeyError, IndexError, TypeError):
+        sent = raw if raw is not None else json.dumps(reply, default=str)
         raise UserError(
-            f"endpoint {endpoint} answered something that is not an OpenAI chat completion: {raw[:300]!r}"
+            f"endpoint {endpoint} answered something that is not an OpenAI chat completion: {sent[:300]!r}"
         ) from None
 
 
