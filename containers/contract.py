@@ -61,11 +61,11 @@ class OptMl:
 
     @property
     def model_dir(self) -> Path:
-        return self.root / "model"
+        return self.at(MODEL)
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.root / "checkpoints"
+        return self.at(CHECKPOINTS)
 
     @property
     def output_dir(self) -> Path:
@@ -77,7 +77,7 @@ class OptMl:
 
     def processing(self, name: str) -> Path:
         """A processing step's input or output folder (the step declares ``/opt/ml/processing/<name>``)."""
-        return self.root / "processing" / name
+        return self.at(f"{PROCESSING}/{name}")
 
     def channel(self, name: str, env: Mapping[str, str] | None = None) -> Path:
         """A channel's folder. ``SM_CHANNEL_<NAME>`` wins, as in SageMaker's own toolkit."""
