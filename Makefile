@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-stop test lint venv bench bench-serve golden clean
+.PHONY: demo demo-stop test lint venv bench bench-serve golden dlc-login clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+
+# Before `cdk deploy`: log Docker in to the AWS Deep Learning Containers registry of project.region (the
+# images' base images; CDK logs in only to its own repository). DLC_LOGIN_FLAGS=--dry-run prints the command.
+dlc-login: $(STAMP)
+	$(BIN)/python scripts/dlc_login.py $(DLC_LOGIN_FLAGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_throughput.py

@@ -3,14 +3,19 @@
 The Dockerfiles are parsed as text: base images must be pinned by an explicit tag whose versions agree
 with the project's pins, every COPY source must exist and carry the shared entrypoint (plus every local
 package that code imports, and no other), and both images must start through ``python -m containers.entrypoint``.
+The base images' registry comes from ``project.region`` (the image assets' build argument, and the registry
+``make dlc-login`` logs in to), and the training image holds one MLflow distribution.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +36,18 @@ NEURON_ONLY_PACKAGES = ("torch-neuronx", "neuronx-cc", "neuronx-distributed", "l
 # huggingface/optimum-neuron v0.4.5 optimum/neuron/version.py (__sdk_version__ = "2.26.1") and
 # pyproject.toml (`vllm` extra: vllm == 0.11.0). A new optimum-neuron pin needs a row here.
 OPTIMUM_NEURON_STACK = {"0.4.5": {"sdk": "2.26.1", "vllm": "0.11.0"}}
+
+# The tags aws/deep-learning-containers documents (commit e0ecedea6a1c, 2026-08-21), each file's `tags:` list:
+# docs/src/data/huggingface-pytorch-training-neuronx/2.8-neuronx-sdk2.26.0.yml and
+# docs/src/data/huggingface-vllm-inference-neuronx/0.11-neuronx-sdk2.26.1.yml. A new tag needs its file here.
+DOCUMENTED_TAGS = {
+    "huggingface-pytorch-training-neuronx": {"2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04"},
+    "huggingface-vllm-inference-neuronx": {"0.11.0-optimum0.4.5-neuronx-py310-sdk2.26.1-ubuntu22.04"},
+}
+BASE_REPOSITORY = {
+    "train": "huggingface-pytorch-training-neuronx",
+    "inference": "huggingface-vllm-inference-neuronx",
+}
 
 # huggingface-pytorch-training-neuronx:2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04
 TRAINING_TAG = re.compile(
@@ -182,6 +199,16 @@ def test_base_images_are_pinned_by_explicit_tag(name):
         assert tag != "latest", f"{image}: `latest` moves; pin the full DLC tag"
         assert "$" not in tag, f"{image}: the tag comes from a build arg, so a build can change it"
         assert "$" not in repository, f"{image}: an ARG used in FROM has no default"
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_base_image_tags_are_the_ones_aws_documents(name):
+    repository = BASE_REPOSITORY[name]
+    tag = tag_of(DOCKERFILES[name], repository)
+    assert tag in DOCUMENTED_TAGS[repository], (
+        f"Dockerfile.{name}: {repository}:{tag} is not a tag aws/deep-learning-containers documents "
+        f"({sorted(DOCUMENTED_TAGS[repository])}); check docs/src/data/{repository}/ and update DOCUMENTED_TAGS"
+    )
 
 
 def test_training_base_matches_project_pins():
@@ -413,3 +440,232 @@ def test_the_build_context_holds_exactly_what_the_images_copy():
         for source in sources
     }
     assert kept == copied
+
+
+# --- the base images' registry: a build argument from project.region, and `make dlc-login` ---------
+
+
+def _raw_from(path: Path) -> str:
+    (found,) = [rest.split()[-1] for keyword, rest in instructions(path) if keyword == "FROM"]
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_the_base_image_registry_is_the_build_argument_the_assets_pass(name):
+    from infra.dlc_registry import DLC_REGISTRY_ARG, dlc_registry
+
+    path = DOCKERFILES[name]
+    assert _raw_from(path).startswith(f"${{{DLC_REGISTRY_ARG}}}/"), (
+        f"Dockerfile.{name} must start FROM ${{{DLC_REGISTRY_ARG}}}/...: infra/images.py passes the registry "
+        "of project.region under that name"
+    )
+    # The default only serves a manual build; it must still be a real registry (the us-east-1 row).
+    assert _arg_defaults(path)[DLC_REGISTRY_ARG] == dlc_registry("us-east-1")
+
+
+def _synth_images(tmp_path: Path, region: str) -> dict:
+    from aws_cdk import App, Environment, Stack
+
+    from infra.images import ContainerImages
+
+    app = App(outdir=str(tmp_path))
+    stack = Stack(app, "Images", env=Environment(account="111111111111", region=region))
+    ContainerImages(stack, "Images", repo_root=ROOT, parameter_prefix="/test")
+    app.synth()
+    return json.loads((tmp_path / "Images.assets.json").read_text())["dockerImages"]
+
+
+def test_image_assets_build_from_the_dlc_registry_of_the_configured_region(tmp_path):
+    # eu-south-1 is an opt-in region whose DLC account is not 763104351884 (region_availability.md).
+    images = _synth_images(tmp_path, "eu-south-1")
+    dockerfiles = {image["source"]["dockerFile"] for image in images.values()}
+    assert dockerfiles == {"containers/Dockerfile.train", "containers/Dockerfile.inference"}
+    for image in images.values():
+        assert image["source"]["dockerBuildArgs"] == {
+            "DLC_REGISTRY": "692866216735.dkr.ecr.eu-south-1.amazonaws.com"
+        }
+
+
+def test_a_region_without_a_dlc_registry_is_a_config_error_naming_project_region(tmp_path):
+    from config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"project\.region: 'us-gov-west-1' has no AWS Deep Learning"):
+        _synth_images(tmp_path, "us-gov-west-1")
+
+
+def _config_for(tmp_path: Path, region: str) -> dict[str, str]:
+    """The environment of a `make dlc-login` run whose config (MLOPS_CONFIG, as app.py reads) names ``region``."""
+    config = tmp_path / "region.yaml"
+    config.write_text(f"project:\n  region: {region}\ninfra:\n  availability_zones: [{region}a, {region}b]\n")
+    return {**os.environ, "MLOPS_CONFIG": str(config)}
+
+
+def _dlc_login_command(flags: str) -> list[str]:
+    """The command `make dlc-login` runs, as `make -n` prints it (nothing is run)."""
+    out = subprocess.run(
+        ["make", "-n", "dlc-login", f"DLC_LOGIN_FLAGS={flags}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (line,) = [line for line in out.splitlines() if "scripts/dlc_login.py" in line]
+    words = shlex.split(line)
+    assert words[0] == ".venv/bin/python", line
+    return [sys.executable, *words[1:]]
+
+
+def test_make_dlc_login_logs_in_to_the_registry_of_project_region(tmp_path):
+    proc = subprocess.run(
+        _dlc_login_command("--dry-run"),
+        cwd=ROOT,
+        env=_config_for(tmp_path, "eu-south-1"),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        "aws ecr get-login-password --region eu-south-1 | "
+        "docker login --username AWS --password-stdin 692866216735.dkr.ecr.eu-south-1.amazonaws.com"
+    )
+
+
+def test_dlc_login_refuses_a_region_without_a_dlc_registry(tmp_path):
+    proc = subprocess.run(
+        _dlc_login_command("--dry-run"),
+        cwd=ROOT,
+        env=_config_for(tmp_path, "us-gov-west-1"),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "project.region: 'us-gov-west-1'" in proc.stderr and proc.stdout == ""
+
+
+def _fake_tool(folder: Path, name: str, body: str) -> None:
+    tool = folder / name
+    tool.write_text(f"#!/bin/sh\n{body}\n")
+    tool.chmod(0o755)
+
+
+def test_dlc_login_pipes_the_ecr_token_into_docker_login(tmp_path):
+    """The real run, against stand-ins for `aws` and `docker` that record what they were given."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_tool(bin_dir, "aws", f'echo "$@" > {tmp_path}/aws.args; echo secret-token')
+    _fake_tool(bin_dir, "docker", f'echo "$@" > {tmp_path}/docker.args; cat > {tmp_path}/docker.stdin')
+    env = {**_config_for(tmp_path, "ap-east-1"), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    proc = subprocess.run(_dlc_login_command(""), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "aws.args").read_text().split() == [
+        "ecr",
+        "get-login-password",
+        "--region",
+        "ap-east-1",
+    ]
+    assert (tmp_path / "docker.args").read_text().split() == [
+        "login",
+        "--username",
+        "AWS",
+        "--password-stdin",
+        "871362719292.dkr.ecr.ap-east-1.amazonaws.com",
+    ]
+    assert (tmp_path / "docker.stdin").read_text().strip() == "secret-token"
+
+
+def test_dlc_login_says_which_tool_is_missing_and_runs_nothing(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_tool(bin_dir, "aws", f"touch {tmp_path}/aws.ran")
+    env = {**_config_for(tmp_path, "us-east-1"), "PATH": str(bin_dir)}
+    proc = subprocess.run(_dlc_login_command(""), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "`docker` is not on PATH" in proc.stderr and "`aws`" not in proc.stderr.split("Install it")[0]
+    assert "docker login --username AWS --password-stdin 763104351884.dkr.ecr.us-east-1.amazonaws.com" in (
+        proc.stderr
+    )
+    assert not (tmp_path / "aws.ran").exists()
+
+
+# --- MLflow: one distribution of the `mlflow` import package in the training image ---------------------
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _mlflow_distributions() -> set[str]:
+    """Every distribution that writes the import package `mlflow`, read from the installed wheels' metadata
+    (this venv has full mlflow, which brings mlflow-skinny and mlflow-tracing)."""
+    from importlib.metadata import packages_distributions
+
+    found = {_normalized(d) for d in packages_distributions().get("mlflow", [])}
+    assert {"mlflow", "mlflow-skinny"} <= found, f"expected full mlflow and mlflow-skinny here, found {found}"
+    return found
+
+
+def _install_run_commands() -> list[str]:
+    """The `&&`-separated commands of the RUN that installs requirements-train.txt."""
+    runs = [
+        rest for keyword, rest in instructions(TRAIN) if keyword == "RUN" and "requirements-train.txt" in rest
+    ]
+    assert len(runs) == 1, runs
+    return [command.strip() for command in runs[0].split("&&")]
+
+
+def test_the_dlcs_mlflow_is_uninstalled_before_the_one_pinned_distribution_is_installed():
+    pinned = set(requirements_train()) & _mlflow_distributions()
+    assert len(pinned) == 1, (
+        f"requirements-train.txt must pin exactly one of {_mlflow_distributions()}: {pinned}"
+    )
+    commands = _install_run_commands()
+    install = next(i for i, c in enumerate(commands) if "pip install" in c and "requirements-train.txt" in c)
+    uninstalled = {
+        _normalized(word)
+        for command in commands[:install]
+        if "pip uninstall" in command
+        for word in shlex.split(command)
+        if not word.startswith("-") and word not in ("python", "pip", "uninstall")
+    }
+    rivals = _mlflow_distributions() - pinned
+    assert rivals <= uninstalled, (
+        f"Dockerfile.train installs {pinned} without first uninstalling {sorted(rivals - uninstalled)}, which "
+        "the base DLC may ship: two distributions would write one `mlflow` package"
+    )
+
+
+def _owner_check() -> str:
+    """The Python snippet the training image runs after installing, to fail the build on a mixed install."""
+    for command in _install_run_commands():
+        words = shlex.split(command)
+        if "packages_distributions" in command and words[:2] == ["python", "-c"]:
+            return words[2]
+    raise AssertionError("Dockerfile.train does not check who provides `mlflow` after installing")
+
+
+def _fake_site(folder: Path, *distributions: str) -> Path:
+    for name in distributions:
+        info = folder / f"{name.replace('-', '_')}-3.17.2.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 3.17.2\n")
+        (info / "RECORD").write_text("mlflow/__init__.py,,\n")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("installed", "passes"),
+    [(["mlflow-skinny"], True), (["mlflow", "mlflow-skinny", "mlflow-tracing"], False), ([], False)],
+)
+def test_the_build_fails_unless_mlflow_skinny_alone_provides_mlflow(tmp_path, installed, passes):
+    site = _fake_site(tmp_path / "site", *installed)
+    # -S: no site-packages, so importlib.metadata sees only the fake distributions on PYTHONPATH.
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", _owner_check()],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+    )
+    assert (proc.returncode == 0) is passes, proc.stderr
+    if not passes:
+        assert "exactly one distribution, mlflow-skinny" in proc.stderr
