@@ -1,21 +1,39 @@
-"""The SageMaker container contract: the one map of ``/opt/ml`` and of how a container is started.
+"""The SageMaker container contract: what SageMaker gives a container, and the one map of ``/opt/ml``.
 
 The entrypoint reads its inputs through it, the pipeline definition names its paths through it, and
-the local job runner lays out a job's folder through it, so the three cannot drift apart.
+the local job runner lays out a job's folder and builds its environment from it, so the three cannot
+drift apart and a local job gets what a SageMaker job gets, no more.
 
-SageMaker's side of the contract, page by page (docs.aws.amazon.com/sagemaker/latest/dg/...):
-``your-algorithms-training-algo-dockerfile.html`` (a training image is started as ``<image> train``),
-``your-algorithms-training-algo-running-container.html`` (hyperparameters in
-``/opt/ml/input/config/hyperparameters.json``, every value a string; channels in
-``/opt/ml/input/data/<channel>``; the only variables SageMaker itself sets are TRAINING_JOB_NAME,
-TRAINING_JOB_ARN and the request's Environment), ``your-algorithms-training-algo-output.html`` (the
-model written to ``/opt/ml/model`` and packed as model.tar.gz; the failure reason in
-``/opt/ml/output/failure``). Processing jobs use the ``LocalPath`` folders their request declares,
-under ``/opt/ml/processing`` here (``build-your-own-processing-container.html``).
+What SageMaker gives each kind of container, page by page (docs.aws.amazon.com/sagemaker/latest/dg/...):
 
-Locally the same code runs against a run folder by setting ``MLOPS_OPT_ML``. Not yet as strict as
-SageMaker: the local job runner still passes the developer's environment through, and ``channel``
-honours ``SM_CHANNEL_*``, which only the SageMaker training toolkit sets (the cloud-fidelity issue).
+* **Training** (``your-algorithms-training-algo-running-container.html``, "How SageMaker AI Provides
+  Training Information"): the image is started as ``<image> train``
+  (``your-algorithms-training-algo-dockerfile.html``); the environment is the request's
+  ``Environment`` plus ``TRAINING_JOB_NAME`` and ``TRAINING_JOB_ARN``, nothing else; SageMaker writes
+  ``/opt/ml/input/config/hyperparameters.json`` (every value a string), ``inputdataconfig.json`` (one
+  entry per channel), ``resourceconfig.json`` (``current_host``, ``current_instance_type``, ``hosts``,
+  ``network_interface_name``: "Distributed Training Configuration" on the same page) and the channels
+  under ``/opt/ml/input/data/<channel>``. The model goes to ``/opt/ml/model``; the failure reason to
+  ``/opt/ml/output/failure`` (``your-algorithms-training-algo-output.html``). The ``SM_*`` variables
+  (``SM_NUM_NEURONS``, ``SM_HOST_COUNT``, ``SM_CHANNEL_*``) are NOT among them: the SageMaker training
+  toolkit derives them from these files when it launches a user script
+  (aws/sagemaker-training-toolkit ``src/sagemaker_training/environment.py``), and our image replaces the
+  entrypoint that would run it.
+* **Processing** (``build-your-own-processing-container.html``, "How Amazon SageMaker Processing
+  Configures Your Processing Container"): the request's ``Environment``, and
+  ``/opt/ml/config/processingjobconfig.json`` and ``/opt/ml/config/resourceconfig.json``; inputs and
+  outputs at the ``LocalPath`` folders the request declares (under ``/opt/ml/processing`` here). The
+  command is ``ContainerEntrypoint`` + ``ContainerArguments`` (``byoc-run-image.html``). A failed job's
+  reason is read from ``/opt/ml/output/message`` (``byoc-metadata.html``: "the ExitMessage field in
+  DescribeProcessingJob contains the first 1 KB of this file"), not from ``output/failure``.
+* **Serving** (``your-algorithms-inference-code.html``): the image is started as ``<image> serve``
+  with the model's ``Environment``, the model archive extracted into ``/opt/ml/model``, and HTTP on
+  port 8080.
+
+Locally the same code runs against a run folder by setting ``MLOPS_OPT_ML`` (ours, the one variable the
+twin adds, because the folder cannot be at ``/opt/ml`` on a laptop). ``job_environment`` builds a local
+job's whole environment: the contract's variables, the request's ``Environment``, and only the
+``PASSTHROUGH`` allowlist from the developer's shell.
 """
 
 from __future__ import annotations
@@ -28,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from training.errors import UserError
+from training.job import Cluster
 
 DEFAULT_ROOT = "/opt/ml"
 ROOT_ENV = "MLOPS_OPT_ML"  # ours, not SageMaker's: where /opt/ml is when a job runs on this machine
@@ -36,6 +55,66 @@ ENTRYPOINT = ["python", "-m", "containers.entrypoint"]
 PROCESSING = f"{DEFAULT_ROOT}/processing"
 CHECKPOINTS = f"{DEFAULT_ROOT}/checkpoints"
 MODEL = f"{DEFAULT_ROOT}/model"
+
+DOCS = "https://docs.aws.amazon.com/sagemaker/latest/dg/"
+
+
+@dataclass(frozen=True)
+class ContainerKind:
+    """What SageMaker gives one kind of container: the variables it sets (besides the request's own
+    ``Environment``), the files it writes under /opt/ml before the command starts, and where the
+    container leaves its failure reason."""
+
+    name: str
+    env: tuple[str, ...]
+    files: tuple[str, ...]  # relative to /opt/ml
+    failure: str | None  # relative to /opt/ml
+    source: str
+
+
+TRAINING = ContainerKind(
+    "training",
+    env=("TRAINING_JOB_NAME", "TRAINING_JOB_ARN"),
+    files=(
+        "input/config/hyperparameters.json",
+        "input/config/inputdataconfig.json",
+        "input/config/resourceconfig.json",
+    ),
+    failure="output/failure",
+    source=DOCS + "your-algorithms-training-algo-running-container.html",
+)
+PROCESSING_JOB = ContainerKind(
+    "processing",
+    env=(),
+    files=("config/processingjobconfig.json", "config/resourceconfig.json"),
+    failure="output/message",
+    source=DOCS + "build-your-own-processing-container.html",
+)
+SERVING = ContainerKind(
+    "serving", env=(), files=(), failure=None, source=DOCS + "your-algorithms-inference-code.html"
+)
+
+# What a local job takes from the developer's shell, and why. Nothing else passes: a variable that
+# only the developer's shell has would make a rehearsal pass that the cloud job fails.
+PASSTHROUGH: dict[str, str] = {
+    "PATH": "to find this environment's python and tools (the image sets its own PATH)",
+    "HOME": "libraries resolve ~ for their caches (the image has root's HOME)",
+    "TMPDIR": "where temporary files go on this machine",
+    "OMP_NUM_THREADS": "CPU threads: a shared laptop may cap them (a job instance has its cores to itself)",
+    "MKL_NUM_THREADS": "CPU threads, as OMP_NUM_THREADS",
+}
+
+
+def job_environment(
+    kind: ContainerKind, request_env: Mapping[str, str], given: Mapping[str, str], root: Path
+) -> dict[str, str]:
+    """A local job's whole environment: the allowlist from this shell, then the request's
+    ``Environment``, then what SageMaker itself sets for ``kind`` (``given``: exactly ``kind.env``),
+    then ``MLOPS_OPT_ML``."""
+    if set(given) != set(kind.env):
+        raise ValueError(f"a {kind.name} container is given {sorted(kind.env)}, not {sorted(given)}")
+    shell = {k: os.environ[k] for k in PASSTHROUGH if k in os.environ}
+    return {**shell, **request_env, **given, ROOT_ENV: str(root)}
 
 
 class OutsideOptMl(ValueError):
@@ -55,9 +134,25 @@ class OptMl:
     def hyperparameters_file(self) -> Path:
         return self.root / "input" / "config" / "hyperparameters.json"
 
+    @property
+    def input_data_config_file(self) -> Path:
+        return self.root / "input" / "config" / "inputdataconfig.json"
+
+    def resource_config_file(self, kind: ContainerKind) -> Path:
+        """Training: ``input/config/resourceconfig.json``; processing: ``config/resourceconfig.json``."""
+        return self.root / ("input/config" if kind is TRAINING else "config") / "resourceconfig.json"
+
+    @property
+    def processing_job_config_file(self) -> Path:
+        return self.root / "config" / "processingjobconfig.json"
+
     def input_data(self, channel: str) -> Path:
-        """Where SageMaker puts a training channel (no ``SM_CHANNEL_*`` lookup: see ``channel``)."""
+        """Where SageMaker puts a training channel's files (``/opt/ml/input/data/<channel>``)."""
         return self.root / "input" / "data" / channel
+
+    def channel(self, name: str) -> Path:
+        """A training channel's folder. No ``SM_CHANNEL_*`` lookup: only the training toolkit sets those."""
+        return self.input_data(name)
 
     @property
     def model_dir(self) -> Path:
@@ -71,19 +166,13 @@ class OptMl:
     def output_dir(self) -> Path:
         return self.root / "output"
 
-    @property
-    def failure_file(self) -> Path:
-        return self.output_dir / "failure"
+    def failure_file(self, kind: ContainerKind) -> Path | None:
+        """Where ``kind``'s container leaves the reason it failed; None for serving (logs only)."""
+        return self.root / kind.failure if kind.failure else None
 
     def processing(self, name: str) -> Path:
         """A processing step's input or output folder (the step declares ``/opt/ml/processing/<name>``)."""
         return self.at(f"{PROCESSING}/{name}")
-
-    def channel(self, name: str, env: Mapping[str, str] | None = None) -> Path:
-        """A channel's folder. ``SM_CHANNEL_<NAME>`` wins, as in SageMaker's own toolkit."""
-        source = os.environ if env is None else env
-        override = source.get(f"SM_CHANNEL_{name.upper()}")
-        return Path(override) if override else self.input_data(name)
 
     def at(self, container_path: str) -> Path:
         """The local folder of a container path under /opt/ml (a step's ``LocalPath``)."""
@@ -92,27 +181,78 @@ class OptMl:
             raise OutsideOptMl(container_path)
         return self.root / container_path[len(prefix) :]
 
+    # ---- the files SageMaker writes (the local job runner writes them the same way) ---------------
+
     def write_hyperparameters(self, values: Mapping[str, str]) -> None:
         """As SageMaker writes them: one JSON object, every value a string."""
-        self.hyperparameters_file.parent.mkdir(parents=True, exist_ok=True)
-        self.hyperparameters_file.write_text(json.dumps(dict(values), indent=2) + "\n")
+        _write_json(self.hyperparameters_file, dict(values))
+
+    def write_input_data_config(self, channels: Mapping[str, Mapping[str, Any]]) -> None:
+        """``{"<channel>": {"ContentType", "TrainingInputMode", "S3DistributionType", "RecordWrapperType"}}``."""
+        _write_json(self.input_data_config_file, {k: dict(v) for k, v in channels.items()})
+
+    def write_resource_config(self, kind: ContainerKind, cluster: Cluster) -> None:
+        """The hosts of the job. Training adds the instance type and the network interface."""
+        config: dict[str, Any] = {"current_host": cluster.current_host, "hosts": list(cluster.hosts)}
+        if kind is TRAINING:
+            config["current_instance_type"] = cluster.instance_type
+            config["network_interface_name"] = "eth0"
+        _write_json(self.resource_config_file(kind), config)
+
+    def write_processing_job_config(self, request: Mapping[str, Any]) -> None:
+        """The CreateProcessingJob request as the container sees it (names, inputs, outputs, resources)."""
+        _write_json(self.processing_job_config_file, dict(request))
+
+    # ---- reading them -------------------------------------------------------------------------------
 
     def read_hyperparameters(self) -> dict[str, Any]:
         path = self.hyperparameters_file
         if not path.exists():
             # A job with no hyperparameters is legal in SageMaker: every default applies.
             return {}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(
-                f"{path}: not valid JSON ({exc}); SageMaker writes a JSON object of strings"
-            ) from None
+        data = _read_json(path, "a JSON object of strings")
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a JSON object of hyperparameters, got {type(data).__name__}")
         return data
 
-    def write_failure(self, reason: str) -> None:
-        """SageMaker shows this file's text as the job's FailureReason (it keeps the first 1 KiB)."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.failure_file.write_text(reason.strip() + "\n", encoding="utf-8")
+    def read_cluster(self, kind: ContainerKind) -> Cluster:
+        """The job's hosts from ``resourceconfig.json``, which SageMaker writes for every job.
+
+        A missing file means the image was started by hand (``docker run``), on one host."""
+        path = self.resource_config_file(kind)
+        if not path.exists():
+            return Cluster.single()
+        data = _read_json(path, "current_host and hosts")
+        try:
+            hosts = tuple(str(h) for h in data["hosts"])
+            current = str(data["current_host"])
+        except (KeyError, TypeError):
+            raise UserError(
+                f"{path}: expected current_host and hosts (SageMaker writes both); got {sorted(data)}"
+            ) from None
+        if current not in hosts:
+            raise UserError(f"{path}: current_host {current!r} is not one of hosts {list(hosts)}")
+        return Cluster(
+            hosts=hosts, current_host=current, instance_type=str(data.get("current_instance_type", ""))
+        )
+
+    def write_failure(self, kind: ContainerKind, reason: str) -> None:
+        """SageMaker shows this file's text as the job's FailureReason (training) or ExitMessage
+        (processing), keeping the first 1 KiB; serving has no such file."""
+        path = self.failure_file(kind)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(reason.strip() + "\n", encoding="utf-8")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path, expected: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}); SageMaker writes {expected} there") from None

@@ -7,8 +7,10 @@ Commands: ``train`` (a SageMaker training job), ``prepare`` (validate, tokenize 
 ``evaluate`` and ``compile`` (processing jobs), ``serve`` (an endpoint).
 
 Exit codes: 0 success, 2 a user error (bad data, bad hyperparameters; no traceback), 1 anything
-else (a bug or an infrastructure failure; traceback kept). Both failures write the reason to
-``/opt/ml/output/failure``, which SageMaker shows as the job's failure reason.
+else (a bug or an infrastructure failure; traceback kept). Both failures write the reason where
+SageMaker reads it for the command's kind of job (``containers/contract.py``): ``/opt/ml/output/failure``
+for ``train`` (the training job's FailureReason), ``/opt/ml/output/message`` for the processing commands
+(the processing job's ExitMessage); ``serve`` logs it only.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from containers.contract import OptMl
+from containers.contract import PROCESSING_JOB, SERVING, TRAINING, ContainerKind, OptMl
 from training.errors import UserError
 
 if TYPE_CHECKING:
@@ -54,6 +56,12 @@ def run_train(opt_ml: OptMl, args: argparse.Namespace) -> None:
     job = _train_job(opt_ml)
     hp = job.hp
     backend = choose_backend(hp.backend, neuron_sdk_available(), neuron_devices_present())
+    if job.cluster.size > 1 and backend != "neuron":
+        # Each node would train alone on the whole data and upload its own model: refuse instead.
+        raise UserError(
+            f"this training job has {job.cluster.size} instances, but backend={backend} trains on one; "
+            "set TrainInstanceCount=1, or backend=neuron (torchrun across the instances)"
+        )
     if args.neuron_worker:
         from training.backends.neuron_backend import run_worker
 
@@ -88,7 +96,8 @@ def _train_job(opt_ml: OptMl) -> TrainJob:
         model_dir=opt_ml.model_dir,
         checkpoint_dir=opt_ml.checkpoint_dir,
         run_name=os.environ.get("TRAINING_JOB_NAME", "finetune"),
-        failure_file=opt_ml.failure_file,
+        failure_file=opt_ml.failure_file(TRAINING),
+        cluster=opt_ml.read_cluster(TRAINING),
     )
 
 
@@ -409,27 +418,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def container_kind(command: str) -> ContainerKind:
+    """SageMaker runs ``train`` as a training job, ``serve`` on an endpoint, the rest as processing jobs."""
+    return {"train": TRAINING, "serve": SERVING}.get(command, PROCESSING_JOB)
+
+
 def run_command(
     opt_ml: OptMl, command: str, run: Callable[[OptMl, argparse.Namespace], None], args: argparse.Namespace
 ) -> int:
     """The one error boundary: a user error is one line and exit 2, anything else a traceback and exit 1;
-    both leave the reason in the failure file."""
+    both leave the reason where SageMaker reads it for this command's kind of job."""
+    kind = container_kind(command)
     try:
         run(opt_ml, args)
     except UserError as exc:
         message = str(exc)
         log.error("%s", message)
-        opt_ml.write_failure(message)
+        opt_ml.write_failure(kind, message)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        opt_ml.write_failure("interrupted (SIGINT)")
+        opt_ml.write_failure(kind, "interrupted (SIGINT)")
         return 130
     except Exception as exc:
         traceback.print_exc()
         opt_ml.write_failure(
+            kind,
             f"internal error in `{command}`: {type(exc).__name__}: {exc}. "
             "This is a bug or an infrastructure problem, not a data or configuration error; the full "
-            "traceback is in the job's log."
+            "traceback is in the job's log.",
         )
         return EXIT_INTERNAL_ERROR
     return 0

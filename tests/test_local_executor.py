@@ -51,6 +51,9 @@ def proc_step(name, value, counter, script, inputs=(), cache=True, die_unless=No
                 "ContainerEntrypoint": ["python", str(script)],
                 "ContainerArguments": args,
             },
+            "ProcessingResources": {
+                "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+            },
             "ProcessingInputs": [
                 {
                     "InputName": n,

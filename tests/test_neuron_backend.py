@@ -1,15 +1,14 @@
 """The Neuron backend's edges. The SDK path itself is never executed here (no Neuron hardware or SDK)."""
 
 import pytest
+from neuron_stand_ins import neuron_ls_json, stand_in_tool
 
 from training.backends import choose_backend
-from training.backends.neuron_backend import (
-    launch_command,
-    neuron_env,
-    processes_per_node,
-)
+from training.backends.neuron_backend import launch_command, neuron_env
 from training.errors import UserError
 from training.hyperparameters import TrainHyperparameters
+from training.job import Cluster
+from training.neuron_cores import workers_per_node
 
 
 def test_auto_picks_torch_without_sdk_and_neuron_without_sdk_is_a_clear_error():
@@ -19,22 +18,76 @@ def test_auto_picks_torch_without_sdk_and_neuron_without_sdk_is_a_clear_error():
         choose_backend("neuron", neuron_sdk=False, neuron_devices=False)
 
 
-def test_launch_command_uses_sm_num_neurons_and_precompile_wrapper():
-    env = {"SM_NUM_NEURONS": "32"}
-    cmd = launch_command(TrainHyperparameters(tensor_parallel_size=8), env)
-    assert cmd[:3] == ["torchrun", "--nproc_per_node=32", "--nnodes=1"]
-    assert cmd[-4:] == ["-m", "containers.entrypoint", "train", "--neuron-worker"]
-    pre = launch_command(TrainHyperparameters(precompile=True), {"SM_NUM_NEURONS": "2"})
+def test_launch_command_on_one_host_and_the_precompile_wrapper():
+    cmd = launch_command(TrainHyperparameters(tensor_parallel_size=8), Cluster.single(), 32)
+    assert cmd == [
+        "torchrun",
+        "--nproc_per_node=32",
+        "--nnodes=1",
+        "-m",
+        "containers.entrypoint",
+        "train",
+        "--neuron-worker",
+    ]
+    pre = launch_command(TrainHyperparameters(precompile=True), Cluster.single(), 2)
     assert pre[0] == "neuron_parallel_compile" and pre[1] == "torchrun"
 
 
-def test_launch_errors_name_the_fix():
-    with pytest.raises(UserError, match="SM_NUM_NEURONS is not set"):
-        processes_per_node({})
-    with pytest.raises(UserError, match="SM_NUM_NEURONS='two' is not an integer"):
-        processes_per_node({"SM_NUM_NEURONS": "two"})
+def test_launch_command_on_two_hosts_agrees_on_ranks_and_master():
+    hosts = ("algo-2", "algo-1")  # SageMaker's order need not be sorted; every node sorts the same way
+    commands = [
+        launch_command(TrainHyperparameters(), Cluster(hosts, current, "ml.trn1.32xlarge"), 32)
+        for current in hosts
+    ]
+    for cmd, rank in zip(commands, (1, 0), strict=True):
+        assert cmd[:6] == [
+            "torchrun",
+            "--nproc_per_node=32",
+            "--nnodes=2",
+            f"--node_rank={rank}",
+            "--master_addr=algo-1",
+            "--master_port=7777",
+        ]
+
+
+def test_tensor_parallel_must_divide_the_cores():
     with pytest.raises(UserError, match="tensor_parallel_size=3 does not divide the 32 Neuron cores"):
-        launch_command(TrainHyperparameters(tensor_parallel_size=3), {"SM_NUM_NEURONS": "32"})
+        launch_command(TrainHyperparameters(tensor_parallel_size=3), Cluster.single(), 32)
+
+
+def test_cores_are_counted_by_neuron_ls(tmp_path, monkeypatch):
+    tools = tmp_path / "bin"
+    stand_in_tool(tools, "neuron-ls", f"echo '{neuron_ls_json(16)}'\n")
+    monkeypatch.setenv("PATH", f"{tools}:/usr/bin:/bin")
+    assert workers_per_node("ml.trn1.32xlarge", {}, dev=tmp_path / "no-dev") == 32
+    # trn2: 8 physical cores per device, grouped 2 per logical core unless NEURON_LOGICAL_NC_CONFIG=1.
+    stand_in_tool(tools, "neuron-ls", f"echo '{neuron_ls_json(16, nc_count=8)}'\n")
+    assert workers_per_node("ml.trn2.48xlarge", {}, dev=tmp_path / "no-dev") == 64
+    assert workers_per_node("ml.trn2.48xlarge", {"NEURON_LOGICAL_NC_CONFIG": "1"}, dev=tmp_path) == 128
+
+
+def test_without_neuron_ls_the_devices_times_cores_per_device_count(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for i in range(16):
+        (dev / f"neuron{i}").touch()
+    (dev / "neuron_monitor").touch()  # not a device
+    assert workers_per_node("ml.trn1.32xlarge", {}, dev=dev) == 32
+
+
+def test_no_tool_and_no_device_is_an_error_naming_both(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with pytest.raises(UserError, match=r"no Neuron device found: `neuron-ls` is not on PATH.*neuron\*"):
+        workers_per_node("ml.trn1.2xlarge", {}, dev=tmp_path)
+
+
+def test_garbage_from_neuron_ls_is_named(tmp_path, monkeypatch):
+    tools = tmp_path / "bin"
+    stand_in_tool(tools, "neuron-ls", "echo 'not json'\n")
+    monkeypatch.setenv("PATH", f"{tools}:/usr/bin:/bin")
+    with pytest.raises(UserError, match="neuron-ls --json-output. printed something other"):
+        workers_per_node("ml.trn1.2xlarge", {}, dev=tmp_path)
 
 
 def test_neuron_env_sets_compiler_flags_and_keeps_user_values():
@@ -129,7 +182,7 @@ def test_run_raises_the_worker_reason(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(cmd, 1)
 
     monkeypatch.setattr(neuron_backend.subprocess, "run", fake_run)
-    monkeypatch.setenv("SM_NUM_NEURONS", "2")
+    monkeypatch.setattr(neuron_backend, "workers_per_node", lambda instance_type, env: 2)
     job = TrainJob(
         hp=TrainHyperparameters(),
         train_path=tmp_path,

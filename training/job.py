@@ -9,6 +9,32 @@ from training.hyperparameters import TrainHyperparameters
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """The hosts of a job, as SageMaker's ``resourceconfig.json`` lists them (read at the edge by
+    ``containers.contract``). ``hosts`` in SageMaker's order; rank 0 is the first of them sorted."""
+
+    hosts: tuple[str, ...]
+    current_host: str
+    instance_type: str = ""
+
+    @classmethod
+    def single(cls, instance_type: str = "") -> Cluster:
+        return cls(hosts=("algo-1",), current_host="algo-1", instance_type=instance_type)
+
+    @property
+    def size(self) -> int:
+        return len(self.hosts)
+
+    @property
+    def rank(self) -> int:
+        return sorted(self.hosts).index(self.current_host)
+
+    @property
+    def master(self) -> str:
+        return sorted(self.hosts)[0]
+
+
+@dataclass(frozen=True)
 class TrainJob:
     hp: TrainHyperparameters
     train_path: Path
@@ -19,6 +45,7 @@ class TrainJob:
     checkpoint_dir: Path
     run_name: str = "finetune"
     failure_file: Path | None = None  # where a worker process reports a user error (Neuron launcher reads it)
+    cluster: Cluster = field(default_factory=Cluster.single)
 
 
 @dataclass

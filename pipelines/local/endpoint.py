@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from containers.contract import ENTRYPOINT, ROOT_ENV, OptMl
+from containers.contract import ENTRYPOINT, SERVING, OptMl, job_environment
 from pipelines.local.store import REPO_ROOT, link_or_copy
 from training.errors import UserError
 
@@ -92,7 +92,9 @@ def start(
     link_or_copy(model_archive, opt_ml.model_dir / "model.tar.gz")
     port = port or free_port()
     log = folder / "serve.log"
-    env = {**os.environ, ROOT_ENV: str(opt_ml.root), "SAGEMAKER_BIND_TO_PORT": str(port)}
+    # The serving contract's environment, nothing else from this shell. SAGEMAKER_BIND_TO_PORT is the
+    # local port choice (SageMaker serves single containers on 8080; several local endpoints cannot).
+    env = job_environment(SERVING, {"SAGEMAKER_BIND_TO_PORT": str(port)}, {}, opt_ml.root)
     # SageMaker starts an inference image as `<image> serve`; the image runs `python`, we run this interpreter.
     with open(log, "w") as out:
         proc = subprocess.Popen(

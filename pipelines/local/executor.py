@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.definition.service_rules import ServiceRuleError, check_request
 from pipelines.local.expressions import (
     Context,
     ExpressionError,
@@ -296,7 +297,14 @@ class Executor:
                 self._run_step(step, state)
             except ExecutionFailed:
                 raise
-            except (JobFailed, JobSetupError, ExpressionError, ExecutorError, FileNotFoundError) as exc:
+            except (
+                JobFailed,
+                JobSetupError,
+                ExpressionError,
+                ExecutorError,
+                ServiceRuleError,
+                FileNotFoundError,
+            ) as exc:
                 log = getattr(exc, "log", None) or (self.run_dir / "logs" / f"{name}.log")
                 self._fail(state, str(getattr(exc, "reason", exc)))
                 raise ExecutionFailed(
@@ -373,10 +381,11 @@ class Executor:
         log = self.run_dir / "logs" / f"{name}.log"
         state.log = str(log)
         job_name = f"{self.execution_id}-{name}"[:63]
+        check_request(name, step["Type"], args)  # what SageMaker would refuse, the twin refuses
         on_line = self.on_line
         line = (lambda text: on_line(name, text)) if on_line else None
         if step["Type"] == "Processing":
-            spec, outputs = processing_job(name, args, root, self.store)
+            spec, outputs = processing_job(name, args, root, self.store, job_name)
             spec.env.update(self.job_env.get("Processing", {}))
             run_job(spec, log, self.docker, line)
             for local, uri, _ in outputs:

@@ -1,10 +1,14 @@
 """Processing and training jobs on this machine, built from a step's own request arguments.
 
-Each job gets a folder laid out like ``/opt/ml`` (``MLOPS_OPT_ML``): processing inputs at their
-``LocalPath``, training channels under ``input/data/<channel>``, hyperparameters as strings in
-``input/config/hyperparameters.json``, checkpoints, ``output/failure``. The command is the step's
-container entrypoint and arguments, run with this environment's Python, or inside the step's image
-with ``docker run`` when asked and a Docker engine answers. Outputs go to the local S3 store the way
+Each job gets what SageMaker gives the same job (``containers/contract.py``), and nothing from the
+developer's shell beyond the contract's allowlist: a folder laid out like ``/opt/ml``
+(``MLOPS_OPT_ML``) with processing inputs at their ``LocalPath`` and ``config/processingjobconfig.json``
++ ``config/resourceconfig.json``, or training channels under ``input/data/<channel>`` and
+``input/config/{hyperparameters,inputdataconfig,resourceconfig}.json``; the request's ``Environment``
+plus the variables SageMaker sets (``TRAINING_JOB_NAME``, ``TRAINING_JOB_ARN``). The failure reason
+is read where SageMaker reads it (``output/failure`` for training, ``output/message`` for processing).
+The command is the step's container entrypoint and arguments, run with this environment's Python, or
+inside the step's image with ``docker run`` when asked and a Docker engine answers. Outputs go to the local S3 store the way
 SageMaker uploads them; a training job's model folder is packed as ``model.tar.gz`` under
 ``<S3OutputPath>/<job name>/output/``, as SageMaker does.
 """
@@ -21,12 +25,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from containers.contract import CHECKPOINTS, DEFAULT_ROOT, ENTRYPOINT, ROOT_ENV, OptMl, OutsideOptMl
+from containers.contract import (
+    CHECKPOINTS,
+    DEFAULT_ROOT,
+    ENTRYPOINT,
+    PROCESSING_JOB,
+    TRAINING,
+    ContainerKind,
+    OptMl,
+    OutsideOptMl,
+    job_environment,
+)
 from pipelines.local.expressions import to_text
 from pipelines.local.store import REPO_ROOT, LocalStore
+from training.job import Cluster
 
 # SageMaker starts a training image as `<image> train`; the image's ENTRYPOINT is ours.
 TRAIN_COMMAND = [*ENTRYPOINT, "train"]
+# The twin has no account or region: its ARNs have SageMaker's shape with these in their place.
+LOCAL_ARN = "arn:aws:sagemaker:local:000000000000"
+# A File-mode S3 channel as inputdataconfig.json describes it.
+FILE_CHANNEL = {
+    "TrainingInputMode": "File",
+    "S3DistributionType": "FullyReplicated",
+    "RecordWrapperType": "None",
+}
 
 
 class JobFailed(Exception):
@@ -45,15 +68,22 @@ class JobSetupError(Exception):
 
 @dataclass
 class JobSpec:
-    """One container run: the image's command, its environment, and its /opt/ml folder."""
+    """One container run: the image's command, the request's ``Environment`` (``env``), what SageMaker
+    itself sets for this kind of container (``given``), and its /opt/ml folder."""
 
     step: str
     image: str
     command: list[str]
     env: dict[str, str]
     root: Path
+    kind: ContainerKind = TRAINING
+    given: dict[str, str] = field(default_factory=dict)
     network_isolated: bool = False
     extra_mounts: dict[str, str] = field(default_factory=dict)  # host path -> container path
+
+    def environment(self) -> dict[str, str]:
+        """The job's whole environment when it runs as a process here (``contract.job_environment``)."""
+        return job_environment(self.kind, self.env, self.given, self.root)
 
 
 def docker_engine() -> str | None:
@@ -90,7 +120,7 @@ def docker_argv(spec: JobSpec) -> list[str]:
         argv += ["-v", f"{host}:{container}"]
     if spec.network_isolated:
         argv += ["--network", "none"]
-    for key, value in sorted(spec.env.items()):
+    for key, value in sorted({**spec.env, **spec.given}.items()):
         argv += ["-e", f"{key}={value}"]
     executable, *rest = spec.command
     return [*argv, "--entrypoint", executable, spec.image, *rest]
@@ -106,14 +136,15 @@ def local_argv(spec: JobSpec) -> list[str]:
 
 def run_job(spec: JobSpec, log: Path, docker: bool, on_line: Callable[[str], None] | None = None) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
-    failure = OptMl(spec.root).failure_file
-    failure.unlink(missing_ok=True)  # as SageMaker starts each attempt clean
+    failure = OptMl(spec.root).failure_file(spec.kind)
+    if failure is not None:
+        failure.unlink(missing_ok=True)  # as SageMaker starts each attempt clean
     if docker:
         argv = docker_argv(spec)
-        env = dict(os.environ)
+        env = dict(os.environ)  # the docker CLI's own environment; the container's is in its -e flags
     else:
         argv = local_argv(spec)
-        env = {**os.environ, **spec.env, ROOT_ENV: str(spec.root)}
+        env = spec.environment()
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
@@ -146,7 +177,7 @@ def run_job(spec: JobSpec, log: Path, docker: bool, on_line: Callable[[str], Non
     if code != 0:
         reason = (
             failure.read_text().strip()
-            if failure.is_file()
+            if failure is not None and failure.is_file()
             else f"exited with status {code} and wrote no failure file"
         )
         raise JobFailed(reason, log, code)
@@ -164,10 +195,20 @@ def _container_path(root: Path, local_path: str, what: str) -> Path:
 # ---- processing -----------------------------------------------------------------------------------
 
 
+def single_instance(step: str, count: Any, parameter: str | None = None) -> None:
+    """The twin runs one instance per job; a multi-instance job would silently run as one."""
+    if int(count) != 1:
+        fix = f"run locally with --param {parameter}=1" if parameter else "give the step one instance"
+        raise JobSetupError(
+            f"{step}: InstanceCount={count}, but the local executor runs one instance per job; {fix}"
+        )
+
+
 def processing_job(
-    step: str, args: dict[str, Any], root: Path, store: LocalStore
+    step: str, args: dict[str, Any], root: Path, store: LocalStore, job_name: str
 ) -> tuple[JobSpec, list[tuple[Path, str, str]]]:
     """The job and its outputs as (local folder, S3 URI, output name), inputs already in place."""
+    single_instance(step, args["ProcessingResources"]["ClusterConfig"]["InstanceCount"])
     for item in args.get("ProcessingInputs", []):
         s3 = item.get("S3Input")
         if s3 is None:
@@ -198,7 +239,32 @@ def processing_job(
         )
     isolated = bool(args.get("NetworkConfig", {}).get("EnableNetworkIsolation"))
     env = {k: to_text(v) for k, v in args.get("Environment", {}).items()}
-    return JobSpec(step, app["ImageUri"], command, env, root, isolated), outputs
+    opt_ml = OptMl(root)
+    opt_ml.write_processing_job_config(
+        {
+            "ProcessingJobArn": f"{LOCAL_ARN}:processing-job/{job_name}",
+            "ProcessingJobName": job_name,
+            **{k: args[k] for k in PROCESSING_JOB_CONFIG_FIELDS if k in args},
+        }
+    )
+    opt_ml.write_resource_config(PROCESSING_JOB, Cluster.single())
+    spec = JobSpec(step, app["ImageUri"], command, env, root, PROCESSING_JOB, network_isolated=isolated)
+    return spec, outputs
+
+
+# The request fields processingjobconfig.json repeats (build-your-own-processing-container.html shows
+# its format: the job's ARN and name, then the request's AppSpecification, Environment, inputs, outputs,
+# resources, role and stopping condition).
+PROCESSING_JOB_CONFIG_FIELDS = (
+    "AppSpecification",
+    "Environment",
+    "NetworkConfig",
+    "ProcessingInputs",
+    "ProcessingOutputConfig",
+    "ProcessingResources",
+    "RoleArn",
+    "StoppingCondition",
+)
 
 
 def processing_properties(args: dict[str, Any], job_name: str) -> dict[str, Any]:
@@ -215,8 +281,14 @@ def processing_properties(args: dict[str, Any], job_name: str) -> dict[str, Any]
 
 
 def training_job(step: str, args: dict[str, Any], root: Path, store: LocalStore, job_name: str) -> JobSpec:
+    resources = args["ResourceConfig"]
+    single_instance(step, resources["InstanceCount"], "TrainInstanceCount")
     opt_ml = OptMl(root)
     opt_ml.write_hyperparameters({k: to_text(v) for k, v in args.get("HyperParameters", {}).items()})
+    opt_ml.write_resource_config(TRAINING, Cluster.single(to_text(resources["InstanceType"])))
+    opt_ml.write_input_data_config(
+        {c["ChannelName"]: _channel_config(c) for c in args.get("InputDataConfig", [])}
+    )
     for channel in args.get("InputDataConfig", []):
         name = channel["ChannelName"]
         uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
@@ -246,16 +318,31 @@ def training_job(step: str, args: dict[str, Any], root: Path, store: LocalStore,
         link.symlink_to(target, target_is_directory=True)
         mounts[str(target)] = checkpoint.get("LocalPath", CHECKPOINTS)
     env = {k: to_text(v) for k, v in args.get("Environment", {}).items()}
-    env["TRAINING_JOB_NAME"] = job_name
+    given = {"TRAINING_JOB_NAME": job_name, "TRAINING_JOB_ARN": f"{LOCAL_ARN}:training-job/{job_name}"}
     return JobSpec(
         step,
         args["AlgorithmSpecification"]["TrainingImage"],
         TRAIN_COMMAND,
         env,
         root,
+        TRAINING,
+        given,
         bool(args.get("EnableNetworkIsolation")),
         mounts,
     )
+
+
+def _channel_config(channel: dict[str, Any]) -> dict[str, Any]:
+    """A channel as inputdataconfig.json describes it (your-algorithms-training-algo-running-container.html)."""
+    s3 = channel["DataSource"]["S3DataSource"]
+    config = {
+        "TrainingInputMode": channel.get("InputMode", FILE_CHANNEL["TrainingInputMode"]),
+        "S3DistributionType": s3.get("S3DataDistributionType", FILE_CHANNEL["S3DistributionType"]),
+        "RecordWrapperType": channel.get("RecordWrapperType", FILE_CHANNEL["RecordWrapperType"]),
+    }
+    if "ContentType" in channel:
+        config["ContentType"] = channel["ContentType"]
+    return config
 
 
 def empty_model_dir(opt_ml: OptMl) -> None:

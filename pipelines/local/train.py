@@ -1,7 +1,8 @@
 """``mlops train --local``: the FineTune step alone, as the local job runner runs it in a pipeline.
 
 A run folder under ``<store>/runs/<run-id>/`` is laid out like ``/opt/ml`` by the container contract
-(hyperparameters as strings, channels, model, checkpoints, output/failure), and ``jobs.run_job``
+(hyperparameters as strings, inputdataconfig.json, resourceconfig.json, channels, model,
+checkpoints, output/failure), and ``jobs.run_job``
 starts the train entrypoint with ``MLOPS_OPT_ML`` pointing at it. Reusing a run id resumes from its
 newest complete checkpoint (which SageMaker keeps across attempts); ``model/`` starts empty on every
 attempt, as SageMaker's ``/opt/ml/model`` does. The job runs from the checkout with this Python, and
@@ -17,12 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.schema import ProjectConfig
-from containers.contract import OptMl
+from containers.contract import TRAINING, OptMl
 from pipelines.local.base_model import local_base_model
-from pipelines.local.jobs import TRAIN_COMMAND, JobFailed, JobSpec, empty_model_dir, run_job
+from pipelines.local.jobs import (
+    FILE_CHANNEL,
+    LOCAL_ARN,
+    TRAIN_COMMAND,
+    JobFailed,
+    JobSpec,
+    empty_model_dir,
+    run_job,
+)
 from pipelines.local.registry import tracking_uri
 from training.errors import UserError
 from training.hyperparameters import to_sagemaker_strings
+from training.job import Cluster
 
 
 @dataclass
@@ -59,6 +69,11 @@ def prepare_run_folder(config: ProjectConfig, root: Path, base_model: Path) -> N
     """Lay out ``root`` like /opt/ml for a training job."""
     opt_ml = OptMl(root)
     opt_ml.write_hyperparameters(to_sagemaker_strings(config.training))
+    opt_ml.write_resource_config(TRAINING, Cluster.single(config.pipeline.instances.train))
+    channels = {"train": config.data.train, "validation": config.data.validation, "model": str(base_model)}
+    opt_ml.write_input_data_config(
+        {name: FILE_CHANNEL for name, path in channels.items() if path is not None}
+    )
     for channel, path in (("train", config.data.train), ("validation", config.data.validation)):
         if path is None:
             continue
@@ -82,7 +97,8 @@ def run_training(config: ProjectConfig, run_id: str | None = None) -> LocalRun:
     env = {"MLOPS_PROGRESS": "0"}
     if config.local.mlflow == "sqlite":
         env["MLFLOW_TRACKING_URI"] = tracking_uri(store.resolve())
-    spec = JobSpec(step="FineTune", image="local", command=TRAIN_COMMAND, env=env, root=root)
+    given = {"TRAINING_JOB_NAME": run_id, "TRAINING_JOB_ARN": f"{LOCAL_ARN}:training-job/{run_id}"}
+    spec = JobSpec("FineTune", "local", TRAIN_COMMAND, env, root, TRAINING, given)
     try:
         run_job(
             spec,

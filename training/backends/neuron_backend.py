@@ -8,8 +8,9 @@ tests/test_neuron_backend.py and tests/test_export.py. It runs for real only ins
 training image on trn1/trn2. Written against optimum-neuron 0.4.5 (containers/requirements-train.txt).
 
 Flow on a trn1 instance:
-1. ``containers.entrypoint train`` (this process, rank-less) builds the torchrun command with
-   ``SM_NUM_NEURONS`` processes per node and the Neuron environment, and runs it. With
+1. ``containers.entrypoint train`` (this process, rank-less) builds the torchrun command with one
+   process per NeuronCore counted on the machine (``training/neuron_cores.py``), the hosts and this
+   node's rank from ``resourceconfig.json``, and the Neuron environment, and runs it. With
    ``precompile=true`` the same command is wrapped in ``neuron_parallel_compile``, which runs a few
    steps to extract graphs and compiles them in parallel into the persistent cache; that pass's
    outputs are not training results, so nothing is saved from it.
@@ -35,7 +36,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 from training.errors import UserError
 from training.hyperparameters import TrainHyperparameters
-from training.job import TrainJob
+from training.job import Cluster, TrainJob
+from training.neuron_cores import workers_per_node
 from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS
 
 if TYPE_CHECKING:
@@ -55,23 +56,6 @@ log = logging.getLogger(__name__)
 name = "neuron"
 
 PRECOMPILE_MAX_STEPS = 10
-
-
-def processes_per_node(env: dict[str, str]) -> int:
-    """SageMaker sets SM_NUM_NEURONS (2 on trn1.2xlarge, 32 on trn1.32xlarge); optimum-neuron reads no SM_* vars."""
-    raw = env.get("SM_NUM_NEURONS")
-    if raw is None:
-        raise UserError(
-            "SM_NUM_NEURONS is not set, so the number of Neuron cores is unknown; run on a SageMaker trn1/trn2 "
-            "training job, or export SM_NUM_NEURONS=<cores> (e.g. 2 on trn1.2xlarge)"
-        )
-    try:
-        n = int(raw)
-    except ValueError:
-        raise UserError(f"SM_NUM_NEURONS={raw!r} is not an integer") from None
-    if n < 1:
-        raise UserError(f"SM_NUM_NEURONS={n}: need at least one Neuron core")
-    return n
 
 
 def check_parallelism(hp: TrainHyperparameters, n_procs: int) -> None:
@@ -97,20 +81,24 @@ def neuron_env(hp: TrainHyperparameters, env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def launch_command(hp: TrainHyperparameters, env: dict[str, str], python: str = sys.executable) -> list[str]:
-    n = processes_per_node(env)
-    check_parallelism(hp, n)
-    nodes = int(env.get("SM_HOST_COUNT", "1"))
-    cmd = [
-        "torchrun",
-        f"--nproc_per_node={n}",
-        f"--nnodes={nodes}",
-    ]
-    if nodes > 1:
+MASTER_PORT = 7777  # any free port: every node runs only our job (one training container per instance)
+
+
+def launch_command(hp: TrainHyperparameters, cluster: Cluster, workers: int) -> list[str]:
+    """torchrun with one worker per NeuronCore on each of the job's hosts.
+
+    Hosts, this node's rank and the rendezvous host come from ``resourceconfig.json`` (``cluster``):
+    every node sorts the same host list, so they agree on ranks and on the first host as master, as
+    the SageMaker training toolkit does (aws/sagemaker-training-toolkit environment.py). A multi-node
+    job therefore always trains as one job: no node can start alone with ``--nnodes=1``.
+    """
+    check_parallelism(hp, workers)
+    cmd = ["torchrun", f"--nproc_per_node={workers}", f"--nnodes={cluster.size}"]
+    if cluster.size > 1:
         cmd += [
-            f"--node_rank={env['SM_CURRENT_HOST_RANK']}",
-            f"--master_addr={env['SM_MASTER_ADDR']}",
-            "--master_port=7777",
+            f"--node_rank={cluster.rank}",
+            f"--master_addr={cluster.master}",
+            f"--master_port={MASTER_PORT}",
         ]
     cmd += ["-m", "containers.entrypoint", "train", "--neuron-worker"]
     if hp.precompile:
@@ -171,7 +159,8 @@ def existing_trainer_checkpoints(output_dir: Path) -> list[Path]:
 
 def run(job: TrainJob) -> dict[str, Any]:
     env = neuron_env(job.hp, dict(os.environ))
-    cmd = launch_command(job.hp, env)
+    workers = workers_per_node(job.cluster.instance_type, env)
+    cmd = launch_command(job.hp, job.cluster, workers)
     log.info("launching: %s", " ".join(cmd))
     result = subprocess.run(cmd, env=env, check=False)
     if result.returncode != 0:
