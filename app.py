@@ -18,6 +18,7 @@ from infra.pipeline.settings import PipelineSettings
 from infra.stacks import PlatformSettings, build_platform
 from pipelines.definition.builder import pipeline_definition
 from pipelines.definition.placeholders import source_commit
+from training.errors import UserError
 
 ROOT = Path(__file__).resolve().parent
 
@@ -68,10 +69,11 @@ def main() -> App:
     # Extra config files, as the mlops CLI takes them with --config: MLOPS_CONFIG=a.yaml:b.yaml.
     files = [Path(p) for p in os.environ.get("MLOPS_CONFIG", "").split(":") if p]
     try:
-        cfg = load_config(files)
-    except ConfigError as exc:
+        return build_app(load_config(files))
+    except (ConfigError, UserError) as exc:
+        # A config the platform cannot deploy (a region without a DLC registry, a job SageMaker would
+        # refuse): one line naming the key, not a traceback from inside the stack construction.
         raise SystemExit(f"error: {exc}") from None
-    return build_app(cfg)
 
 
 if __name__ == "__main__":

@@ -493,6 +493,26 @@ def test_a_region_without_a_dlc_registry_is_a_config_error_naming_project_region
         _synth_images(tmp_path, "us-gov-west-1")
 
 
+def test_cdk_synth_reports_errors_in_one_line(tmp_path, monkeypatch):
+    """`python app.py` (what `cdk synth` runs) turns a config error, or a user error raised while the
+    stacks are built (a job SageMaker would refuse), into one `error:` line, not a traceback."""
+    import app
+    from pipelines.definition.service_rules import ServiceRuleError
+
+    monkeypatch.setenv("MLOPS_CONFIG", _config_for(tmp_path, "us-gov-west-1")["MLOPS_CONFIG"])
+    with pytest.raises(SystemExit) as exc:
+        app.main()
+    assert str(exc.value).startswith("error: ") and "project.region: 'us-gov-west-1'" in str(exc.value)
+
+    def refused(cfg):
+        raise ServiceRuleError("FineTune: SageMaker would refuse this job: ...")
+
+    monkeypatch.delenv("MLOPS_CONFIG")
+    monkeypatch.setattr(app, "build_app", refused)
+    with pytest.raises(SystemExit, match="^error: FineTune: SageMaker would refuse this job"):
+        app.main()
+
+
 def _config_for(tmp_path: Path, region: str) -> dict[str, str]:
     """The environment of a `make dlc-login` run whose config (MLOPS_CONFIG, as app.py reads) names ``region``."""
     config = tmp_path / "region.yaml"

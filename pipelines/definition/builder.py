@@ -22,9 +22,16 @@ from containers.contract import CHECKPOINTS, ENTRYPOINT, MODEL, PROCESSING
 from inference.serving_contract import SHAPE_KEYS, SM_ON_MODEL
 from pipelines.definition.parameters import PARAMETER_HYPERPARAMETERS, parameter_specs
 from pipelines.definition.placeholders import MLFLOW_TRACKING, job_role_arn, ref, subnet_placeholders
+from pipelines.definition.service_rules import check_definition, has_local_storage
 from training.hyperparameters import to_sagemaker_strings
 from training.metrics import METRIC_REGEXES
 from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS
+
+# Every job's own environment (the request's Environment). The jobs run in a VPC without internet
+# access: HF_HUB_OFFLINE=1 makes a Hugging Face Hub lookup fail at once instead of stalling on connect
+# timeouts (huggingface_hub docs, package_reference/environment_variables: HF_HUB_OFFLINE "no HTTP calls
+# are made to the Hugging Face Hub").
+JOB_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
 
 # Step names are the keys of `Get: Steps.<name>...` references and what Studio shows in the graph.
 # Prefixes of the artifacts bucket that the pipeline writes; infra/foundation.py gives them lifecycle rules.
@@ -88,7 +95,13 @@ class _Builder:
             encrypt_inter_container_traffic=True,
         )
 
-    def processor(self, command: str, instance_type: Any) -> Any:
+    def volume_key(self, instance_type: str) -> Any:
+        """The KMS key for the job's EBS volume, or None where SageMaker refuses one: an instance type
+        with local NVMe storage (trn1, trn2, g5, ...) gets no EBS volume, and its instance storage is
+        encrypted by the instance's hardware (``service_rules``, API_ResourceConfig.VolumeKmsKeyId)."""
+        return None if has_local_storage(instance_type) else self.kms
+
+    def processor(self, command: str, instance_type: str) -> Any:
         from sagemaker.core.processing import Processor
 
         p = self.cfg.pipeline
@@ -99,11 +112,11 @@ class _Builder:
             instance_type=instance_type,
             entrypoint=[*ENTRYPOINT, command],
             volume_size_in_gb=p.volume_size_gb,
-            volume_kms_key=self.kms,
+            volume_kms_key=self.volume_key(instance_type),
             output_kms_key=self.kms,
             max_runtime_in_seconds=p.processing_max_runtime_seconds,
             sagemaker_session=self.session,
-            env={"PYTHONUNBUFFERED": "1"},
+            env=JOB_ENVIRONMENT,
             # Prepare, evaluate and compile read S3 inputs and write S3 outputs through SageMaker itself
             # and call nothing: no network at all.
             network_config=self.network(isolated=True),
@@ -181,7 +194,7 @@ class _Builder:
         args = ["--max-seq-length", str(hp.max_seq_length), "--overlong", hp.overlong]
         if hp.skip_invalid_lines:
             args.append("--skip-invalid-lines")
-        run = self.processor("prepare", self.params["PrepareInstanceType"]).run(
+        run = self.processor("prepare", self.cfg.pipeline.instances.prepare).run(
             inputs=[
                 self.s3_input("train", self.params["TrainDataS3Uri"]),
                 self.s3_input("validation", self.params["ValidationDataS3Uri"]),
@@ -245,13 +258,9 @@ class _Builder:
         settings = self.Join(
             on="-",
             values=[
-                self.params[name]
-                for name in (
-                    *PARAMETER_HYPERPARAMETERS.values(),
-                    "TrainBackend",
-                    "TrainInstanceType",
-                    "TrainInstanceCount",
-                )
+                *(self.params[name] for name in (*PARAMETER_HYPERPARAMETERS.values(), "TrainBackend")),
+                self.cfg.pipeline.instances.train,
+                self.params["TrainInstanceCount"],
             ],
         )
         return self.Join(
@@ -276,7 +285,7 @@ class _Builder:
             "NEURON_COMPILE_CACHE_URL": f"s3://{ref('ArtifactsBucket')}/{COMPILE_CACHE_PREFIX}/",
             "NEURON_CC_FLAGS": NEURON_CC_FLAGS,
             "MALLOC_ARENA_MAX": MALLOC_ARENA_MAX,
-            "PYTHONUNBUFFERED": "1",
+            **JOB_ENVIRONMENT,
         }
         if self.cfg.infra.mlflow:
             # The tracking server's ARN is its MLFLOW_TRACKING_URI: the sagemaker-mlflow plugin in the
@@ -300,10 +309,10 @@ class _Builder:
             training_image=self.image,
             base_job_name="finetune",
             compute=Compute(
-                instance_type=self.params["TrainInstanceType"],
+                instance_type=p.instances.train,
                 instance_count=self.params["TrainInstanceCount"],
                 volume_size_in_gb=p.volume_size_gb,
-                volume_kms_key_id=self.kms,
+                volume_kms_key_id=self.volume_key(p.instances.train),
                 enable_managed_spot_training=p.spot,
             ),
             # Not network-isolated: the Neuron compile cache (NEURON_COMPILE_CACHE_URL) and MLflow are
@@ -362,7 +371,7 @@ class _Builder:
         from sagemaker.mlops.workflow.steps import ProcessingStep
 
         e = self.cfg.evaluation
-        run = self.processor("evaluate", self.params["EvaluateInstanceType"]).run(
+        run = self.processor("evaluate", self.cfg.pipeline.instances.evaluate).run(
             inputs=[
                 self.s3_input("model", finetune.properties.ModelArtifacts.S3ModelArtifacts),
                 self.s3_input("validation", self.params["ValidationDataS3Uri"]),
@@ -396,7 +405,7 @@ class _Builder:
         from sagemaker.mlops.workflow.steps import ProcessingStep
 
         s = self.cfg.serving
-        run = self.processor("compile", self.params["CompileInstanceType"]).run(
+        run = self.processor("compile", self.cfg.pipeline.instances.compile).run(
             inputs=[self.s3_input("model", finetune.properties.ModelArtifacts.S3ModelArtifacts)],
             outputs=[self.output(COMPILE, "compiled")],
             arguments=[
@@ -550,6 +559,9 @@ def build_pipeline(cfg: ProjectConfig) -> Any:
         parameters=list(b.params.values()),
         steps=[prepare, finetune, evaluate, gate],
         sagemaker_session=session,
+        # No SageMaker Experiments: MLflow tracks the runs, and the SDK's default experiment config would
+        # make every execution create an experiment and trials the pipeline role may not create.
+        pipeline_experiment_config=None,
     )
 
 
@@ -572,4 +584,5 @@ def pipeline_definition(cfg: ProjectConfig) -> str:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Running within a PipelineSession", category=UserWarning)
         definition = json.loads(build_pipeline(cfg).definition())
+    check_definition(definition)
     return json.dumps(definition, indent=2, ensure_ascii=False) + "\n"

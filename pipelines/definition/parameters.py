@@ -1,5 +1,9 @@
 """The pipeline's parameters: what each one means, its default from the config, and how an override is
-checked. The cloud (`mlops pipeline start`) and the local executor check overrides by these same rules."""
+checked. The cloud (`mlops pipeline start`) and the local executor check overrides by these same rules.
+
+Instance types are deploy-time config (``pipeline.instances``), not parameters: whether a job may carry a
+volume KMS key depends on the type (``service_rules``), and a parameter would leave the definition unable
+to know it. Changing a type is a config edit and a ``cdk deploy``."""
 
 from __future__ import annotations
 
@@ -56,25 +60,10 @@ def parameter_specs(cfg: ProjectConfig) -> list[ParameterSpec]:
             "S3 prefix of the base model, a save_pretrained() folder (Llama or Qwen3 family).",
         ),
         ParameterSpec(
-            "PrepareInstanceType", "String", inst.prepare, "CPU instance type of the Prepare step."
-        ),
-        ParameterSpec(
-            "TrainInstanceType", "String", inst.train, "Trainium instance type of the FineTune step."
-        ),
-        ParameterSpec(
             "TrainInstanceCount",
             "Integer",
             inst.train_count,
             "Trainium instances of the FineTune step (torchrun across nodes when > 1).",
-        ),
-        ParameterSpec(
-            "EvaluateInstanceType", "String", inst.evaluate, "CPU instance type of the Evaluate step."
-        ),
-        ParameterSpec(
-            "CompileInstanceType",
-            "String",
-            inst.compile,
-            "Memory-rich CPU instance type of the Neuron compile step.",
         ),
         ParameterSpec("MaxSteps", "Integer", hp.max_steps, "Optimizer steps of the fine-tune."),
         ParameterSpec("LearningRate", "Float", hp.learning_rate, "Peak learning rate (AdamW, after warmup)."),
