@@ -195,7 +195,10 @@ def deployer_statements(
             ],
             resources=[sagemaker_arn(scope, f"endpoint/{endpoint}"), configs],
         ),
-        # Target tracking creates and manages its own alarms with the caller's permissions.
+        # Target tracking creates and manages its own alarms with the caller's permissions
+        # (https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_id-based-policy-examples.html);
+        # their names start with TargetTracking- (AWSApplicationAutoscalingSageMakerEndpointPolicy grants on
+        # alarm:TargetTracking*), followed by the scalable target's resource id, endpoint/<name>/variant/<variant>.
         iam.PolicyStatement(
             sid="TargetTrackingAlarms",
             actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
@@ -225,14 +228,27 @@ def deployer_statements(
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
         ),
         iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[alarm_topic.topic_arn]),
-        # Application Auto Scaling has no resource-level permissions for these calls.
+        # RegisterScalableTarget and PutScalingPolicy authorize on the scalable target's ARN, whose id
+        # Application Auto Scaling generates (scalable-target/<id>), so "*" narrowed by the namespace and
+        # dimension they carry; DescribeScalableTargets takes no resource and neither key
+        # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsapplicationautoscaling.html).
         iam.PolicyStatement(
             sid="Autoscaling",
             actions=[
                 "application-autoscaling:RegisterScalableTarget",
                 "application-autoscaling:PutScalingPolicy",
-                "application-autoscaling:DescribeScalableTargets",
             ],
+            resources=["*"],
+            conditions={
+                "StringEquals": {
+                    "application-autoscaling:service-namespace": "sagemaker",
+                    "application-autoscaling:scalable-dimension": "sagemaker:variant:DesiredInstanceCount",
+                }
+            },
+        ),
+        iam.PolicyStatement(
+            sid="DescribeAutoscaling",
+            actions=["application-autoscaling:DescribeScalableTargets"],
             resources=["*"],
         ),
         iam.PolicyStatement(
@@ -291,7 +307,11 @@ def _acknowledge_deployer_wildcards(
             "one endpoint config per deployed package version",
         ),
         (names.objects_text("artifacts"), "compile reports and artifacts under per-execution prefixes"),
-        ("*", "Application Auto Scaling and EC2 Describe* have no resource-level permissions"),
+        (
+            "*",
+            "Application Auto Scaling's target ids are generated (Register/Put are narrowed by namespace and "
+            "dimension); DescribeScalableTargets and EC2 Describe* have no resource-level permissions",
+        ),
         (
             names.arn_text("cloudwatch", f"alarm:TargetTracking-endpoint/{endpoint}/*"),
             "target tracking names its alarms after the endpoint at run time",

@@ -48,6 +48,7 @@ class EndpointDeployer(Construct):
         alarm_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.rollback_alarms = add_rollback_alarms(self, settings, alarm_topic)
         self.endpoint_role = add_endpoint_role(
             self,
             settings=settings,
@@ -55,8 +56,8 @@ class EndpointDeployer(Construct):
             artifacts=artifacts,
             key=key,
             inference_repository=inference_repository,
+            rollback_alarms=self.rollback_alarms,
         )
-        self.rollback_alarms = add_rollback_alarms(self, settings, alarm_topic)
         self.dashboard = add_dashboard(self, settings, self.rollback_alarms)
         self.dead_letters = add_dead_letter_queue(self, key)
         self.function = add_deployer_function(

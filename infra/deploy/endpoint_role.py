@@ -1,5 +1,6 @@
 """The endpoint's execution role: SageMaker assumes it to host the model (model data, the inference
-image, data capture, logs and metrics, network interfaces in our subnets)."""
+image, data capture, logs and metrics, network interfaces in our subnets) and to watch the rollback alarms
+of a blue/green update. ``infra/iam_calls.py`` lists each call with its page."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.deploy.monitoring import RollbackAlarms
 from infra.deploy.settings import CAPTURE_PREFIX, EndpointSettings
 from infra.nag import acknowledge
 from infra.names import PlatformNames
@@ -27,6 +29,7 @@ def add_endpoint_role(
     artifacts: s3.IBucket,
     key: kms.IKey,
     inference_repository: ecr.IRepository,
+    rollback_alarms: RollbackAlarms,
 ) -> iam.Role:
     endpoint = settings.endpoint_name
     hosting = role_with_policy(
@@ -48,6 +51,17 @@ def add_endpoint_role(
             list_buckets("ListArtifacts", artifacts),
             use_key(key, create_grant=True),
             pull_images("PullImage", [inference_repository.repository_arn]),
+            # Auto-rollback reads the alarms with the execution role: "Ensure that your IAM execution role
+            # has permission to perform the cloudwatch:DescribeAlarms action on the auto-rollback alarms you
+            # specify" (https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html).
+            # An endpoint has no role of its own; the execution role is its model's (CreateModel
+            # ExecutionRoleArn, https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateModel.html),
+            # which is this role.
+            iam.PolicyStatement(
+                sid="RollbackAlarms",
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[rollback_alarms.errors.alarm_arn, rollback_alarms.latency.alarm_arn],
+            ),
             *container_statements(Stack.of(scope), LOG_GROUPS),
         ],
     )

@@ -15,9 +15,11 @@ from infra.roles import list_buckets, role_with_policy, use_key
 from infra.sagemaker_hosting import acknowledge_container_wildcards, container_statements, pull_images
 
 LOG_GROUPS = "/aws/sagemaker/*"
-# The MLflow REST calls the training job makes through the sagemaker-mlflow plugin.
+# The MLflow REST calls the training job makes through the sagemaker-mlflow plugin (training/metrics.py;
+# infra/iam_calls.py has one row per call). Not sagemaker-mlflow:AccessUI: that is the MLflow UI, and it
+# takes no resource-level permission, so granted on the server's ARN it allowed nothing
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemakerwithmlflow.html).
 MLFLOW_LOGGING_ACTIONS = [
-    "sagemaker-mlflow:AccessUI",
     "sagemaker-mlflow:CreateExperiment",
     "sagemaker-mlflow:GetExperiment",
     "sagemaker-mlflow:GetExperimentByName",
