@@ -36,8 +36,11 @@ deployer = _load_deployer()
 
 
 class SageMakerWithUpdate:
-    """moto's SageMaker client plus update_endpoint, which moto does not implement: the fake moves the
-    endpoint to the new config in moto's backend and records the DeploymentConfig. Nothing else is faked."""
+    """moto's SageMaker client plus update_endpoint, which moto does not implement. The fake checks the
+    request against botocore's model (as the real client would before sending it), moves the endpoint to
+    the new config in moto's backend, and treats the variant properties as API_UpdateEndpoint documents:
+    "To use the variant properties specified in a new EndpointConfig call when updating an endpoint, set
+    RetainAllVariantProperties to false. The default is false." Nothing else is faked."""
 
     def __init__(self, client):
         self._client = client
@@ -46,20 +49,31 @@ class SageMakerWithUpdate:
     def __getattr__(self, name):
         return getattr(self._client, name)
 
-    def update_endpoint(self, EndpointName, EndpointConfigName, DeploymentConfig=None):  # noqa: N803 - boto3 names
-        from moto.sagemaker.models import sagemaker_backends
+    def update_endpoint(self, **request):
+        from botocore.validate import ParamValidator
 
-        self._client.describe_endpoint_config(EndpointConfigName=EndpointConfigName)  # must exist, as in AWS
-        endpoint = sagemaker_backends["123456789012"][REGION].endpoints[EndpointName]
-        endpoint.endpoint_config_name = EndpointConfigName
-        self.updates.append(
-            {
-                "EndpointName": EndpointName,
-                "EndpointConfigName": EndpointConfigName,
-                "DeploymentConfig": DeploymentConfig,
-            }
-        )
+        shape = self._client.meta.service_model.operation_model("UpdateEndpoint").input_shape
+        report = ParamValidator().validate(request, shape)
+        assert not report.has_errors(), report.generate_report()
+        config = self._client.describe_endpoint_config(EndpointConfigName=request["EndpointConfigName"])
+        endpoint = _backend_endpoint()
+        endpoint.endpoint_config_name = request["EndpointConfigName"]
+        if not request.get("RetainAllVariantProperties"):
+            endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
+        self.updates.append(request)
         return {"EndpointArn": endpoint.arn}
+
+
+def _backend_endpoint():
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends["123456789012"][REGION].endpoints[ENDPOINT]
+
+
+def autoscale_to(count):
+    """What Application Auto Scaling does to the live variant between two deployments."""
+    (variant,) = _backend_endpoint().production_variants
+    variant["DesiredInstanceCount"] = variant["CurrentInstanceCount"] = count
 
 
 @pytest.fixture
@@ -233,6 +247,7 @@ def test_update_of_a_live_endpoint_is_blue_green_canary_with_rollback_alarms(wor
     assert result["status"] == "updating" and result["package"] == second
     (update,) = world["sm"].updates
     assert update["EndpointConfigName"] == result["config"] != result["previous_config"]
+    assert update["RetainAllVariantProperties"] is True
     policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
     # One instance: a canary may be at most half the fleet, so all at once, watched for the same interval.
     assert policy["TrafficRoutingConfiguration"] == {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600}
@@ -290,14 +305,97 @@ def test_a_missing_artifact_is_refused_and_reported(world):
     assert "re-run the pipeline's compile step" in world["messages"]()[0]
 
 
-def test_canary_with_two_or_more_instances(monkeypatch):
-    monkeypatch.setenv("INITIAL_INSTANCE_COUNT", "2")
-    settings = deployer.Settings.from_env({**_env_for_settings(), "INITIAL_INSTANCE_COUNT": "2"})
-    assert deployer.deployment_config(settings)["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {
-        "Type": "CANARY",
-        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
-        "WaitIntervalInSeconds": 600,
-    }
+@pytest.mark.parametrize("fleet, routing", [(1, "ALL_AT_ONCE"), (2, "CANARY"), (5, "CANARY")])
+def test_the_routing_follows_the_live_fleet_not_the_configured_count(fleet, routing):
+    settings = deployer.Settings.from_env({**_env_for_settings(), "INITIAL_INSTANCE_COUNT": "1"})
+    got = deployer.deployment_config(settings, fleet)["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert got["Type"] == routing and got["WaitIntervalInSeconds"] == 600
+    if routing == "CANARY":
+        assert got["CanarySize"] == {"Type": "CAPACITY_PERCENT", "Value": 10}
+
+
+def test_an_update_keeps_the_autoscaled_fleet_and_sizes_the_canary_on_it(world):
+    run(world, event(package(world, "run1")))  # INITIAL_INSTANCE_COUNT=1
+    autoscale_to(4)
+    result = run(world, event(package(world, "run2")))
+    assert result["status"] == "updating"
+    (update,) = world["sm"].updates
+    assert update["RetainAllVariantProperties"] is True and "ExcludeRetainedVariantProperties" not in update
+    routing = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing["Type"] == "CANARY"  # four live instances, though the config says one
+    (variant,) = world["sm"].describe_endpoint(EndpointName=ENDPOINT)["ProductionVariants"]
+    assert variant["DesiredInstanceCount"] == 4
+
+
+def test_an_older_version_is_refused_with_the_way_back_and_not_retried(world):
+    first = package(world, "run1")
+    run(world, event(first))
+    run(world, event(package(world, "run2")))
+    result = run(world, event(first))  # e.g. v1's approval event re-sent: returned, so never retried
+    assert result["status"] == "refused"
+    assert "v1" in result["reason"] and "older than v2" in result["reason"]
+    assert "`mlops endpoint rollback`" in result["reason"]
+    assert world["sm"].describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == f"{ENDPOINT}-v2"
+    assert len(world["sm"].updates) == 1
+    assert any("older than v2" in m for m in world["messages"]())
+
+
+@pytest.mark.parametrize(
+    "mutate, rule",
+    [
+        (
+            lambda mp: mp.setattr(deployer, "STARTUP_HEALTH_CHECK_TIMEOUT_SECONDS", 600),
+            "neuron_startup_timeouts",
+        ),
+        (lambda mp: mp.setattr(deployer, "MODEL_DOWNLOAD_TIMEOUT_SECONDS", 3601), "neuron_startup_timeouts"),
+        (lambda mp: mp.setenv("INSTANCE_TYPE", "ml.inf1.xlarge"), "guardrails_not_excluded"),
+    ],
+)
+def test_an_endpoint_config_breaking_a_service_rule_is_refused_before_anything_is_created(
+    world, monkeypatch, mutate, rule
+):
+    mutate(monkeypatch)
+    result = run(world, event(package(world)))
+    assert result["status"] == "refused"
+    assert f"{rule}: " in result["reason"] and "https://docs.aws.amazon.com/sagemaker/" in result["reason"]
+    assert world["sm"].list_models()["Models"] == []
+    assert world["sm"].list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def _renamed_variant(monkeypatch):
+    (variant,) = _backend_endpoint().production_variants
+    variant["VariantName"] = "Blue"
+
+
+def _short_deployment_timeout(monkeypatch):
+    original = deployer.deployment_config
+
+    def mutated(settings, fleet):
+        config = original(settings, fleet)
+        config["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] = 1200  # waits: 600 + 600
+        return config
+
+    monkeypatch.setattr(deployer, "deployment_config", mutated)
+
+
+@pytest.mark.parametrize(
+    "mutate, rule",
+    [
+        (lambda mp: (autoscale_to(4), mp.setenv("CANARY_PERCENT", "60")), "canary_at_most_half_the_fleet"),
+        (_renamed_variant, "same_variant_names"),
+        (_short_deployment_timeout, "deployment_timeout_covers_waits"),
+    ],
+)
+def test_an_update_breaking_a_service_rule_is_refused_before_anything_is_created(
+    world, monkeypatch, mutate, rule
+):
+    run(world, event(package(world, "run1")))
+    mutate(monkeypatch)
+    result = run(world, event(package(world, "run2")))
+    assert result["status"] == "refused"
+    assert f"{rule}: " in result["reason"] and "https://docs.aws.amazon.com/sagemaker/" in result["reason"]
+    assert world["sm"].updates == []
+    assert len(world["sm"].list_models()["Models"]) == 1  # only v1's
 
 
 def _env_for_settings():
@@ -379,13 +477,17 @@ def test_the_request_shapes_match_botocore():
         topic_arn="arn:aws:sns:us-east-1:1:t",
     )
     model = botocore.session.get_session().get_service_model("sagemaker")
-    shape = model.operation_model("UpdateEndpoint").input_shape
-    report = ParamValidator().validate(
-        {
-            "EndpointName": ENDPOINT,
-            "EndpointConfigName": "c",
-            "DeploymentConfig": deployer.deployment_config(settings),
-        },
-        shape,
-    )
-    assert not report.has_errors(), report.generate_report()
+    for operation, request in (
+        (
+            "UpdateEndpoint",
+            {
+                "EndpointName": ENDPOINT,
+                "EndpointConfigName": "c",
+                "RetainAllVariantProperties": True,
+                "DeploymentConfig": deployer.deployment_config(settings, 2),
+            },
+        ),
+        ("CreateEndpointConfig", deployer.endpoint_config_request(settings, f"{ENDPOINT}-v1", "arn")),
+    ):
+        report = ParamValidator().validate(request, model.operation_model(operation).input_shape)
+        assert not report.has_errors(), report.generate_report()

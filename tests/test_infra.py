@@ -463,7 +463,10 @@ def test_rollback_alarms_watch_the_endpoint_and_notify(platform):
             "Namespace": "AWS/SageMaker",
             "Dimensions": dims,
             "Threshold": 1,
+            # ALARM only: SageMaker rolls back by itself; OK after every rollout would be noise.
             "AlarmActions": assertions.Match.any_value(),
+            "OKActions": assertions.Match.absent(),
+            "InsufficientDataActions": assertions.Match.absent(),
         },
     )
     t.has_resource_properties(
@@ -474,6 +477,18 @@ def test_rollback_alarms_watch_the_endpoint_and_notify(platform):
             "ExtendedStatistic": "p90",
             "Threshold": 5_000_000,
             "Dimensions": dims,
+            "AlarmActions": assertions.Match.any_value(),
+            "OKActions": assertions.Match.absent(),
+            "InsufficientDataActions": assertions.Match.absent(),
+        },
+    )
+    t.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": "llm-neuron-mlops-endpoint-deployer-dead-letters",
+            "AlarmActions": assertions.Match.any_value(),
+            "OKActions": assertions.Match.any_value(),  # the queue was drained: the failure was dealt with
+            "InsufficientDataActions": assertions.Match.absent(),
         },
     )
     t.resource_count_is("AWS::CloudWatch::Dashboard", 1)

@@ -37,8 +37,9 @@ runner = CliRunner()
 
 class SageMakerFake:
     """moto's SageMaker client plus the two calls moto lacks. Pipeline executions in moto never run, so
-    list_pipeline_execution_steps returns the steps a test sets; update_endpoint (for rollback) moves the
-    endpoint to the config in moto's backend. Everything else is moto."""
+    list_pipeline_execution_steps returns the steps a test sets; update_endpoint (for rollback) checks the
+    request against botocore's model, as the real client would, and moves the endpoint to the config in
+    moto's backend. Everything else is moto."""
 
     def __init__(self, client):
         self._client = client
@@ -52,8 +53,12 @@ class SageMakerFake:
         return {"PipelineExecutionSteps": self.steps}
 
     def update_endpoint(self, **kwargs):
+        from botocore.validate import ParamValidator
         from moto.sagemaker.models import sagemaker_backends
 
+        shape = self._client.meta.service_model.operation_model("UpdateEndpoint").input_shape
+        report = ParamValidator().validate(kwargs, shape)
+        assert not report.has_errors(), report.generate_report()
         self._client.describe_endpoint_config(EndpointConfigName=kwargs["EndpointConfigName"])
         sagemaker_backends["123456789012"][REGION].endpoints[
             kwargs["EndpointName"]
@@ -290,9 +295,41 @@ def test_endpoint_status_invoke_and_rollback(aws):
     rolled = mlops("endpoint", "rollback")
     assert rolled.exit_code == 0 and "rolling back v2 -> v1" in rolled.output
     assert sm.updates == [
-        {"EndpointName": ENDPOINT, "EndpointConfigName": f"{ENDPOINT}-v1", "RetainDeploymentConfig": True}
+        {
+            "EndpointName": ENDPOINT,
+            "EndpointConfigName": f"{ENDPOINT}-v1",
+            # The autoscaled instance count stays; v1's config would otherwise reset it to its initial count.
+            "RetainAllVariantProperties": True,
+            "RetainDeploymentConfig": True,
+        }
     ]
     assert "no approved version older than v1" in mlops("endpoint", "rollback").output
+
+
+def test_rollback_skips_an_approved_version_the_deployer_never_built(aws):
+    """The deployer refuses versions older than the one served, so rollback is the only way back and
+    can only return to a config that exists: v2 (approved, never deployed) is passed over for v1."""
+    sm = aws["sagemaker"]
+    sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    for _ in range(3):
+        register(aws, "Approved")
+    deploy_version(sm, 1)
+    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=deploy_version(sm, 3))
+    rolled = mlops("endpoint", "rollback")
+    assert rolled.exit_code == 0 and "rolling back v3 -> v1" in rolled.output, rolled.output
+    assert sm.updates[0]["EndpointConfigName"] == f"{ENDPOINT}-v1"
+
+
+def test_rollback_with_no_older_deployed_version_says_what_to_do(aws):
+    sm = aws["sagemaker"]
+    sm.create_model_package_group(ModelPackageGroupName=GROUP)
+    register(aws, "Approved")
+    register(aws, "Approved")
+    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=deploy_version(sm, 2))
+    rolled = mlops("endpoint", "rollback")
+    assert rolled.exit_code != 0 and sm.updates == []
+    assert "no approved version older than v2 was ever deployed (v1" in rolled.output
+    assert "`mlops pipeline start`" in rolled.output
 
 
 # ---- errors ---------------------------------------------------------------------------------------------

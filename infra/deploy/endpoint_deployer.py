@@ -12,7 +12,8 @@ this construct provides what it needs. Each part is one module of this folder:
 * ``rules``: the approval and in-service rules that invoke it.
 
 The parts create their resources directly in this construct, so their logical ids do not depend on
-how the code is divided.
+how the code is divided. Settings that break a SageMaker deploy rule botocore cannot check
+(``runtime/service_rules.py``) stop the synth here, before the deployer would refuse every approval.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from infra.deploy.monitoring import add_dashboard, add_dead_letter_alarm, add_ro
 from infra.deploy.rules import add_deployer_rules
 from infra.deploy.settings import EndpointSettings
 from infra.names import PlatformNames
+from training.errors import UserError, format_problems
 
 
 class EndpointDeployer(Construct):
@@ -48,6 +50,14 @@ class EndpointDeployer(Construct):
         alarm_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
+        problems = settings.service_rule_problems()
+        if problems:
+            raise UserError(
+                format_problems(
+                    "infra.endpoint breaks SageMaker deploy rules, so the deployer would refuse every approval:",
+                    problems,
+                )
+            )
         self.rollback_alarms = add_rollback_alarms(self, settings, alarm_topic)
         self.endpoint_role = add_endpoint_role(
             self,

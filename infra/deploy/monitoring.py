@@ -1,6 +1,10 @@
 """What watches the endpoint and the deployer: the two rollback alarms (5XX errors, p90 model latency) a
 blue/green canary rolls back on, the dead-letter alarm, and a dashboard of the endpoint and the pipeline.
-Every alarm tells the alarm topic of each change of state."""
+
+The rollback alarms tell the alarm topic when they go to ALARM only: SageMaker acts on them by itself
+(it rolls the update back), and their OK and INSUFFICIENT_DATA transitions (after every rollout, and at
+creation) would be mail nobody has to act on. The dead-letter alarm also says OK, when the queue is
+empty again, so a reader knows the failed deployment was dealt with."""
 
 from __future__ import annotations
 
@@ -37,10 +41,12 @@ def endpoint_metric(
     )
 
 
-def notify_on_every_state(alarm: cloudwatch.Alarm, topic: sns.ITopic) -> None:
+def notify(alarm: cloudwatch.Alarm, topic: sns.ITopic, *, when_ok: bool = False) -> None:
+    """Publish to ``topic`` when ``alarm`` goes to ALARM (PutMetricAlarm's AlarmActions), and also when
+    it returns to OK (OKActions) if ``when_ok``; never on INSUFFICIENT_DATA."""
     alarm.add_alarm_action(cw_actions.SnsAction(topic))
-    alarm.add_ok_action(cw_actions.SnsAction(topic))
-    alarm.add_insufficient_data_action(cw_actions.SnsAction(topic))
+    if when_ok:
+        alarm.add_ok_action(cw_actions.SnsAction(topic))
 
 
 def add_rollback_alarms(
@@ -73,7 +79,7 @@ def add_rollback_alarms(
         alarm_description=f"p90 model latency above {settings.latency_alarm_ms} ms: a blue/green rollout rolls back on this",
     )
     for alarm in (errors, latency):
-        notify_on_every_state(alarm, alarm_topic)
+        notify(alarm, alarm_topic)
     return RollbackAlarms(errors, latency, error_metric, latency_metric)
 
 
@@ -92,7 +98,7 @@ def add_dead_letter_alarm(
         comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         alarm_description="An approval event could not be deployed after retries; see the deployer's log",
     )
-    notify_on_every_state(alarm, alarm_topic)
+    notify(alarm, alarm_topic, when_ok=True)
     return alarm
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from aws_cdk import aws_logs as logs
 
+from infra.deploy.runtime import service_rules
+
 # Under the artifacts bucket: one prefix per endpoint (``data-capture/<endpoint>``).
 CAPTURE_PREFIX = "data-capture"
 # The endpoint's one production variant. runtime/deployer.py keeps its own copy on purpose: the Lambda
@@ -27,6 +29,19 @@ class EndpointSettings:
     data_capture_percent: int
     latency_alarm_ms: int
     log_retention: logs.RetentionDays
+
+    def service_rule_problems(self) -> list[str]:
+        """The deploy rules botocore cannot check (``runtime/service_rules.py``), on the values known at
+        synth time. The deployer checks them again at run time, against the live fleet it updates."""
+        found = [service_rules.guardrails_not_excluded([{"InstanceType": self.instance_type}], [])]
+        if self.max_instance_count >= 2:  # the deployer shifts ALL_AT_ONCE on a one-instance fleet
+            # The canary runtime/deployer.py's deployment_config builds on a fleet of two or more.
+            canary = {
+                "Type": "CANARY",
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": self.canary_percent},
+            }
+            found.append(service_rules.canary_at_most_half_the_fleet(canary, self.max_instance_count))
+        return [str(broken) for broken in found if broken]
 
     @property
     def error_alarm_name(self) -> str:

@@ -290,9 +290,16 @@ class CloudPlatform:
 
     @aws_call
     def rollback(self) -> Rollback:
-        """Point the endpoint at the newest approved version older than the one it serves.
+        """Point the endpoint at the newest approved version older than the one it serves that the
+        deployer has built (its endpoint config ``<endpoint>-v<version>`` exists).
 
-        RetainDeploymentConfig keeps the blue/green canary and its rollback alarms from the last update.
+        This path does not go through the deployer Lambda, which refuses any version older than the one
+        served (infra/deploy/runtime/deployer.py): going back is only ever this command.
+        RetainDeploymentConfig keeps the blue/green canary and its rollback alarms from the last update;
+        RetainAllVariantProperties keeps the autoscaled instance count, which the old config's
+        InitialInstanceCount would otherwise replace (API_UpdateEndpoint: "To use the variant properties
+        specified in a new EndpointConfig call when updating an endpoint, set RetainAllVariantProperties
+        to false. The default is false.").
         """
         cfg = self.cfg
         current = self.endpoint_status()
@@ -306,21 +313,38 @@ class CloudPlatform:
                 f"endpoint {cfg.endpoint_name} serves config {current.serving!r}, which the deployer did "
                 "not create; roll back by approving the version you want"
             )
-        older = [row for row in self.models() if row.status == "Approved" and row.version < serving]
+        older = sorted(
+            (row for row in self.models() if row.status == "Approved" and row.version < serving),
+            key=lambda row: row.version,
+            reverse=True,
+        )
         if not older:
             raise NothingThere(f"no approved version older than v{serving} to roll back to")
-        target = max(older, key=lambda row: row.version)
-        config = f"{cfg.endpoint_name}-v{target.version}"[:63]
+        for row in older:
+            config = f"{cfg.endpoint_name}-v{row.version}"[:63]
+            if self._endpoint_config_exists(config):
+                break
+        else:
+            versions = ", ".join(f"v{row.version}" for row in older)
+            raise UserError(
+                f"no approved version older than v{serving} was ever deployed ({versions}: no endpoint config "
+                f"{cfg.endpoint_name}-v<version>), and the deployer never deploys a version older than the one "
+                "the endpoint serves; run the pipeline again with the settings of the model you want "
+                "(`mlops pipeline start`) and approve the version it registers"
+            )
+        self.sm.update_endpoint(
+            EndpointName=cfg.endpoint_name,
+            EndpointConfigName=config,
+            RetainAllVariantProperties=True,
+            RetainDeploymentConfig=True,
+        )
+        return Rollback(cfg.endpoint_name, serving, row.version, config)
+
+    def _endpoint_config_exists(self, name: str) -> bool:
         try:
-            self.sm.describe_endpoint_config(EndpointConfigName=config)
+            self.sm.describe_endpoint_config(EndpointConfigName=name)
         except Exception as exc:
             if not is_not_found(exc):
                 raise
-            raise UserError(
-                f"v{target.version} was never deployed (no endpoint config {config}); approve it again "
-                "to let the deployer build it"
-            ) from None
-        self.sm.update_endpoint(
-            EndpointName=cfg.endpoint_name, EndpointConfigName=config, RetainDeploymentConfig=True
-        )
-        return Rollback(cfg.endpoint_name, serving, target.version, config)
+            return False
+        return True

@@ -11,11 +11,17 @@ may be stale). Steps, each idempotent so a repeated event changes nothing:
 3. create the endpoint config ``<endpoint>-v<version>`` (inf2 variant, data capture to the KMS bucket)
    unless it exists;
 4. create the endpoint, or update it with a blue/green canary deployment that rolls back on the
-   CloudWatch alarms (5XX errors, model latency); nothing when it already serves this config;
+   CloudWatch alarms (5XX errors, model latency) and keeps the autoscaled fleet; nothing when it
+   already serves this config;
 5. when the endpoint's state-change event says IN_SERVICE, register autoscaling on invocations per
    instance if it is not registered (it cannot be while the endpoint is still Creating).
 
-A Failed endpoint is refused (only DeleteEndpoint works on it, and this deployer never deletes).
+Refused, each with what to do: a Failed endpoint (only DeleteEndpoint works on it, and this deployer
+never deletes); a version older than the one the endpoint serves (it only rolls forward: going back is
+``mlops endpoint rollback``, which updates the endpoint itself and never comes through here); a request
+that breaks a SageMaker rule botocore cannot check (``service_rules``, beside this file). A refusal is
+reported and returned, not raised: retrying cannot change its outcome, so it must not end in the
+dead-letter queue.
 
 Failures are published to the alarm topic. Standard library and boto3 only (the Lambda runtime's).
 """
@@ -27,6 +33,11 @@ import logging
 import os
 from dataclasses import dataclass
 from typing import Any
+
+try:
+    from infra.deploy.runtime import service_rules  # imported from the repository: tests and synth
+except ModuleNotFoundError:  # the Lambda, whose code root is this folder
+    import service_rules  # type: ignore[no-redef]
 
 log = logging.getLogger()
 log.setLevel(logging.INFO)
@@ -42,6 +53,10 @@ METADATA = {
     "SM_ON_SEQUENCE_LENGTH": "compiled_sequence_length",
     "SM_ON_TENSOR_PARALLEL_SIZE": "compiled_tensor_parallel_size",
 }
+# Loading and warming a compiled model on Neuron takes minutes, not the default seconds; the bounds and
+# their sources are service_rules.NEURON_STARTUP_SECONDS.
+MODEL_DOWNLOAD_TIMEOUT_SECONDS = 1800
+STARTUP_HEALTH_CHECK_TIMEOUT_SECONDS = 1800
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
 
@@ -173,7 +188,6 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
     package = sm.describe_model_package(ModelPackageName=arn)
     if package.get("ModelApprovalStatus") != "Approved":  # changed since the event was sent
         return {"status": "ignored", "reason": f"{arn} is {package.get('ModelApprovalStatus')} now"}
-    env = check_package(package, s3)
     container = package["InferenceSpecification"]["Containers"][0]
     version = package.get("ModelPackageVersion") or arn.rsplit("/", 1)[-1]
     name = f"{settings.endpoint_name}-v{version}"[:63]
@@ -186,12 +200,31 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
             f"delete it (`aws sagemaker delete-endpoint --endpoint-name {settings.endpoint_name}`) and "
             f"approve {arn} again"
         )
+    serving = served_version(endpoint, settings) if endpoint else None
+    if serving is not None and int(version) < serving:
+        raise Refused(
+            f"v{version} ({arn}) is older than v{serving}, which endpoint {settings.endpoint_name} serves; "
+            "an approval event of an older version (re-sent, late, or an old version approved again) never "
+            "replaces a newer one. To go back on purpose, run `mlops endpoint rollback`: it returns the "
+            "endpoint to the newest approved version older than the one it serves"
+        )
     if endpoint and endpoint.get("EndpointConfigName") == name and endpoint.get("EndpointStatus") not in BUSY:
         return {"status": "unchanged", "endpoint": settings.endpoint_name, "config": name, "package": arn}
     if endpoint and endpoint.get("EndpointStatus") in BUSY:
         raise Busy(
             f"endpoint {settings.endpoint_name} is {endpoint['EndpointStatus']}; the event will be retried "
             "(a retry that finds it still busy ends in the dead-letter queue, which alarms)"
+        )
+
+    env = check_package(package, s3)
+    config = endpoint_config_request(settings, name, arn)
+    _refuse_broken(service_rules.endpoint_config_problems(config, [container]), arn, "endpoint config")
+    if endpoint is not None:
+        # Checked before anything is created, so a refused update leaves no model or config behind.
+        fleet = service_rules.live_fleet(endpoint, VARIANT) or 0
+        deployment = deployment_config(settings, fleet)
+        _refuse_broken(
+            service_rules.update_problems(deployment, config["ProductionVariants"], endpoint), arn, "update"
         )
 
     if not _exists(sm.describe_model, ModelName=name):
@@ -209,32 +242,6 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
             Tags=[{"Key": "ModelPackageArn", "Value": arn}],
         )
     if not _exists(sm.describe_endpoint_config, EndpointConfigName=name):
-        config: dict[str, Any] = {
-            "EndpointConfigName": name,
-            "KmsKeyId": settings.kms_key_arn,
-            "ProductionVariants": [
-                {
-                    "VariantName": VARIANT,
-                    "ModelName": name,
-                    "InstanceType": settings.instance_type,
-                    "InitialInstanceCount": settings.initial_instance_count,
-                    "InitialVariantWeight": 1.0,
-                    # Loading and warming a compiled model on Neuron takes minutes, not the default seconds.
-                    "ModelDataDownloadTimeoutInSeconds": 1800,
-                    "ContainerStartupHealthCheckTimeoutInSeconds": 1800,
-                }
-            ],
-            "Tags": [{"Key": "ModelPackageArn", "Value": arn}],
-        }
-        if settings.data_capture_percent > 0:
-            config["DataCaptureConfig"] = {
-                "EnableCapture": True,
-                "InitialSamplingPercentage": settings.data_capture_percent,
-                "DestinationS3Uri": settings.capture_s3_uri,
-                "KmsKeyId": settings.kms_key_arn,
-                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-                "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
-            }
         sm.create_endpoint_config(**config)
 
     if endpoint is None:
@@ -245,10 +252,17 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
         )
         # Autoscaling can only be registered once the endpoint is InService: its state-change event does it.
         return {"status": "created", "endpoint": settings.endpoint_name, "config": name, "package": arn}
+    # API_UpdateEndpoint: "To use the variant properties specified in a new EndpointConfig call when
+    # updating an endpoint, set RetainAllVariantProperties to false. The default is false." So without
+    # it the autoscaled fleet would shrink back to InitialInstanceCount. No ExcludeRetainedVariantProperties: "If you don't specify a value for
+    # ExcludeRetainedVariantProperties, no variant properties are overridden." Changing only the model
+    # of an autoscaled variant is allowed ("Update endpoints that use auto scaling",
+    # https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html).
     sm.update_endpoint(
         EndpointName=settings.endpoint_name,
         EndpointConfigName=name,
-        DeploymentConfig=deployment_config(settings),
+        RetainAllVariantProperties=True,
+        DeploymentConfig=deployment,
     )
     return {
         "status": "updating",
@@ -259,14 +273,67 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
     }
 
 
-def deployment_config(settings: Settings) -> dict[str, Any]:
+def served_version(endpoint: dict[str, Any], settings: Settings) -> int | None:
+    """The package version of the config the endpoint serves (``<endpoint>-v<version>``); None when this
+    deployer did not name it."""
+    config = str(endpoint.get("EndpointConfigName", ""))
+    prefix = f"{settings.endpoint_name}-v"
+    suffix = config[len(prefix) :]
+    return int(suffix) if config.startswith(prefix) and suffix.isdigit() else None
+
+
+def _refuse_broken(broken: list[Any], arn: str, what: str) -> None:
+    if broken:
+        raise Refused(
+            f"the {what} for {arn} breaks SageMaker rules that botocore does not check, so nothing was "
+            "changed: " + "; ".join(str(b) for b in broken)
+        )
+
+
+def endpoint_config_request(settings: Settings, name: str, arn: str) -> dict[str, Any]:
+    """The CreateEndpointConfig request for version ``name``: one inf2 variant, KMS, data capture."""
+    config: dict[str, Any] = {
+        "EndpointConfigName": name,
+        "KmsKeyId": settings.kms_key_arn,
+        "ProductionVariants": [
+            {
+                "VariantName": VARIANT,
+                "ModelName": name,
+                "InstanceType": settings.instance_type,
+                # Used when the endpoint is created; an update keeps the live fleet's count instead.
+                "InitialInstanceCount": settings.initial_instance_count,
+                "InitialVariantWeight": 1.0,
+                "ModelDataDownloadTimeoutInSeconds": MODEL_DOWNLOAD_TIMEOUT_SECONDS,
+                "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_HEALTH_CHECK_TIMEOUT_SECONDS,
+            }
+        ],
+        "Tags": [{"Key": "ModelPackageArn", "Value": arn}],
+    }
+    if settings.data_capture_percent > 0:
+        config["DataCaptureConfig"] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": settings.data_capture_percent,
+            "DestinationS3Uri": settings.capture_s3_uri,
+            "KmsKeyId": settings.kms_key_arn,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+        }
+    return config
+
+
+def deployment_config(settings: Settings, fleet: int) -> dict[str, Any]:
     """Blue/green: a canary share of the new fleet first, watched by the alarms, then the rest.
 
-    A canary must be at most half the fleet, so a one-instance endpoint shifts all at once and is
-    watched (baked) for the same interval instead; the alarms roll it back either way.
+    ``fleet`` is the live variant's DesiredInstanceCount, not the configured initial count: the update
+    retains it (RetainAllVariantProperties), so the new (green) fleet is as large as the autoscaled one
+    and the canary is ``canary_percent`` of that. A canary must be at most half the fleet
+    (service_rules.canary_at_most_half_the_fleet), so a one-instance fleet shifts all at once and is
+    watched (baked) for the same interval instead; the alarms roll it back either way. The size stays a
+    percentage so that a later ``RetainDeploymentConfig`` (``mlops endpoint rollback``) still fits a fleet
+    that has scaled since.
     """
     routing: dict[str, Any] = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": settings.canary_wait_seconds}
-    if settings.initial_instance_count >= 2:
+    if fleet >= 2:
         routing = {
             "Type": "CANARY",
             "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": settings.canary_percent},
