@@ -311,13 +311,16 @@ def test_rollback_skips_an_approved_version_the_deployer_never_built(aws):
     can only return to a config that exists: v2 (approved, never deployed) is passed over for v1."""
     sm = aws["sagemaker"]
     sm.create_model_package_group(ModelPackageGroupName=GROUP)
-    for _ in range(3):
-        register(aws, "Approved")
+    arns = [register(aws, "Approved") for _ in range(3)]
     deploy_version(sm, 1)
     sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=deploy_version(sm, 3))
     rolled = mlops("endpoint", "rollback")
     assert rolled.exit_code == 0 and "rolling back v3 -> v1" in rolled.output, rolled.output
     assert sm.updates[0]["EndpointConfigName"] == f"{ENDPOINT}-v1"
+    # The version left behind is rejected, so a redelivered approval event cannot roll forward to it.
+    left = sm.describe_model_package(ModelPackageName=arns[2])
+    assert left["ModelApprovalStatus"] == "Rejected" and "rolled back to v1" in left["ApprovalDescription"]
+    assert "v3 is now Rejected" in rolled.output
 
 
 def test_rollback_with_no_older_deployed_version_says_what_to_do(aws):

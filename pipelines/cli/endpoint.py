@@ -45,6 +45,7 @@ def rollback(config: ConfigFiles = [], set_: SetItems = []) -> None:
     done = CloudPlatform(cfg).rollback()
     say(
         f"{done.endpoint}: rolling back v{done.from_version} -> v{done.to_version} ({done.endpoint_config}); "
+        f"v{done.from_version} is now Rejected (approve it again to redeploy it); "
         "watch with `mlops endpoint status`"
     )
 

@@ -294,7 +294,8 @@ class CloudPlatform:
         deployer has built (its endpoint config ``<endpoint>-v<version>`` exists).
 
         This path does not go through the deployer Lambda, which refuses any version older than the one
-        served (infra/deploy/runtime/deployer.py): going back is only ever this command.
+        served (infra/deploy/runtime/deployer.py): going back is only ever this command. The version it
+        leaves is set to Rejected, so it is not rolled out again unless someone approves it again.
         RetainDeploymentConfig keeps the blue/green canary and its rollback alarms from the last update;
         RetainAllVariantProperties keeps the autoscaled instance count, which the old config's
         InitialInstanceCount would otherwise replace (API_UpdateEndpoint: "To use the variant properties
@@ -337,6 +338,15 @@ class CloudPlatform:
             EndpointConfigName=config,
             RetainAllVariantProperties=True,
             RetainDeploymentConfig=True,
+        )
+        # The version left behind is rejected: an approval event for it delivered again (EventBridge
+        # delivers at least once) would otherwise roll the endpoint forward to it, since it is newer
+        # than the one now served. The deployer re-reads the package's status and ignores a rejected
+        # one; approving it again is how an operator redeploys it.
+        self.sm.update_model_package(
+            ModelPackageArn=self.package_arn(serving),
+            ModelApprovalStatus="Rejected",
+            ApprovalDescription=f"rolled back to v{row.version} by `mlops endpoint rollback`",
         )
         return Rollback(cfg.endpoint_name, serving, row.version, config)
 
