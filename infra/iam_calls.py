@@ -70,6 +70,9 @@ CREATE_MODEL = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Cr
 ENDPOINT_CONFIG_KEY = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpointConfig.html#sagemaker-CreateEndpointConfig-request-KmsKeyId"
 # Minimum permissions to register and scale an endpoint variant with Application Auto Scaling.
 AUTOSCALING = "https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-prerequisites.html"
+# "If the update would change the instance type for any model that is a target for auto scaling, the
+# update fails": the deployer deregisters the variant first.
+SCALING_UPDATE = "https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html"
 # Target tracking creates, describes and deletes its CloudWatch alarms with the caller's permissions.
 TARGET_TRACKING = (
     "https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_id-based-policy-examples.html"
@@ -545,6 +548,15 @@ DEPLOYER_CALLS = [
         "application-autoscaling:PutScalingPolicy",
         "*",
         AUTOSCALING,
+        ENDPOINT_VARIANT_SCALING,
+    ),
+    Call(
+        "deployer",
+        DEPLOYER,
+        "application-autoscaling.deregister_scalable_target",
+        "application-autoscaling:DeregisterScalableTarget",
+        "*",
+        SCALING_UPDATE,
         ENDPOINT_VARIANT_SCALING,
     ),
     *(

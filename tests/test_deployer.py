@@ -491,3 +491,42 @@ def test_the_request_shapes_match_botocore():
     ):
         report = ParamValidator().validate(request, model.operation_model(operation).input_shape)
         assert not report.has_errors(), report.generate_report()
+
+
+def test_an_instance_type_change_releases_autoscaling_first_and_in_service_registers_it_again(
+    world, monkeypatch
+):
+    """endpoint-scaling-update.html: an update that changes the instance type of an autoscaled variant
+    fails; the variant must be deregistered first. A model-only update keeps the registration."""
+    in_service = {
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Endpoint State Change",
+        "detail": {"EndpointName": ENDPOINT, "EndpointStatus": "IN_SERVICE"},
+    }
+
+    def targets():
+        return world["autoscaling"].describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+
+    run(world, event(package(world, "run1")))
+    run(world, in_service)
+    run(world, event(package(world, "run2")))  # same type: the registration stays
+    assert len(targets()) == 1
+
+    monkeypatch.setenv("INSTANCE_TYPE", "ml.inf2.8xlarge")
+    result = run(world, event(package(world, "run3")))
+    assert result["status"] == "updating" and targets() == []
+    config = world["sm"].describe_endpoint_config(EndpointConfigName=result["config"])
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.inf2.8xlarge"
+    assert run(world, in_service)["status"] == "autoscaling registered" and len(targets()) == 1
+
+
+def test_the_blue_green_timeout_covers_a_slow_green_fleet():
+    deployer = _load_deployer()
+    timeout = deployer.blue_green_timeout(600)
+    assert timeout >= (
+        deployer.MODEL_DOWNLOAD_TIMEOUT_SECONDS
+        + deployer.STARTUP_HEALTH_CHECK_TIMEOUT_SECONDS
+        + 600
+        + deployer.TERMINATION_WAIT_SECONDS
+    )
+    assert deployer.blue_green_timeout(86400) == 28800  # the API's maximum (API_BlueGreenUpdatePolicy)

@@ -228,7 +228,7 @@ def deployer_statements(
             conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
         ),
         iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[alarm_topic.topic_arn]),
-        # RegisterScalableTarget and PutScalingPolicy authorize on the scalable target's ARN, whose id
+        # RegisterScalableTarget, PutScalingPolicy and DeregisterScalableTarget authorize on the scalable target's ARN, whose id
         # Application Auto Scaling generates (scalable-target/<id>), so "*" narrowed by the namespace and
         # dimension they carry; DescribeScalableTargets takes no resource and neither key
         # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsapplicationautoscaling.html).
@@ -237,6 +237,8 @@ def deployer_statements(
             actions=[
                 "application-autoscaling:RegisterScalableTarget",
                 "application-autoscaling:PutScalingPolicy",
+                # Before an update that changes the variant's instance type (endpoint-scaling-update.html).
+                "application-autoscaling:DeregisterScalableTarget",
             ],
             resources=["*"],
             conditions={

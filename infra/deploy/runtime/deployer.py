@@ -43,6 +43,7 @@ log = logging.getLogger()
 log.setLevel(logging.INFO)
 
 VARIANT = "AllTraffic"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 SHAPES = {
     "SM_ON_BATCH_SIZE": "batch_size",
     "SM_ON_SEQUENCE_LENGTH": "sequence_length",
@@ -57,6 +58,7 @@ METADATA = {
 # their sources are service_rules.NEURON_STARTUP_SECONDS.
 MODEL_DOWNLOAD_TIMEOUT_SECONDS = 1800
 STARTUP_HEALTH_CHECK_TIMEOUT_SECONDS = 1800
+TERMINATION_WAIT_SECONDS = 600  # the blue fleet stays this long after the shift, for a fast rollback
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
 
@@ -227,6 +229,9 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
             service_rules.update_problems(deployment, config["ProductionVariants"], endpoint), arn, "update"
         )
 
+    if endpoint is not None:
+        release_autoscaling_for_type_change(sm, autoscaling, settings, endpoint)
+
     if not _exists(sm.describe_model, ModelName=name):
         sm.create_model(
             ModelName=name,
@@ -271,6 +276,32 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
         "package": arn,
         "previous_config": endpoint.get("EndpointConfigName"),
     }
+
+
+def release_autoscaling_for_type_change(
+    sm: Any, autoscaling: Any, settings: Settings, endpoint: dict[str, Any]
+) -> None:
+    """Deregister the variant's scalable target when this update changes its instance type.
+
+    endpoint-scaling-update.html: "If the update would change the instance type for any model that is a
+    target for auto scaling, the update fails", and the page says to deregister the variant as a
+    scalable target first (which also deletes its scaling policies: API_DeregisterScalableTarget). The
+    endpoint's IN_SERVICE event then registers autoscaling again (``ensure_autoscaling``), on the new type.
+    A model-only update keeps the registration, as that page allows.
+    """
+    live = _exists(sm.describe_endpoint_config, EndpointConfigName=endpoint.get("EndpointConfigName", ""))
+    variants = {v.get("VariantName"): v for v in (live or {}).get("ProductionVariants", [])}
+    live_type = variants.get(VARIANT, {}).get("InstanceType")
+    if live_type is None or live_type == settings.instance_type:
+        return
+    resource = f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
+    registered = autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource], ScalableDimension=SCALABLE_DIMENSION
+    )
+    if registered.get("ScalableTargets"):
+        autoscaling.deregister_scalable_target(
+            ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION
+        )
 
 
 def served_version(endpoint: dict[str, Any], settings: Settings) -> int | None:
@@ -342,11 +373,27 @@ def deployment_config(settings: Settings, fleet: int) -> dict[str, Any]:
     return {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": routing,
-            "TerminationWaitInSeconds": 600,
-            "MaximumExecutionTimeoutInSeconds": 3600 + settings.canary_wait_seconds,
+            "TerminationWaitInSeconds": TERMINATION_WAIT_SECONDS,
+            "MaximumExecutionTimeoutInSeconds": blue_green_timeout(settings.canary_wait_seconds),
         },
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in settings.alarm_names]},
     }
+
+
+def blue_green_timeout(canary_wait_seconds: int) -> int:
+    """MaximumExecutionTimeoutInSeconds of a blue/green update. API_BlueGreenUpdatePolicy asks only that it
+    exceed the waits (TerminationWaitInSeconds + WaitIntervalInSeconds) and allows up to 28800 s; whether
+    the green fleet's provisioning counts toward it is not documented. So it also covers the green
+    fleet's model download and startup health check at their limits, plus ten minutes of margin: a
+    compiled Neuron model that is slow to load must not make a healthy rollout time out."""
+    worst = (
+        MODEL_DOWNLOAD_TIMEOUT_SECONDS
+        + STARTUP_HEALTH_CHECK_TIMEOUT_SECONDS
+        + canary_wait_seconds
+        + TERMINATION_WAIT_SECONDS
+        + 600
+    )
+    return min(worst, 28800)
 
 
 def ensure_autoscaling(event: dict[str, Any], settings: Settings, autoscaling: Any) -> dict[str, Any]:
@@ -360,7 +407,7 @@ def ensure_autoscaling(event: dict[str, Any], settings: Settings, autoscaling: A
     existing = autoscaling.describe_scalable_targets(
         ServiceNamespace="sagemaker",
         ResourceIds=[resource],
-        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        ScalableDimension=SCALABLE_DIMENSION,
     )
     if existing.get("ScalableTargets"):
         return {"status": "unchanged", "autoscaling": resource}
@@ -373,7 +420,7 @@ def register_autoscaling(autoscaling: Any, settings: Settings) -> None:
     autoscaling.register_scalable_target(
         ServiceNamespace="sagemaker",
         ResourceId=resource,
-        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        ScalableDimension=SCALABLE_DIMENSION,
         MinCapacity=settings.initial_instance_count,
         MaxCapacity=settings.max_instance_count,
     )
@@ -381,7 +428,7 @@ def register_autoscaling(autoscaling: Any, settings: Settings) -> None:
         PolicyName=f"{settings.endpoint_name}-invocations",
         ServiceNamespace="sagemaker",
         ResourceId=resource,
-        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        ScalableDimension=SCALABLE_DIMENSION,
         PolicyType="TargetTrackingScaling",
         TargetTrackingScalingPolicyConfiguration={
             "TargetValue": float(settings.invocations_per_instance),
