@@ -39,18 +39,26 @@ class SageMakerFake:
     """moto's SageMaker client plus the two calls moto lacks. Pipeline executions in moto never run, so
     list_pipeline_execution_steps returns the steps a test sets; update_endpoint (for rollback) checks the
     request against botocore's model, as the real client would, and moves the endpoint to the config in
-    moto's backend. Everything else is moto."""
+    moto's backend; describe_processing_job returns the ExitMessage a test sets. Everything else is moto."""
 
     def __init__(self, client):
         self._client = client
         self.steps = []
         self.updates = []
+        self.exit_messages = {}
 
     def __getattr__(self, name):
         return getattr(self._client, name)
 
     def list_pipeline_execution_steps(self, PipelineExecutionArn, SortOrder="Ascending"):  # noqa: N803
         return {"PipelineExecutionSteps": self.steps}
+
+    def describe_processing_job(self, ProcessingJobName):  # noqa: N803
+        """The pipeline's processing jobs never ran in moto: their ExitMessage is what a test sets."""
+        return {
+            "ProcessingJobName": ProcessingJobName,
+            "ExitMessage": self.exit_messages.get(ProcessingJobName, ""),
+        }
 
     def update_endpoint(self, **kwargs):
         from botocore.validate import ParamValidator
@@ -224,6 +232,11 @@ def test_pipeline_status_shows_steps_failures_and_log_links_and_fails_when_faile
     result = mlops("pipeline", "status")
     assert "Prepare" in result.output and "240s" in result.output
     assert "train data has 2 bad lines" in result.output
+    # A failed processing step: its reason is the job's ExitMessage (/opt/ml/output/message).
+    aws["sagemaker"].steps[0].update(StepStatus="Failed", FailureReason="AlgorithmError: exit code 2")
+    aws["sagemaker"].exit_messages["pipelines-x-prepare"] = "train.jsonl:3: no `messages` or `prompt`\n"
+    failed = mlops("pipeline", "status")
+    assert "train.jsonl:3: no `messages` or `prompt` (AlgorithmError: exit code 2)" in failed.output
     assert (
         "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logsV2:log-groups/log-group/"
         "$252Faws$252Fsagemaker$252FProcessingJobs/log-events$3FlogStreamNameFilter$3Dpipelines-x-prepare"

@@ -140,7 +140,7 @@ class CloudPlatform:
                 name=step["StepName"],
                 status=step.get("StepStatus", ""),
                 seconds=_seconds(step.get("StartTime"), step.get("EndTime")),
-                detail=step.get("FailureReason", "") or _outcome(step.get("Metadata", {})),
+                detail=self._failure(step) or _outcome(step.get("Metadata", {})),
                 logs=log_link(self.cfg.project.region, step.get("Metadata", {})),
             )
             for step in listed.get("PipelineExecutionSteps", [])
@@ -151,6 +151,18 @@ class CloudPlatform:
             failure=described.get("FailureReason", ""),
             steps=steps,
         )
+
+    def _failure(self, step: dict[str, Any]) -> str:
+        """Why a step failed. A processing job's own reason is its ExitMessage, the first 1 KB of
+        /opt/ml/output/message (byoc-metadata.html); the step's FailureReason only gives the exit code."""
+        reason = str(step.get("FailureReason", ""))
+        job = step.get("Metadata", {}).get("ProcessingJob", {}).get("Arn")
+        if step.get("StepStatus") != "Failed" or not job:
+            return reason
+        message = str(
+            self.sm.describe_processing_job(ProcessingJobName=job.rsplit("/", 1)[-1]).get("ExitMessage", "")
+        ).strip()
+        return f"{message} ({reason})" if message and reason else message or reason
 
     # ---- models -------------------------------------------------------------------------------------
 
