@@ -128,8 +128,9 @@ def test_serve_limits_and_port_errors(tmp_path):
         load_limits(tmp_path, {})
 
 
-def test_serving_a_neuron_artifact_here_is_refused(tmp_path, monkeypatch):
-    """`serve` on an inf2 artifact hands over to the DLC's server; here that server is absent."""
+def test_serving_a_neuron_artifact_here_is_refused(tmp_path, monkeypatch, capsys):
+    """`serve` on an inf2 artifact hands over to the DLC's server; here that server is absent. An
+    endpoint has no failure file (your-algorithms-inference-code.html): the reason goes to the log."""
     from containers.entrypoint import main
 
     model = tmp_path / "model"
@@ -140,17 +141,21 @@ def test_serving_a_neuron_artifact_here_is_refused(tmp_path, monkeypatch):
     )
     (model / "compile_report.json").write_text(json.dumps(INF2_REPORT))
     monkeypatch.setenv("MLOPS_OPT_ML", str(tmp_path))
-    failure = tmp_path / "output" / "failure"
+
+    def logged() -> str:
+        out, err = capsys.readouterr()
+        return out + err
+
     assert main(["serve"]) == 2
     assert (
-        "is a compiled Neuron artifact; serving it needs the Hugging Face vLLM Neuronx container"
-        in failure.read_text()
+        "is a compiled Neuron artifact; serving it needs the Hugging Face vLLM Neuronx container" in logged()
     )
     # Shape flags meet the compiled-shape check before anything is started.
     assert main(["serve", "--batch-size", "8"]) == 2
-    assert "SM_ON_BATCH_SIZE='8' but the model was compiled with 4" in failure.read_text()
+    assert "SM_ON_BATCH_SIZE='8' but the model was compiled with 4" in logged()
     assert main(["serve", "--max-new-tokens", "64"]) == 2
-    assert "--max-new-tokens apply to the CPU/CUDA server only" in failure.read_text()
+    assert "--max-new-tokens apply to the CPU/CUDA server only" in logged()
+    assert not (tmp_path / "output").exists()
 
 
 def test_inf2_report_carries_serving_env_and_provenance_and_archive_serves(

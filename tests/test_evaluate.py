@@ -119,7 +119,7 @@ def test_evaluate_entrypoint_missing_data(tmp_path, monkeypatch):
     (tmp_path / "processing" / "model" / "config.json").write_text("{}")
     monkeypatch.setenv("MLOPS_OPT_ML", str(tmp_path))
     assert main(["evaluate"]) == 2
-    reason = (tmp_path / "output" / "failure").read_text()
+    reason = (tmp_path / "output" / "message").read_text()  # a processing job's ExitMessage
     assert "--data: " in reason and "processing/validation does not exist" in reason
 
 

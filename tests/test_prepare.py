@@ -98,7 +98,7 @@ def test_bad_lines_fail_prepare_with_file_and_line(tmp_path, tiny_model, monkeyp
     opt = _processing_job(tmp_path, tiny_model, [good, "{not json", good, '{"prompt": "only a prompt"}'])
     monkeypatch.setenv("MLOPS_OPT_ML", str(opt))
     assert main(["prepare", "--max-seq-length", "256"]) == 2
-    failure = (opt / "output/failure").read_text()
+    failure = (opt / "output/message").read_text()
     assert "data.jsonl:2:" in failure and "data.jsonl:4:" in failure
     assert not (opt / "processing/stats/data_stats.json").exists()
 
@@ -108,5 +108,5 @@ def test_prepare_without_base_model_says_where_it_belongs(tmp_path, tiny_model, 
     shutil.rmtree(opt / "processing/model")
     monkeypatch.setenv("MLOPS_OPT_ML", str(opt))
     assert main(["prepare", "--max-seq-length", "256"]) == 2
-    assert "--model-dir:" in (opt / "output/failure").read_text()
-    assert "holds no base model" in (opt / "output/failure").read_text()
+    assert "--model-dir:" in (opt / "output/message").read_text()
+    assert "holds no base model" in (opt / "output/message").read_text()
