@@ -298,6 +298,17 @@ def test_the_request_check_catches_misspelt_fields_and_wrong_instance_types(text
     assert any(needle in p for p in problems), problems
 
 
+def test_every_job_is_offline_for_the_hub_and_the_pipeline_creates_no_experiment(definition):
+    """The jobs have no internet: HF_HUB_OFFLINE=1 fails a Hub lookup at once instead of stalling on
+    connect timeouts. MLflow is the tracker, and the pipeline role has no Experiments grants, so the
+    definition carries no PipelineExperimentConfig (the SDK's default would create one per execution)."""
+    jobs = [s for s in all_steps(definition) if s["Type"] in ("Processing", "Training")]
+    assert len(jobs) == 4
+    for step in jobs:
+        assert step["Arguments"]["Environment"]["HF_HUB_OFFLINE"] == "1", step["Name"]
+    assert definition["PipelineExperimentConfig"] is None
+
+
 def test_jobs_run_in_the_vpc_encrypted_with_the_kms_key(definition):
     for step in all_steps(definition):
         args = step.get("Arguments", {})
