@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training.cpu_precision import cpu_bf16_is_fast
+
 log = logging.getLogger(__name__)
 
 
@@ -48,10 +50,14 @@ def load_for_inference(
 
     tokenizer = load_tokenizer(str(model_dir), gguf_file)
     tokenizer.padding_side = "left"
-    # "auto" keeps the saved dtype (bf16 for our merged models); bf16 matmuls are fast on modern CPUs.
-    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    device = pick_device()
+    # "auto" keeps the saved dtype (bf16 for our merged models), except on a CPU that multiplies bf16
+    # slower than fp32 (no AVX512-BF16/AMX: tens of times slower), where fp32 is used instead.
+    torch_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype)
+    if dtype == "auto" and device.type == "cpu" and not cpu_bf16_is_fast():
+        torch_dtype = torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), gguf_file=gguf_file, dtype=torch_dtype)
-    model.to(pick_device()).eval()
+    model.to(device).eval()
     return model, tokenizer
 
 

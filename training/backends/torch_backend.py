@@ -21,6 +21,7 @@ import torch
 
 from training.base_model import load_tokenizer
 from training.checkpoints import latest_checkpoint, save_checkpoint
+from training.cpu_precision import cpu_bf16_is_fast
 from training.errors import UserError
 from training.export import save_merged
 from training.job import BlockSampler, TrainJob
@@ -34,28 +35,6 @@ from training.tokenize import IGNORE_INDEX
 log = logging.getLogger(__name__)
 
 name = "torch"
-
-
-def cpu_bf16_is_fast(size: int = 256, rounds: int = 3) -> bool:
-    """Whether bf16 matmuls beat fp32 on this CPU, timed here (best of ``rounds``, a few milliseconds).
-
-    bf16 autocast pays only where the CPU multiplies bf16 natively (AVX512-BF16, AMX, Arm BF16).
-    Elsewhere PyTorch takes a generic path far slower than fp32: on an AVX2-only AMD EPYC,
-    ``1024x1024`` matmuls ran at 0.8 GFLOP/s in bf16 against 52 in fp32, so a bf16 fine-tune was tens
-    of times slower. A timing answers for any CPU, where a list of CPU flags would go stale."""
-    a = torch.randn(size, size)
-
-    def best(dtype: torch.dtype) -> float:
-        x = a.to(dtype)
-        x @ x  # warm-up: the first call pays for kernel selection
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            x @ x
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    return best(torch.bfloat16) < best(torch.float32)
 
 
 def _pick_device_and_dtype(precision: str) -> tuple[torch.device, torch.dtype | None]:
