@@ -56,12 +56,19 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Plain ints, lists and tensors only, so the checkpoint loads with ``weights_only=True``: numpy's
+    state is an array inside a tuple, which the safe unpickler refuses, so its key becomes a list."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    numpy_state = {"kind": kind, "key": key.tolist(), "pos": pos, "has_gauss": has_gauss, "gauss": gauss}
+    return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], np.array(n["key"], dtype=np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
     torch.set_rng_state(state["torch"])
 
 
@@ -150,7 +157,9 @@ def _load_trainer_state(folder: Path, model: Any, optimizer: Any, scheduler: Any
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(model, load_file(folder / "adapter" / "adapter_model.safetensors"))
-    state = torch.load(folder / "trainer_state.pt", weights_only=False)
+    # weights_only: tensors and plain containers, never arbitrary objects. A checkpoint prefix is writable
+    # by whoever can write the bucket; a pickle loaded with weights_only=False runs its code as the job.
+    state = torch.load(folder / "trainer_state.pt", weights_only=True)
     optimizer.load_state_dict(state.pop("optimizer"))
     scheduler.load_state_dict(state.pop("scheduler"))
     _set_rng_state(state.pop("rng"))
