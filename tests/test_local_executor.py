@@ -379,3 +379,22 @@ def test_resume_requests_that_cannot_be_honoured_say_why(tmp_path):
     (tmp_path / "runs" / "r1" / "state.json").write_text('{"parameters": {}}')
     with pytest.raises(UserError, match="continues an execution with its own parameters; drop --param"):
         run_local(cfg, {"MaxSteps": "3"}, resume="r1")
+
+
+def test_the_store_is_private_to_its_user(tmp_path):
+    """Data, models and mlflow.db live in the store: 0700, also when an older version made it 0755."""
+    import os
+    import stat
+
+    from pipelines.local.store import private_store
+
+    old = os.umask(0o022)
+    try:
+        fresh = private_store(tmp_path / "new" / ".mlops")
+        opened = tmp_path / "old"
+        opened.mkdir(mode=0o755)
+        private_store(opened)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    assert stat.S_IMODE(opened.stat().st_mode) == 0o700

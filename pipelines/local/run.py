@@ -23,7 +23,7 @@ from typing import Any
 from config.schema import ProjectConfig
 from pipelines.definition.parameters import coerce_parameters
 from pipelines.local.executor import Executor, new_execution_id
-from pipelines.local.store import REPO_ROOT, LocalStore, copy_tree, local_placeholder_values
+from pipelines.local.store import REPO_ROOT, LocalStore, copy_tree, local_placeholder_values, private_store
 from training.errors import UserError
 
 
@@ -96,7 +96,7 @@ def run_local(
     """The whole pipeline on this machine: check the request, generate the definition, run it, serve."""
     if docker:
         _check_docker()
-    store_root = Path(cfg.local.store_dir).resolve()
+    store_root = private_store(Path(cfg.local.store_dir).resolve())
     store = LocalStore(store_root)
     state_file = _resumable(store_root, resume, overrides) if resume else None  # before the slow definition
     definition, values, definition_key = local_definition(cfg)

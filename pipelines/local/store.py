@@ -82,6 +82,16 @@ def copy_tree(src: Path, dst: Path) -> int:
     return count
 
 
+def private_store(root: Path) -> Path:
+    """The local store, readable by this user only (0700): it holds the training data, the models and
+    mlflow.db, which a 0755 folder (the usual umask 022) shows to every user of the machine. A store an
+    earlier version created open is closed here."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if root.stat().st_mode & 0o077:
+        root.chmod(0o700)
+    return root
+
+
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()

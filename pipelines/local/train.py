@@ -30,6 +30,7 @@ from pipelines.local.jobs import (
     run_job,
 )
 from pipelines.local.registry import tracking_uri
+from pipelines.local.store import private_store
 from training.errors import UserError
 from training.hyperparameters import to_sagemaker_strings
 from training.job import Cluster
@@ -87,7 +88,7 @@ def prepare_run_folder(config: ProjectConfig, root: Path, base_model: Path) -> N
 
 
 def run_training(config: ProjectConfig, run_id: str | None = None) -> LocalRun:
-    store = Path(config.local.store_dir)
+    store = private_store(Path(config.local.store_dir))
     base_model = local_base_model(config, store)
     run_id = run_id or "train-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     root = (store / "runs" / run_id).resolve()
