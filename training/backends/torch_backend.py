@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -58,7 +58,9 @@ def _seed_everything(seed: int) -> None:
 def _rng_state() -> dict[str, Any]:
     """Plain ints, lists and tensors only, so the checkpoint loads with ``weights_only=True``: numpy's
     state is an array inside a tuple, which the safe unpickler refuses, so its key becomes a list."""
-    kind, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    # legacy=True always returns the tuple form; numpy types it as tuple-or-dict.
+    legacy = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state(legacy=True))
+    kind, key, pos, has_gauss, gauss = legacy
     numpy_state = {"kind": kind, "key": key.tolist(), "pos": pos, "has_gauss": has_gauss, "gauss": gauss}
     return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
 
