@@ -260,3 +260,11 @@ def test_worker_metrics_estimate_tokens_per_second_between_log_events(monkeypatc
     silent = nb.WorkerMetrics(None, tokens_per_step=1.0, padding_fraction=0.0, last=0.0)
     silent.on_log(1, {"loss": 1.0})
     assert silent.last_step == 0
+
+
+def test_a_bad_logical_core_setting_is_named(tmp_path, monkeypatch):
+    tools = tmp_path / "bin"
+    stand_in_tool(tools, "neuron-ls", f"echo '{neuron_ls_json(16, nc_count=8)}'\n")
+    monkeypatch.setenv("PATH", f"{tools}:/usr/bin:/bin")
+    with pytest.raises(UserError, match="NEURON_LOGICAL_NC_CONFIG='4': Trn2 takes 1 or 2"):
+        workers_per_node("ml.trn2.48xlarge", {"NEURON_LOGICAL_NC_CONFIG": "4"}, dev=tmp_path)
