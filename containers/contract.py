@@ -147,12 +147,9 @@ class OptMl:
         return self.root / "config" / "processingjobconfig.json"
 
     def input_data(self, channel: str) -> Path:
-        """Where SageMaker puts a training channel's files (``/opt/ml/input/data/<channel>``)."""
+        """Where SageMaker puts a training channel's files (``/opt/ml/input/data/<channel>``). No
+        ``SM_CHANNEL_*`` lookup: only the training toolkit sets those."""
         return self.root / "input" / "data" / channel
-
-    def channel(self, name: str) -> Path:
-        """A training channel's folder. No ``SM_CHANNEL_*`` lookup: only the training toolkit sets those."""
-        return self.input_data(name)
 
     @property
     def model_dir(self) -> Path:

@@ -78,14 +78,14 @@ def _train_job(opt_ml: OptMl) -> TrainJob:
     from training.job import TrainJob
 
     hp = parse_sagemaker_hyperparameters(opt_ml.read_hyperparameters(), str(opt_ml.hyperparameters_file))
-    train_path = opt_ml.channel("train")
+    train_path = opt_ml.input_data("train")
     if not train_path.exists():
         raise UserError(
             f"the required `train` channel is missing (expected data at {train_path}); "
             "give the training job a `train` input channel with JSONL files"
         )
-    validation = opt_ml.channel("validation")
-    source, gguf = resolve_base_model(opt_ml.channel("model"), hp.base_model)
+    validation = opt_ml.input_data("validation")
+    source, gguf = resolve_base_model(opt_ml.input_data("model"), hp.base_model)
     return TrainJob(
         hp=hp,
         train_path=train_path,

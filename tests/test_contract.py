@@ -100,7 +100,7 @@ def test_a_local_training_job_gets_exactly_the_contract(tmp_path, noisy_shell):
         }
     }
     # SM_CHANNEL_TRAIN in the shell changes nothing: channels are where SageMaker puts them.
-    assert opt_ml.channel("train") == tmp_path / "job" / "input" / "data" / "train"
+    assert opt_ml.input_data("train") == tmp_path / "job" / "input" / "data" / "train"
 
 
 def processing_args(store: LocalStore) -> dict:

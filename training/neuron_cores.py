@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from training.errors import UserError
@@ -49,13 +49,13 @@ def logical_core_size(family: str, env: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def cores_from_neuron_ls(run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run) -> int | None:
+def cores_from_neuron_ls() -> int | None:
     """The physical cores ``neuron-ls --json-output`` reports; None when the tool is absent or says nothing."""
     exe = shutil.which("neuron-ls")
     if exe is None:
         return None
     try:
-        out = run([exe, "--json-output"], capture_output=True, text=True, timeout=60, check=False)
+        out = subprocess.run([exe, "--json-output"], capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -71,8 +71,13 @@ def cores_from_neuron_ls(run: Callable[..., subprocess.CompletedProcess[str]] = 
     return total or None
 
 
+def neuron_device_files(dev: Path = Path("/dev")) -> list[Path]:
+    """The Neuron device files, ``/dev/neuron<N>``."""
+    return [p for p in dev.glob("neuron*") if p.name[len("neuron") :].isdigit()]
+
+
 def cores_from_devices(family: str, dev: Path = Path("/dev")) -> int | None:
-    devices = [p for p in dev.glob("neuron*") if p.name[len("neuron") :].isdigit()]
+    devices = neuron_device_files(dev)
     if not devices or family not in CORES_PER_DEVICE:
         return None
     return len(devices) * CORES_PER_DEVICE[family]
@@ -82,11 +87,10 @@ def workers_per_node(
     instance_type: str,
     env: Mapping[str, str],
     dev: Path = Path("/dev"),
-    run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
 ) -> int:
     """One torchrun worker per (logical) NeuronCore of this machine."""
     family = instance_family(instance_type) if instance_type else ""
-    physical = cores_from_neuron_ls(run)
+    physical = cores_from_neuron_ls()
     if physical is None:
         physical = cores_from_devices(family, dev)
     if physical is None:

@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from training.errors import UserError
+from training.neuron_cores import instance_family
 
 API = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/"
 EC2_INSTANCE_STORE = "https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-store-volumes.html"
@@ -36,14 +37,8 @@ class ServiceRuleError(UserError):
     """A request SageMaker would refuse, for a rule its API model does not show."""
 
 
-def family(instance_type: str) -> str:
-    """``ml.trn1.32xlarge`` -> ``trn1``."""
-    parts = instance_type.split(".")
-    return parts[1] if len(parts) == 3 else instance_type
-
-
 def has_local_storage(instance_type: str) -> bool:
-    name = family(instance_type)
+    name = instance_family(instance_type)
     return name in LOCAL_STORAGE_FAMILIES or bool(_D_FAMILY.match(name))
 
 

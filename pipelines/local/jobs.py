@@ -318,7 +318,6 @@ def training_job(step: str, args: dict[str, Any], root: Path, store: LocalStore,
         link.symlink_to(target, target_is_directory=True)
         mounts[str(target)] = checkpoint.get("LocalPath", CHECKPOINTS)
     env = {k: to_text(v) for k, v in args.get("Environment", {}).items()}
-    given = {"TRAINING_JOB_NAME": job_name, "TRAINING_JOB_ARN": f"{LOCAL_ARN}:training-job/{job_name}"}
     return JobSpec(
         step,
         args["AlgorithmSpecification"]["TrainingImage"],
@@ -326,10 +325,15 @@ def training_job(step: str, args: dict[str, Any], root: Path, store: LocalStore,
         env,
         root,
         TRAINING,
-        given,
+        training_given(job_name),
         bool(args.get("EnableNetworkIsolation")),
         mounts,
     )
+
+
+def training_given(job_name: str) -> dict[str, str]:
+    """The variables SageMaker sets in a training container (``contract.TRAINING.env``)."""
+    return {"TRAINING_JOB_NAME": job_name, "TRAINING_JOB_ARN": f"{LOCAL_ARN}:training-job/{job_name}"}
 
 
 def _channel_config(channel: dict[str, Any]) -> dict[str, Any]:

@@ -22,12 +22,12 @@ from containers.contract import TRAINING, OptMl
 from pipelines.local.base_model import local_base_model
 from pipelines.local.jobs import (
     FILE_CHANNEL,
-    LOCAL_ARN,
     TRAIN_COMMAND,
     JobFailed,
     JobSpec,
     empty_model_dir,
     run_job,
+    training_given,
 )
 from pipelines.local.registry import tracking_uri
 from pipelines.local.store import private_store
@@ -98,8 +98,7 @@ def run_training(config: ProjectConfig, run_id: str | None = None) -> LocalRun:
     env = {"MLOPS_PROGRESS": "0"}
     if config.local.mlflow == "sqlite":
         env["MLFLOW_TRACKING_URI"] = tracking_uri(store.resolve())
-    given = {"TRAINING_JOB_NAME": run_id, "TRAINING_JOB_ARN": f"{LOCAL_ARN}:training-job/{run_id}"}
-    spec = JobSpec("FineTune", "local", TRAIN_COMMAND, env, root, TRAINING, given)
+    spec = JobSpec("FineTune", "local", TRAIN_COMMAND, env, root, TRAINING, training_given(run_id))
     try:
         run_job(
             spec,

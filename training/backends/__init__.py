@@ -13,12 +13,13 @@ from typing import Any
 
 from training.errors import UserError
 from training.job import TrainJob
+from training.neuron_cores import neuron_device_files
 
 Runner = Callable[[TrainJob], dict[str, Any]]
 
 
 def neuron_devices_present(dev: Path = Path("/dev")) -> bool:
-    return any(dev.glob("neuron[0-9]*"))
+    return bool(neuron_device_files(dev))
 
 
 def choose_backend(choice: str, neuron_sdk: bool, neuron_devices: bool) -> str:

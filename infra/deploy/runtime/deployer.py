@@ -294,13 +294,11 @@ def release_autoscaling_for_type_change(
     live_type = variants.get(VARIANT, {}).get("InstanceType")
     if live_type is None or live_type == settings.instance_type:
         return
-    resource = f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
-    registered = autoscaling.describe_scalable_targets(
-        ServiceNamespace="sagemaker", ResourceIds=[resource], ScalableDimension=SCALABLE_DIMENSION
-    )
-    if registered.get("ScalableTargets"):
+    if autoscaling_registered(autoscaling, settings):
         autoscaling.deregister_scalable_target(
-            ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION
+            ServiceNamespace="sagemaker",
+            ResourceId=scalable_resource(settings),
+            ScalableDimension=SCALABLE_DIMENSION,
         )
 
 
@@ -403,20 +401,29 @@ def ensure_autoscaling(event: dict[str, Any], settings: Settings, autoscaling: A
         return {"status": "ignored", "reason": f"endpoint {detail.get('EndpointName')!r} is not ours"}
     if detail.get("EndpointStatus") != "IN_SERVICE":
         return {"status": "ignored", "reason": f"endpoint status {detail.get('EndpointStatus')!r}"}
-    resource = f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
-    existing = autoscaling.describe_scalable_targets(
-        ServiceNamespace="sagemaker",
-        ResourceIds=[resource],
-        ScalableDimension=SCALABLE_DIMENSION,
-    )
-    if existing.get("ScalableTargets"):
+    resource = scalable_resource(settings)
+    if autoscaling_registered(autoscaling, settings):
         return {"status": "unchanged", "autoscaling": resource}
     register_autoscaling(autoscaling, settings)
     return {"status": "autoscaling registered", "autoscaling": resource}
 
 
+def scalable_resource(settings: Settings) -> str:
+    """The variant's ResourceId in Application Auto Scaling."""
+    return f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
+
+
+def autoscaling_registered(autoscaling: Any, settings: Settings) -> bool:
+    found = autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker",
+        ResourceIds=[scalable_resource(settings)],
+        ScalableDimension=SCALABLE_DIMENSION,
+    )
+    return bool(found.get("ScalableTargets"))
+
+
 def register_autoscaling(autoscaling: Any, settings: Settings) -> None:
-    resource = f"endpoint/{settings.endpoint_name}/variant/{VARIANT}"
+    resource = scalable_resource(settings)
     autoscaling.register_scalable_target(
         ServiceNamespace="sagemaker",
         ResourceId=resource,
