@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from training.errors import UserError
+from training.files import write_text_atomic
 from training.job import Cluster
 
 DEFAULT_ROOT = "/opt/ml"
@@ -235,12 +237,44 @@ class OptMl:
 
     def write_failure(self, kind: ContainerKind, reason: str) -> None:
         """SageMaker shows this file's text as the job's FailureReason (training) or ExitMessage
-        (processing), keeping the first 1 KiB; serving has no such file."""
+        (processing), keeping the first 1 KiB; serving has no such file.
+
+        Never raises: this runs while the job is already failing. On a full disk the reserve
+        (``reserve_failure_space``) is released first, so the few bytes fit; if the file still cannot
+        be written, the reason goes to stderr, which the job's log keeps."""
         path = self.failure_file(kind)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(reason.strip() + "\n", encoding="utf-8")
+        self.release_failure_space(kind)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, reason.strip() + "\n")
+        except OSError as exc:
+            print(f"could not write the failure reason to {path} ({exc}); it was: {reason}", file=sys.stderr)
+
+    def reserve_failure_space(self, kind: ContainerKind) -> None:
+        """Set aside a little disk beside the failure file, for the reason to fit when a job fails
+        because the disk is full (otherwise it leaves a 0-byte failure file)."""
+        path = self.failure_file(kind)
+        if path is None:
+            return
+        reserve = path.with_name(FAILURE_RESERVE)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(reserve, "wb") as handle:
+                handle.write(bytes(FAILURE_RESERVE_BYTES))
+        except OSError:
+            reserve.unlink(missing_ok=True)  # already full: nothing to set aside
+
+    def release_failure_space(self, kind: ContainerKind) -> None:
+        path = self.failure_file(kind)
+        if path is not None:
+            path.with_name(FAILURE_RESERVE).unlink(missing_ok=True)
+
+
+# Beside the failure file, outside /opt/ml/output/data (which SageMaker uploads as output.tar.gz).
+FAILURE_RESERVE = ".failure-reserve"
+FAILURE_RESERVE_BYTES = 1 << 20
 
 
 def _write_json(path: Path, data: Any) -> None:

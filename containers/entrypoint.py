@@ -16,9 +16,12 @@ for ``train`` (the training job's FailureReason), ``/opt/ml/output/message`` for
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import logging
 import os
+import shutil
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -35,6 +38,9 @@ log = logging.getLogger("entrypoint")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
+# Below this much free space, a failure is taken for a full disk even when the error does not say so:
+# torch.save reports ENOSPC as a RuntimeError ("file write failed"), without the errno.
+NEARLY_FULL_BYTES = 16 << 20
 
 
 def _setup_logging() -> None:
@@ -209,6 +215,8 @@ def run_compile(opt_ml: OptMl, args: argparse.Namespace) -> None:
 def serve_port(env: dict[str, str] | None = None, flag: int | None = None) -> int:
     """SageMaker's own variable wins over the default 8080; an explicit --port wins over both."""
     if flag is not None:
+        if not 0 < flag < 65536:
+            raise UserError(f"--port {flag} is not a TCP port: give 1-65535 (SageMaker serves on 8080)")
         return flag
     raw = (os.environ if env is None else env).get("SAGEMAKER_BIND_TO_PORT", "8080")
     if not raw.isdigit() or not 0 < int(raw) < 65536:
@@ -220,6 +228,7 @@ def run_serve(opt_ml: OptMl, args: argparse.Namespace) -> None:
     from inference.model_files import model_folder
     from inference.neuron_serve import is_neuron_artifact
 
+    port = serve_port(flag=args.port)  # before loading anything: a bad port is known at once
     model_dir = model_folder(Path(args.model_dir) if args.model_dir else opt_ml.model_dir, "--model-dir")
     if is_neuron_artifact(model_dir):
         _serve_neuron(model_dir, args)
@@ -234,7 +243,7 @@ def run_serve(opt_ml: OptMl, args: argparse.Namespace) -> None:
             "batch_wait_ms": args.batch_wait_ms,
         },
     )
-    serve(model_dir, limits, args.host, serve_port(flag=args.port), args.model_name or model_dir.name)
+    serve(model_dir, limits, args.host, port, args.model_name or model_dir.name)
 
 
 def _serve_neuron(model_dir: Path, args: argparse.Namespace) -> NoReturn:
@@ -429,6 +438,7 @@ def run_command(
     """The one error boundary: a user error is one line and exit 2, anything else a traceback and exit 1;
     both leave the reason where SageMaker reads it for this command's kind of job."""
     kind = container_kind(command)
+    opt_ml.reserve_failure_space(kind)
     try:
         run(opt_ml, args)
     except UserError as exc:
@@ -440,6 +450,12 @@ def run_command(
         opt_ml.write_failure(kind, "interrupted (SIGINT)")
         return 130
     except Exception as exc:
+        full = disk_full(exc, opt_ml)
+        if full is not None:
+            opt_ml.release_failure_space(kind)
+            log.error("%s", full)
+            opt_ml.write_failure(kind, full)
+            return EXIT_USER_ERROR
         traceback.print_exc()
         opt_ml.write_failure(
             kind,
@@ -448,11 +464,47 @@ def run_command(
             "traceback is in the job's log.",
         )
         return EXIT_INTERNAL_ERROR
+    opt_ml.release_failure_space(kind)
     return 0
+
+
+def disk_full(exc: BaseException, opt_ml: OptMl) -> str | None:
+    """What ran out and where, when ``exc`` comes from a full disk; None otherwise."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    by_errno = next(
+        (e for e in chain if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)), None
+    )
+    where = [Path(by_errno.filename)] if by_errno is not None and by_errno.filename else []
+    where += [opt_ml.checkpoint_dir, opt_ml.model_dir, opt_ml.output_dir, opt_ml.root]
+    usage = [(path, shutil.disk_usage(path).free) for path in where if path.exists()]
+    nearly_full = [(path, free) for path, free in usage if free < NEARLY_FULL_BYTES]
+    if by_errno is None and not nearly_full:
+        return None
+    path, free = (nearly_full or usage or [(opt_ml.root, 0)])[0]
+    writing = f" while writing {by_errno.filename}" if by_errno is not None and by_errno.filename else ""
+    return (
+        f"no space left on the device{writing}: {free / 2**20:.0f} MiB free on the file system of {path}. "
+        "Checkpoints saved before this one are intact. In SageMaker, give the job a bigger volume "
+        "(pipeline.volume_size_gb) or keep fewer checkpoints; locally, free disk space. Then run again: "
+        f"training resumes from the last complete checkpoint. ({type(exc).__name__}: {str(exc)[:200]})"
+    )
+
+
+def exit_on_broken_pipe() -> None:
+    """Die on SIGPIPE, as command-line tools do. Python ignores SIGPIPE and turns it into
+    BrokenPipeError, which logging swallows: a job whose reader is gone went on training at 99% CPU
+    into a closed pipe. Its output is its log (CloudWatch in SageMaker), so with no reader it stops."""
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    exit_on_broken_pipe()
     _setup_logging()
     return run_command(OptMl.from_env(), args.command, args.run, args)
 

@@ -323,12 +323,12 @@ def test_step_commands_use_this_interpreter_and_docker_argv_mounts_opt_ml(tmp_pa
 
 
 def test_local_store_paths_never_leave_the_store(tmp_path):
-    from pipelines.local.store import LocalStore
+    from pipelines.local.store import LocalStore, StorePathError
 
     store = LocalStore(tmp_path)
     assert store.path("s3://b//etc/passwd") == tmp_path / "s3" / "b" / "etc" / "passwd"
     for bad in ("s3://../x", "s3://b/../../x", "s3:///key", "/local/file.jsonl", "s3://./k"):
-        with pytest.raises(ValueError):
+        with pytest.raises(StorePathError, match="s3://"):
             store.path(bad)
 
 
@@ -362,7 +362,8 @@ def test_endpoint_liveness_ignores_a_recycled_pid():
 
     from pipelines.local.endpoint import server_alive
 
-    assert server_alive(os.getpid()) is False  # this pytest process is not `containers.entrypoint serve`
+    # This pytest process is not `containers.entrypoint serve`.
+    assert server_alive({"pid": os.getpid()}) is False
 
 
 def test_resume_requests_that_cannot_be_honoured_say_why(tmp_path):
@@ -371,7 +372,7 @@ def test_resume_requests_that_cannot_be_honoured_say_why(tmp_path):
     from training.errors import UserError
 
     cfg = load_config(overrides=[f"local.store_dir={tmp_path}"])
-    with pytest.raises(UserError, match=r"--resume '\.\./\.\./x': not an execution id"):
+    with pytest.raises(UserError, match=r"--resume '\.\./\.\./x': not a run id"):
         run_local(cfg, {}, resume="../../x")
     with pytest.raises(UserError, match=r"--resume 20260101-000000-abcd: no such local execution"):
         run_local(cfg, {}, resume="20260101-000000-abcd")

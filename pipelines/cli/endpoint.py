@@ -63,10 +63,17 @@ def stop(
             "(`mlops endpoint rollback`, or delete its stack)"
         )
     from pipelines.local.endpoint import stop as stop_local
+    from pipelines.local.lock import store_lock
 
-    state = stop_local(Path(load(config, set_).local.store_dir).resolve())
-    typer.echo(
-        f"stopped the local endpoint at {state['url']} (pid {state['pid']})"
-        if state
-        else "no local endpoint is running"
-    )
+    store = Path(load(config, set_).local.store_dir).resolve()
+    with store_lock(store, "mlops endpoint stop --local"):
+        state = stop_local(store)
+    if state is None:
+        typer.echo("no local endpoint is running")
+    elif state["was_running"]:
+        typer.echo(f"stopped the local endpoint at {state['url']} (pid {state['pid']})")
+    else:
+        typer.echo(
+            f"the local endpoint at {state['url']} had already exited (pid {state['pid']} is gone or now "
+            "belongs to another process, which was left alone); removed its record"
+        )

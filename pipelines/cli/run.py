@@ -98,7 +98,14 @@ def run(
     try:
         with StepView(console) as view:
             result = run_local(
-                cfg, overrides, resume=resume, docker=docker, serve=serve, port=port, view=view
+                cfg,
+                overrides,
+                resume=resume,
+                docker=docker,
+                serve=serve,
+                port=port,
+                view=view,
+                invocation={"config": [str(c) for c in config], "set": list(set_)},
             )
     except ExecutionFailed as exc:
         _explain_failure(exc)

@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from containers.contract import ENTRYPOINT, SERVING, OptMl, job_environment
-from pipelines.local.store import REPO_ROOT, link_or_copy
+from pipelines.local.processes import is_running, start_ticks
+from pipelines.local.store import REPO_ROOT, copy_file
 from training.errors import UserError
+from training.files import UnreadableFile, read_json_object, write_json_atomic
 
 STATE = "endpoint.json"
+SERVER_MARKER = b"containers.entrypoint"
 
 
 def endpoint_dir(store_root: Path) -> Path:
@@ -38,30 +41,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_alive(pid: int) -> bool:
-    """True while ``pid`` is our server: a recycled pid belonging to something else counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():  # Linux: check it is still `containers.entrypoint serve`
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return b"containers.entrypoint" in args and b"serve" in args
-    return True
+def server_alive(state: dict[str, Any]) -> bool:
+    """True while the state's pid is still our server: a recycled pid (another process, or one that
+    started at another time) counts as gone."""
+    started = state.get("pid_started")
+    return is_running(int(state["pid"]), SERVER_MARKER, int(started) if started is not None else None)
 
 
-def read_state(store_root: Path) -> dict[str, Any] | None:
+def _saved_state(store_root: Path) -> dict[str, Any] | None:
+    """endpoint.json, or None when there is none. An unreadable one (a crash or a hand edit) is set
+    aside as endpoint.json.unreadable and treated as no endpoint, with a clear note: it only records
+    a pid, and a server we cannot identify is one we must not signal."""
     path = endpoint_dir(store_root) / STATE
     if not path.is_file():
         return None
-    state = json.loads(path.read_text())
-    return state if server_alive(int(state["pid"])) else None
+    try:
+        state = read_json_object(path)
+        int(state["pid"])
+    except (UnreadableFile, KeyError, TypeError, ValueError) as exc:
+        aside = path.with_name(STATE + ".unreadable")
+        path.replace(aside)
+        why = exc.why if isinstance(exc, UnreadableFile) else "has no usable pid"
+        print(
+            f"warning: {path} {why}; moved it to {aside}. If a local server is still running, "
+            "stop it by its pid (see serve.log beside it)",
+            file=sys.stderr,
+        )
+        return None
+    return state
+
+
+def read_state(store_root: Path) -> dict[str, Any] | None:
+    state = _saved_state(store_root)
+    return state if state is not None and server_alive(state) else None
 
 
 def _get(url: str, timeout: float = 5.0) -> int:
@@ -89,7 +101,7 @@ def start(
     if opt_ml.root.exists():
         shutil.rmtree(opt_ml.root)
     # SageMaker puts ModelDataUrl's archive into /opt/ml/model; serve extracts it there.
-    link_or_copy(model_archive, opt_ml.model_dir / "model.tar.gz")
+    copy_file(model_archive, opt_ml.model_dir / "model.tar.gz")
     port = port or free_port()
     log = folder / "serve.log"
     # The serving contract's environment, nothing else from this shell. SAGEMAKER_BIND_TO_PORT is the
@@ -108,6 +120,7 @@ def start(
     url = f"http://127.0.0.1:{port}"
     state = {
         "pid": proc.pid,
+        "pid_started": start_ticks(proc.pid),
         "port": port,
         "url": url,
         "model": model_name,
@@ -117,7 +130,7 @@ def start(
         "started": time.time(),
     }
     # Written before waiting: whatever happens next, `mlops endpoint stop --local` can find the server.
-    (folder / STATE).write_text(json.dumps(state, indent=2) + "\n")
+    write_json_atomic(folder / STATE, state)
     deadline = time.time() + timeout
     try:
         while _get(url + "/ping") != 200:
@@ -154,22 +167,25 @@ def invoke(
 
 
 def stop(store_root: Path, timeout: float = 30.0) -> dict[str, Any] | None:
-    """SIGTERM the endpoint and wait; None when none was running."""
+    """SIGTERM the endpoint and wait. Returns its state with ``was_running``: False when the recorded
+    server had already exited (or its pid now belongs to another process, which is left alone);
+    None when there was no endpoint at all."""
     path = endpoint_dir(store_root) / STATE
-    if not path.is_file():
+    state = _saved_state(store_root)
+    if state is None:
         return None
-    state = json.loads(path.read_text())
     pid = int(state["pid"])
-    if server_alive(pid):
+    state["was_running"] = server_alive(state)
+    if state["was_running"]:
         os.kill(pid, signal.SIGTERM)
         deadline = time.time() + timeout
-        while server_alive(pid) and time.time() < deadline:
+        while server_alive(state) and time.time() < deadline:
             try:  # our own child: reap it so it does not linger as a zombie
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
             time.sleep(0.2)
-        if server_alive(pid):
+        if server_alive(state):
             os.kill(pid, signal.SIGKILL)
-    path.unlink()
+    path.unlink(missing_ok=True)
     return state

@@ -16,18 +16,24 @@ Caching follows SageMaker's CacheConfig: the key is the step type plus the reque
 keys on (processing: AppSpecification, Environment, ProcessingInputs; training: AlgorithmSpecification,
 CheckpointConfig, DebugHookConfig, DebugRuleConfigurations, Environment, HyperParameters,
 InputDataConfig), after resolution; a hit within ExpireAfter whose outputs still exist reuses them.
-State is saved after every step, so ``--resume <execution-id>`` continues from the first unfinished one.
-Retry policies are not applied locally (there is no capacity to wait for); a failed step fails the run
+State is saved after every step (atomically), so ``--resume <execution-id>`` continues from the first
+unfinished one. A cache entry records the size and modification time of every output file, and a hit
+whose outputs no longer match (a truncated archive, an edited file) runs the step again; an unreadable
+cache entry is a miss. Retry policies are not applied locally (there is no capacity to wait for); a failed step fails the run
 and keeps its log and partial outputs in place.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
+import os
 import re
 import secrets
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -53,8 +59,10 @@ from pipelines.local.jobs import (
     training_job,
     training_properties,
 )
+from pipelines.local.processes import is_running
 from pipelines.local.store import LOCAL_ACCOUNT, LocalStore
 from training.errors import UserError
+from training.files import UnreadableFile, read_json_object, write_json_atomic
 
 SUPPORTED_TYPES = ("Processing", "Training", "Condition", "Fail", "RegisterModel")
 CACHE_FIELDS = {
@@ -71,6 +79,12 @@ CACHE_FIELDS = {
 }
 FINISHED = ("done", "cached")
 STATE_FILE = "state.json"
+JOB_MARKER = b"containers.entrypoint"
+# Disk kept free for the run's own bookkeeping: when a step fills the disk, this file is deleted so the
+# failed step's state, its traceback and report.json can still be written (ENOSPC would stop them too).
+RESERVE_FILE = ".disk-reserve"
+RESERVE_BYTES = 4 << 20
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class ExecutorError(UserError):
@@ -100,6 +114,8 @@ class StepState:
     log: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     cache_key: str | None = None
+    pid: int | None = None  # the job's process while it runs, and its start time (processes.py)
+    pid_started: int | None = None
 
 
 def all_steps(definition: dict[str, Any]) -> list[tuple[dict[str, Any], str | None, str | None]]:
@@ -187,6 +203,7 @@ class Executor:
         on_change: Callable[[list[StepState]], None] | None = None,
         on_line: Callable[[str, str], None] | None = None,
         definition_sha256: str | None = None,
+        invocation: dict[str, Any] | None = None,
     ) -> None:
         check_supported(definition)
         self.definition = definition
@@ -223,39 +240,86 @@ class Executor:
         self.definition_sha256 = (
             definition_sha256 or hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
         )
+        # How the run was asked for (config files, --set), so a refused --resume can say what differs.
+        self.invocation = invocation or {}
 
     # ---- state ---------------------------------------------------------------------------------
 
     def save_state(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         state = {
             "pipeline": self.pipeline,
             "execution_id": self.execution_id,
             "parameters": self.parameters,
             "definition_sha256": self.definition_sha256,
+            "invocation": self.invocation,
             "outcomes": self.outcomes,
             "steps": {n: asdict(s) for n, s in self.states.items()},
         }
-        partial = self.run_dir / (STATE_FILE + ".partial")
-        partial.write_text(json.dumps(state, indent=2, default=str) + "\n")
-        partial.replace(self.run_dir / STATE_FILE)
+        write_json_atomic(self.run_dir / STATE_FILE, state)
 
-    def load_state(self) -> None:
-        """Resume: finished steps keep their outputs; everything else runs again."""
+    def load_state(self) -> list[str]:
+        """Resume: finished steps keep their outputs; everything else runs again. Returns notes for the
+        user: which steps an earlier, dead attempt had left "running"."""
         path = self.run_dir / STATE_FILE
         if not path.is_file():
             raise ExecutorError(f"no execution {self.execution_id} to resume (no {path})")
-        state = json.loads(path.read_text())
-        if state["definition_sha256"] != self.definition_sha256:
+        try:
+            state = read_json_object(path)
+            saved_steps, saved_key = dict(state["steps"]), state["definition_sha256"]
+        except (UnreadableFile, KeyError, TypeError, ValueError) as exc:
+            why = exc.why if isinstance(exc, UnreadableFile) else f"lacks {exc}"
             raise ExecutorError(
-                f"execution {self.execution_id} ran another pipeline definition (the config or the code "
-                "changed since); start a new run instead of resuming"
-            )
+                f"execution {self.execution_id} cannot be resumed: its state file {path} {why}. Start a new "
+                "run without --resume: steps whose inputs did not change come from the cache"
+            ) from None
+        if saved_key != self.definition_sha256:
+            raise ExecutorError(self._changed_definition(state.get("invocation")))
+        notes = []
         self.outcomes = state.get("outcomes", {})
-        for name, saved in state["steps"].items():
-            if name in self.states and saved["status"] in FINISHED:
+        for name, saved in saved_steps.items():
+            if name not in self.states:
+                continue
+            if saved.get("status") in FINISHED:
                 self.states[name] = StepState(**{**saved, "message": "finished in an earlier attempt"})
                 self.ctx.properties[name] = saved["properties"]
+            elif saved.get("status") == "running":
+                notes.append(self._dead_running_step(name, saved))
+        return notes
+
+    def _changed_definition(self, saved: dict[str, Any] | None) -> str:
+        """Why --resume is refused when the definition differs, naming the flags that differ."""
+        message = f"execution {self.execution_id} ran another pipeline definition"
+        saved = saved or {}
+        differs = [
+            f"{flag}: then {saved.get(key) or 'none'}, now {self.invocation.get(key) or 'none'}"
+            for key, flag in (("config", "--config"), ("set", "--set"))
+            if saved.get(key, []) != self.invocation.get(key, [])
+        ]
+        if differs:
+            return (
+                f"{message}: it was started with other flags ({'; '.join(differs)}). Resume it with the "
+                "same --config and --set flags it was started with, or start a new run"
+            )
+        return (
+            f"{message} (the config files or the code changed since it started). Start a new run instead "
+            "of resuming: steps whose inputs did not change come from the cache"
+        )
+
+    def _dead_running_step(self, name: str, saved: dict[str, Any]) -> str:
+        """A step an earlier attempt left "running". Its runner is gone (we hold the store lock), but its
+        job may have outlived it; two trainers on one checkpoint prefix must never run, so refuse."""
+        pid, started = saved.get("pid"), saved.get("pid_started")
+        if pid is not None and is_running(int(pid), JOB_MARKER, started):
+            raise ExecutorError(
+                f"step {name} of execution {self.execution_id} is still running as pid {pid}, left behind "
+                f"by an earlier attempt; stop it first (kill {pid}), then resume"
+            )
+        return (
+            f"step {name} was left running by an earlier attempt that is gone"
+            + (f" (its job, pid {pid}, has exited)" if pid is not None else "")
+            + "; it runs again"
+            + (" and resumes from its checkpoints" if saved.get("type") == "Training" else "")
+        )
 
     # ---- properties ----------------------------------------------------------------------------
 
@@ -278,8 +342,10 @@ class Executor:
     # ---- running -------------------------------------------------------------------------------
 
     def run(self, resume: bool = False) -> dict[str, Any]:
-        if resume:
-            self.load_state()
+        notes = self.load_state() if resume else []
+        for note in notes:
+            self._say(note)
+        self._reserve_disk()
         self.save_state()
         self.on_change(list(self.states.values()))
         for name in self.order:
@@ -301,32 +367,79 @@ class Executor:
                 JobFailed,
                 JobSetupError,
                 ExpressionError,
-                ExecutorError,
+                UserError,  # ExecutorError, ServiceRuleError, StorePathError and the rest a user can fix
                 ServiceRuleError,
                 FileNotFoundError,
             ) as exc:
+                self._release_disk()
                 log = getattr(exc, "log", None) or (self.run_dir / "logs" / f"{name}.log")
                 self._fail(state, str(getattr(exc, "reason", exc)))
                 raise ExecutionFailed(
                     name, state.message, log if log.exists() else None, self.write_report("Failed")
                 ) from None
             except KeyboardInterrupt:
+                self._release_disk()
                 self._fail(state, "interrupted; resume with --resume " + self.execution_id)
                 self.write_report("Stopped")
                 raise
-            except Exception as exc:  # a bug or the machine (disk, MLflow): keep the traceback, fail cleanly
-                import traceback
-
+            except OSError as exc:
+                if exc.errno not in DISK_FULL:
+                    self._internal_error(name, state, exc)
+                self._release_disk()
+                self._fail(state, self._disk_full(exc))
                 log = self.run_dir / "logs" / f"{name}.log"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                with log.open("a") as handle:
-                    handle.write(traceback.format_exc())
-                self._fail(
-                    state,
-                    f"internal error in the local executor: {type(exc).__name__}: {exc} (traceback in {log})",
-                )
-                raise ExecutionFailed(name, state.message, log, self.write_report("Failed")) from exc
+                raise ExecutionFailed(
+                    name, state.message, log if log.exists() else None, self.write_report("Failed")
+                ) from None
+            except Exception as exc:  # a bug or the machine (MLflow, ...): keep the traceback, fail cleanly
+                self._internal_error(name, state, exc)
+        self._release_disk()
         return json.loads(self.write_report("Succeeded").read_text())
+
+    def _internal_error(self, name: str, state: StepState, exc: BaseException) -> None:
+        import traceback
+
+        self._release_disk()
+        log = self.run_dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as handle:
+            handle.write("".join(traceback.format_exception(exc)))
+        self._fail(
+            state,
+            f"internal error in the local executor: {type(exc).__name__}: {exc} (traceback in {log})",
+        )
+        raise ExecutionFailed(name, state.message, log, self.write_report("Failed")) from exc
+
+    def _disk_full(self, exc: OSError) -> str:
+        where = exc.filename or self.store_root
+        free = shutil.disk_usage(self.store_root).free
+        return (
+            f"no space left on the device while writing {where} ({free / 2**20:.0f} MiB free on the file "
+            f"system of {self.store_root}). Earlier checkpoints and outputs are intact. Free some space "
+            f"(old runs under {self.store_root / 'runs'}, the cache under {self.store_root / 'cache'}), "
+            f"then continue: mlops run --local --resume {self.execution_id}"
+        )
+
+    def _reserve_disk(self) -> None:
+        """Keep a few MiB aside for writing this run's failure (see RESERVE_FILE)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(self.run_dir / RESERVE_FILE, "wb") as handle:
+                if hasattr(os, "posix_fallocate"):  # real blocks, not a sparse file (Linux)
+                    os.posix_fallocate(handle.fileno(), 0, RESERVE_BYTES)
+                else:
+                    handle.write(bytes(RESERVE_BYTES))
+        except OSError:
+            (self.run_dir / RESERVE_FILE).unlink(missing_ok=True)  # already full: nothing to reserve
+
+    def _release_disk(self) -> None:
+        (self.run_dir / RESERVE_FILE).unlink(missing_ok=True)
+
+    def _say(self, note: str) -> None:
+        if self.on_line is not None:
+            self.on_line("resume", note)
+        else:
+            print(note, file=sys.stderr)
 
     def _changed(self) -> None:
         self.save_state()
@@ -384,16 +497,21 @@ class Executor:
         check_request(name, step["Type"], args)  # what SageMaker would refuse, the twin refuses
         on_line = self.on_line
         line = (lambda text: on_line(name, text)) if on_line else None
+
+        def started(pid: int, ticks: int | None) -> None:  # recorded, so --resume can tell if it lives on
+            state.pid, state.pid_started = pid, ticks
+            self.save_state()
+
         if step["Type"] == "Processing":
             spec, outputs = processing_job(name, args, root, self.store, job_name)
             spec.env.update(self.job_env.get("Processing", {}))
-            run_job(spec, log, self.docker, line)
+            run_job(spec, log, self.docker, line, started)
             for local, uri, _ in outputs:
                 self.store.upload(local, uri)
             return processing_properties(args, job_name)
         spec = training_job(name, args, root, self.store, job_name)
         spec.env.update(self.job_env.get("Training", {}))
-        run_job(spec, log, self.docker, line)
+        run_job(spec, log, self.docker, line, started)
         return training_properties(job_name, pack_model(root, self.store, args, job_name))
 
     # ---- caching -------------------------------------------------------------------------------
@@ -410,16 +528,48 @@ class Executor:
         path = self._cache_file(step, args)
         if path is None or not path.is_file():
             return False
-        entry = json.loads(path.read_text())
-        expire = iso_duration_seconds(step["CacheConfig"].get("ExpireAfter", "P3650D"))
-        if time.time() - entry["created"] > expire:
+        try:
+            entry = read_json_object(path)
+            created, outputs, files = float(entry["created"]), list(entry["outputs"]), dict(entry["files"])
+            properties, source = dict(entry["properties"]), entry["execution_id"]
+        except (UnreadableFile, KeyError, TypeError, ValueError) as exc:
+            why = exc.why if isinstance(exc, UnreadableFile) else f"lacks {exc}"
+            self._say(
+                f"{step['Name']}: cache entry {path} {why}; running the step again (it will be rewritten)"
+            )
             return False
-        if not all(self.store.exists(uri) for uri in entry["outputs"]):
-            return False  # the earlier outputs are gone from the store: run again
-        state.properties, state.status = entry["properties"], "cached"
+        expire = iso_duration_seconds(step["CacheConfig"].get("ExpireAfter", "P3650D"))
+        if time.time() - created > expire:
+            return False
+        changed = next(
+            (uri for uri in outputs if (now := self._output_files(uri)) is None or now != files.get(uri)),
+            None,
+        )
+        if changed is not None:  # gone, truncated or edited since: not the output that was cached
+            self._say(
+                f"{step['Name']}: the cached output {changed} changed since it was cached; running again"
+            )
+            return False
+        state.properties, state.status = properties, "cached"
         state.cache_key = path.stem
-        state.message = f"cache hit from execution {entry['execution_id']}"
+        state.message = f"cache hit from execution {source}"
         return True
+
+    def _output_files(self, uri: str) -> dict[str, list[int]] | None:
+        """Every file of an output as {relative path: [size, mtime_ns]}; None when there is none.
+
+        Size and modification time, not a hash: the store holds copies (store.py), so only a deliberate
+        edit or a damaged disk changes them, and both change these; hashing every model archive on every
+        cache hit would cost seconds per GB."""
+        root = self.store.path(uri)
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        if not paths or not root.exists():
+            return None
+        files = {}
+        for path in paths:
+            info = path.stat()
+            files[str(path.relative_to(root)) if path != root else "."] = [info.st_size, info.st_mtime_ns]
+        return files
 
     def _remember(self, step: dict[str, Any], args: dict[str, Any], state: StepState) -> None:
         path = self._cache_file(step, args)
@@ -431,19 +581,14 @@ class Executor:
         ]
         if "ModelArtifacts" in state.properties:
             outputs.append(state.properties["ModelArtifacts"]["S3ModelArtifacts"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps(
-                {
-                    "created": time.time(),
-                    "execution_id": self.execution_id,
-                    "properties": state.properties,
-                    "outputs": outputs,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        entry = {
+            "created": time.time(),
+            "execution_id": self.execution_id,
+            "properties": state.properties,
+            "outputs": outputs,
+            "files": {uri: self._output_files(uri) for uri in outputs},
+        }
+        write_json_atomic(path, entry)
         state.cache_key = path.stem
 
     # ---- report --------------------------------------------------------------------------------
@@ -455,7 +600,12 @@ class Executor:
             "status": status,
             "parameters": self.parameters,
             "steps": [
-                {k: v for k, v in asdict(self.states[n]).items() if k not in ("started",)} for n in self.order
+                {
+                    k: v
+                    for k, v in asdict(self.states[n]).items()
+                    if k not in ("started", "pid", "pid_started")
+                }
+                for n in self.order
             ],
             "metrics": {},
             "gates": {},
@@ -483,7 +633,6 @@ class Executor:
                     report["metrics"].update(
                         {k: v.get("value") if isinstance(v, dict) else v for k, v in data["metrics"].items()}
                     )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "report.json"
-        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        write_json_atomic(path, report)
         return path

@@ -22,6 +22,7 @@ import sys
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from containers.contract import (
     job_environment,
 )
 from pipelines.local.expressions import to_text
+from pipelines.local.processes import die_with_parent, start_ticks
 from pipelines.local.store import REPO_ROOT, LocalStore
 from training.job import Cluster
 
@@ -134,7 +136,16 @@ def local_argv(spec: JobSpec) -> list[str]:
     return [executable, *rest]
 
 
-def run_job(spec: JobSpec, log: Path, docker: bool, on_line: Callable[[str], None] | None = None) -> None:
+def run_job(
+    spec: JobSpec,
+    log: Path,
+    docker: bool,
+    on_line: Callable[[str], None] | None = None,
+    on_start: Callable[[int, int | None], None] | None = None,
+) -> None:
+    """Run the job to its end. It dies with this process (``die_with_parent``): an orphaned trainer
+    would go on writing the checkpoints a resumed run trains into. ``on_start`` gets its pid and start
+    time."""
     log.parent.mkdir(parents=True, exist_ok=True)
     failure = OptMl(spec.root).failure_file(spec.kind)
     if failure is not None:
@@ -156,9 +167,12 @@ def run_job(spec: JobSpec, log: Path, docker: bool, on_line: Callable[[str], Non
             text=True,
             errors="replace",
             cwd=REPO_ROOT,
+            preexec_fn=partial(die_with_parent, os.getpid()),
         )
         assert proc.stdout is not None
         try:
+            if on_start:
+                on_start(proc.pid, start_ticks(proc.pid))
             for line in proc.stdout:
                 out.write(line)
                 out.flush()

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,16 @@ from typing import Any
 from config.schema import ProjectConfig
 from pipelines.definition.parameters import coerce_parameters
 from pipelines.local.executor import Executor, new_execution_id
-from pipelines.local.store import REPO_ROOT, LocalStore, copy_tree, local_placeholder_values, private_store
+from pipelines.local.lock import store_lock
+from pipelines.local.store import (
+    REPO_ROOT,
+    LocalStore,
+    local_placeholder_values,
+    private_store,
+    run_folder,
+)
 from training.errors import UserError
+from training.files import UnreadableFile, read_json_object, write_json_atomic
 
 
 @dataclass
@@ -55,12 +62,12 @@ def seed_store(cfg: ProjectConfig, store: LocalStore, bucket: str) -> dict[str, 
         channel = "train" if name.startswith("Train") else "validation"
         uri = f"s3://{bucket}/datasets/{folder_sha256(path)[:16]}/{channel}/"
         if not store.exists(uri):
-            copy_tree(path, store.path(uri))
+            store.publish(path, uri)
         values[name] = uri
     model = local_base_model(cfg, store.root)
     uri = f"s3://{bucket}/base-models/{model.name}-{folder_sha256(model)[:16]}/"
     if not store.exists(uri):
-        copy_tree(model, store.path(uri))
+        store.publish(model, uri)
     values["BaseModelS3Uri"] = uri
     return values
 
@@ -92,16 +99,40 @@ def run_local(
     serve: bool = True,
     port: int | None = None,
     view: Any = None,
+    invocation: dict[str, Any] | None = None,
 ) -> LocalResult:
-    """The whole pipeline on this machine: check the request, generate the definition, run it, serve."""
+    """The whole pipeline on this machine: check the request, generate the definition, run it, serve.
+
+    It holds the store's lock throughout (``lock.py``); ``invocation`` ({"config": [...], "set": [...]})
+    is saved with the state so that a refused ``--resume`` can name the flags that differ."""
     if docker:
         _check_docker()
     store_root = private_store(Path(cfg.local.store_dir).resolve())
+    execution_id = resume or new_execution_id()
+    command = "mlops run --local" + (f" --resume {resume}" if resume else "")
+    with store_lock(store_root, command, execution_id):
+        return _run_locked(
+            cfg, store_root, execution_id, overrides, resume, docker, serve, port, view, invocation
+        )
+
+
+def _run_locked(
+    cfg: ProjectConfig,
+    store_root: Path,
+    execution_id: str,
+    overrides: dict[str, str],
+    resume: str | None,
+    docker: bool,
+    serve: bool,
+    port: int | None,
+    view: Any,
+    invocation: dict[str, Any] | None,
+) -> LocalResult:
     store = LocalStore(store_root)
-    state_file = _resumable(store_root, resume, overrides) if resume else None  # before the slow definition
+    saved = _resumable(store_root, resume, overrides) if resume else None  # before the slow definition
     definition, values, definition_key = local_definition(cfg)
-    if state_file is not None:
-        parameters = json.loads(state_file.read_text())["parameters"]
+    if saved is not None:
+        parameters = saved
     else:
         seeded = seed_store(cfg, store, values["DataBucket"])
         local = {"TrainBackend": cfg.training.backend, "CompileTarget": "cpu", **seeded}
@@ -111,12 +142,13 @@ def run_local(
         store_root,
         cfg.pipeline_name,
         parameters,
-        resume or new_execution_id(),
+        execution_id,
         docker=docker,
         job_env=_job_env(cfg, store_root),
         on_change=getattr(view, "on_change", None),
         on_line=getattr(view, "on_line", None),
         definition_sha256=definition_key,
+        invocation=invocation,
     )
     report = executor.run(resume=bool(resume))
     report_path = executor.run_dir / "report.json"
@@ -125,7 +157,7 @@ def run_local(
     if serve and registered:
         endpoint, smoke = _serve(cfg, store, registered, port)
         report["endpoint"] = {**endpoint, "smoke_reply": smoke["choices"][0]["message"]["content"]}
-        report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        write_json_atomic(report_path, report)
     return LocalResult(report, report_path, endpoint, smoke)
 
 
@@ -140,16 +172,25 @@ def _check_docker() -> None:
         )
 
 
-def _resumable(store_root: Path, resume: str, overrides: dict[str, str]) -> Path:
-    """The saved state of the execution ``--resume`` names, or a UserError that says why not."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", resume):
-        raise UserError(f"--resume {resume!r}: not an execution id (they look like 20261125-165532-767c)")
-    state_file = store_root / "runs" / resume / "state.json"
+def _resumable(store_root: Path, resume: str, overrides: dict[str, str]) -> dict[str, Any]:
+    """The saved parameters of the execution ``--resume`` names, or a UserError that says why not."""
+    state_file = run_folder(store_root, resume, "--resume") / "state.json"
     if not state_file.is_file():
         raise UserError(f"--resume {resume}: no such local execution (no {state_file})")
     if overrides:
         raise UserError("--resume continues an execution with its own parameters; drop --param")
-    return state_file
+    return _saved_parameters(state_file, resume)
+
+
+def _saved_parameters(state_file: Path, resume: str) -> dict[str, Any]:
+    try:
+        return dict(read_json_object(state_file)["parameters"])
+    except (UnreadableFile, KeyError, TypeError, ValueError) as exc:
+        why = exc.why if isinstance(exc, UnreadableFile) else f"lacks {exc}"
+        raise UserError(
+            f"--resume {resume}: its state file {state_file} {why}, so it cannot be resumed. Start a new run "
+            "without --resume: steps whose inputs did not change come from the cache"
+        ) from None
 
 
 def _job_env(cfg: ProjectConfig, store_root: Path) -> dict[str, dict[str, str]]:

@@ -1,17 +1,23 @@
 """The local stand-in for S3 and for the deploy-time values: ``.mlops/s3/<bucket>/<key>``.
 
-``s3://bucket/key`` maps to ``<store>/s3/bucket/key``. "Uploading" and "downloading" hard-link files
-where the file system allows (a model is hundreds of MB) and copy otherwise; nothing writes into a
-file in place, so the links are safe.
+``s3://bucket/key`` maps to ``<store>/s3/bucket/key``. "Uploading" and "downloading" copy: an S3
+object never changes under its key, and the store's content-addressed prefixes promise the same. Hard
+links broke that promise (editing ``data/train.jsonl`` in place changed the stored copy, and truncating
+one cached archive corrupted every link to it). Where the file system can share blocks copy-on-write
+(a reflink: btrfs, XFS, APFS-like clones via FICLONE), the copy costs no space or time; elsewhere it
+is a plain copy.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import shutil
 from pathlib import Path
 
 from pipelines.definition.placeholders import placeholder_names, source_commit
+from training.errors import UserError
 
 LOCAL_ACCOUNT = "000000000000"
 # The checkout: the code the images copy and the working folder of every local job.
@@ -58,26 +64,40 @@ def local_placeholder_values(subnet_count: int, repo: Path | None = None) -> dic
     return values
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
+# linux/fs.h FICLONE = _IOW(0x94, 9, int): "share the source's blocks with the destination" (ioctl_ficlone(2)).
+FICLONE = 0x40049409
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    """``src`` to ``dst`` as an independent file: a reflink where the file system has them, else a copy.
+    Written beside ``dst`` and renamed into place, so ``dst`` is never seen half-copied."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
-        dst.unlink()
+    partial = dst.with_name(f".partial-{dst.name}")
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+        with open(src, "rb") as source, open(partial, "wb") as target:
+            try:
+                fcntl.ioctl(target.fileno(), FICLONE, source.fileno())
+            except OSError:  # not supported here (ext4, tmpfs, across file systems): copy the bytes
+                shutil.copyfileobj(source, target, 1 << 20)
+        shutil.copystat(src, partial)
+        if dst.is_dir() and not dst.is_symlink():
+            shutil.rmtree(dst)
+        os.replace(partial, dst)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def copy_tree(src: Path, dst: Path) -> int:
     """Every file under ``src`` (a file or a folder) into ``dst``; returns how many."""
     if src.is_file():
-        link_or_copy(src, dst / src.name)
+        copy_file(src, dst / src.name)
         return 1
     count = 0
     for path in sorted(src.rglob("*")):
         real = path.resolve() if path.is_symlink() else path
         if real.is_file():
-            link_or_copy(real, dst / path.relative_to(src))
+            copy_file(real, dst / path.relative_to(src))
             count += 1
     return count
 
@@ -92,6 +112,24 @@ def private_store(root: Path) -> Path:
     return root
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def run_folder(store_root: Path, run_id: str, flag: str) -> Path:
+    """``<store>/runs/<run_id>``; a run id is a folder name, never a path (``--run-id /abs`` or ``..``
+    would write outside the store)."""
+    if not RUN_ID.fullmatch(run_id) or run_id.strip(".") == "":
+        raise UserError(
+            f"{flag} {run_id!r}: not a run id. It names a folder under {store_root / 'runs'}: letters, "
+            "digits, '_', '-' and '.', starting with a letter or digit (e.g. 20261125-165532-767c)"
+        )
+    return store_root / "runs" / run_id
+
+
+class StorePathError(UserError):
+    """An s3:// URI the local store cannot map (not s3://, '.' or '..' segments, outside the store)."""
+
+
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -103,16 +141,17 @@ class LocalStore:
     def path(self, uri: str) -> Path:
         """The local file or folder for ``uri``; never outside ``<store>/s3/<bucket>/``."""
         if not isinstance(uri, str) or not uri.startswith("s3://"):
-            raise ValueError(f"{uri!r} is not an s3:// URI")
+            raise StorePathError(f"{uri!r} is not an s3:// URI; give s3://BUCKET/KEY")
         bucket, _, key = uri[len("s3://") :].partition("/")
         parts = [part for part in key.split("/") if part]
         if bucket in ("", ".", "..") or "/" in bucket or any(part in (".", "..") for part in parts):
-            raise ValueError(
-                f"{uri!r} is not a usable s3:// URI (bucket and key must not be empty, '.' or '..')"
+            raise StorePathError(
+                f"{uri!r} is not a usable s3:// URI: the bucket and the key's segments must not be "
+                "empty, '.' or '..' (S3 keeps them literally; the local store would leave its folder)"
             )
         path = self.s3_root.joinpath(bucket, *parts)
         if not path.resolve().is_relative_to(self.s3_root.resolve() / bucket):
-            raise ValueError(f"{uri!r} leads outside the local store")
+            raise StorePathError(f"{uri!r} leads outside the local store (through a link); remove the link")
         return path
 
     def download(self, uri: str, dst: Path) -> int:
@@ -127,9 +166,26 @@ class LocalStore:
     def upload(self, src: Path, uri: str) -> int:
         dst = self.path(uri)
         if src.is_file():
-            link_or_copy(src, dst)
+            copy_file(src, dst)
             return 1
         return copy_tree(src, dst) if src.exists() else 0
+
+    def publish(self, src: Path, uri: str) -> int:
+        """Copy ``src`` under a content-addressed ``uri`` that must appear whole or not at all: it is
+        copied beside its place and renamed in, so an interrupted copy never passes for the content."""
+        dst = self.path(uri)
+        staging = dst.with_name(f".partial-{dst.name}-{os.getpid()}")
+        if staging.exists():
+            shutil.rmtree(staging)
+        try:
+            count = copy_tree(src, staging)
+            if dst.exists():
+                shutil.rmtree(dst)
+            os.replace(staging, dst)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return count
 
     def exists(self, uri: str) -> bool:
         path = self.path(uri)

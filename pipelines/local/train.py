@@ -29,8 +29,9 @@ from pipelines.local.jobs import (
     run_job,
     training_given,
 )
+from pipelines.local.lock import store_lock
 from pipelines.local.registry import tracking_uri
-from pipelines.local.store import private_store
+from pipelines.local.store import private_store, run_folder
 from training.errors import UserError
 from training.hyperparameters import to_sagemaker_strings
 from training.job import Cluster
@@ -88,10 +89,16 @@ def prepare_run_folder(config: ProjectConfig, root: Path, base_model: Path) -> N
 
 
 def run_training(config: ProjectConfig, run_id: str | None = None) -> LocalRun:
-    store = private_store(Path(config.local.store_dir))
-    base_model = local_base_model(config, store)
+    store = private_store(Path(config.local.store_dir).resolve())
     run_id = run_id or "train-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    root = (store / "runs" / run_id).resolve()
+    root = run_folder(store, run_id, "--run-id")
+    # The store's lock: a concurrent run could otherwise share this run folder and its checkpoints.
+    with store_lock(store, "mlops train --local", run_id):
+        return _train(config, store, run_id, root)
+
+
+def _train(config: ProjectConfig, store: Path, run_id: str, root: Path) -> LocalRun:
+    base_model = local_base_model(config, store)
     prepare_run_folder(config, root, base_model)
     empty_model_dir(OptMl(root))  # as for every attempt of a pipeline's FineTune; checkpoints stay
     # The job's output reaches us through a pipe: plain log lines, as in a pipeline step.
