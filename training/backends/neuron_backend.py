@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.checkpoints import WriterLease
 from training.errors import UserError
 from training.hyperparameters import TrainHyperparameters
 from training.job import Cluster, TrainJob
@@ -162,7 +163,11 @@ def run(job: TrainJob) -> dict[str, Any]:
     workers = workers_per_node(job.cluster.instance_type, env)
     cmd = launch_command(job.hp, job.cluster, workers)
     log.info("launching: %s", " ".join(cmd))
-    result = subprocess.run(cmd, env=env, check=False)
+    # The workers write checkpoints under checkpoint_dir/neuron: hold the folder's writer lease (with its
+    # heartbeat) for as long as they run, so a second job with the same inputs refuses to start there.
+    # NeuronTrainer saves on its own, so a lease lost meanwhile is logged rather than checked per save.
+    with WriterLease.for_this_job(job.checkpoint_dir).held():
+        result = subprocess.run(cmd, env=env, check=False)
     if result.returncode != 0:
         raise worker_failure(result.returncode, job.failure_file)
     report_file = job.model_dir / "training_report.json"

@@ -8,8 +8,10 @@ only at positions that carry loss (the vocabulary projection is a large share of
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from training.base_model import load_tokenizer
-from training.checkpoints import latest_checkpoint, save_checkpoint
+from training.checkpoints import WriterLease, load_newest, save_checkpoint
 from training.cpu_precision import cpu_bf16_is_fast
 from training.errors import UserError
 from training.export import save_merged
@@ -168,6 +170,41 @@ def _load_trainer_state(folder: Path, model: Any, optimizer: Any, scheduler: Any
     return state
 
 
+def _is_unreadable(exc: Exception) -> bool:
+    """Whether a load error says the checkpoint's content is bad (random bytes, a cut-off file, a forged
+    pickle that weights_only refuses, missing keys, wrong shapes), not that this machine failed to read it
+    (I/O errors, out of memory: those propagate and the checkpoint stays where it is)."""
+    from safetensors import SafetensorError
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return False
+    content_errors = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, TypeError)
+    # A file the manifest did not list (the writer never wrote it) is a bad checkpoint, not a bad disk.
+    return isinstance(exc, content_errors + (IndexError, SafetensorError, FileNotFoundError))
+
+
+def _initial_state(model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """Adapter weights, optimizer, schedule and RNG as setup left them: a failed load may have applied part
+    of a checkpoint, and starting fresh must start from exactly this. (LoRA weights only: small.)"""
+    from peft import get_peft_model_state_dict
+
+    return {
+        "adapter": {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()},
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "scheduler": copy.deepcopy(scheduler.state_dict()),
+        "rng": _rng_state(),
+    }
+
+
+def _restore_initial_state(model: Any, optimizer: Any, scheduler: Any, initial: dict[str, Any]) -> None:
+    from peft import set_peft_model_state_dict
+
+    set_peft_model_state_dict(model, initial["adapter"])
+    optimizer.load_state_dict(initial["optimizer"])
+    scheduler.load_state_dict(initial["scheduler"])
+    _set_rng_state(initial["rng"])
+
+
 # ---- the recipe: setup -> train -> evaluate -> save --------------------------------------------------
 
 
@@ -249,12 +286,15 @@ class TrainState:
 def run(job: TrainJob) -> dict[str, Any]:
     import transformers  # noqa: F401  (before the clock, as always: setup_seconds excludes import time)
 
-    t_setup = time.perf_counter()
-    parts = setup(job)
-    state = resume(job, parts)
-    sink = MetricsSink(job.run_name, job.hp.model_dump())
-    setup_seconds = time.perf_counter() - t_setup
-    train(job, parts, state, sink)
+    # One writer per checkpoint folder, from before the first checkpoint is read to after the last is
+    # written: a second job with the same inputs stops here instead of overwriting this one's checkpoints.
+    with WriterLease.for_this_job(job.checkpoint_dir).held() as lease:
+        t_setup = time.perf_counter()
+        parts = setup(job)
+        state = resume(job, parts)
+        sink = MetricsSink(job.run_name, job.hp.model_dump())
+        setup_seconds = time.perf_counter() - t_setup
+        train(job, parts, state, sink, lease)
     eval_loss = evaluate(job, parts, sink)
     return save(job, parts, state, sink, eval_loss, setup_seconds)
 
@@ -297,19 +337,38 @@ def setup(job: TrainJob) -> TrainSetup:
 
 
 def resume(job: TrainJob, parts: TrainSetup) -> TrainState:
-    """A fresh state, or the newest complete checkpoint's (weights, optimizer, schedule and RNG restored)."""
-    found = latest_checkpoint(job.checkpoint_dir)
-    if not found:
+    """A fresh state, or the newest checkpoint that loads (weights, optimizer, schedule and RNG restored).
+
+    A bad checkpoint (fails its manifest or does not load) is named in the log, set aside and the next
+    older one tried, so a corrupt newest checkpoint cannot fail every spot restart of the job."""
+    initial = _initial_state(parts.model, parts.optimizer, parts.scheduler)
+
+    def load(folder: Path) -> dict[str, Any]:
+        return _load_trainer_state(folder, parts.model, parts.optimizer, parts.scheduler)
+
+    found, set_aside = load_newest(job.checkpoint_dir, load, _is_unreadable)
+    if found is None:
+        if set_aside:
+            _restore_initial_state(parts.model, parts.optimizer, parts.scheduler, initial)
+            log.warning(
+                "no checkpoint in %s could be loaded (set aside: %s); starting from step 0. That is safe: "
+                "the adapter, optimizer, schedule and RNG are back to their initial state, and the bad "
+                "checkpoints are kept for inspection",
+                job.checkpoint_dir,
+                ", ".join(p.name for p in set_aside),
+            )
         return TrainState()
-    step, folder = found
-    saved = _load_trainer_state(folder, parts.model, parts.optimizer, parts.scheduler)
+    step, folder, saved = found
     log.info("resumed from checkpoint %s (step %d of %d)", folder, step, job.hp.max_steps)
     return TrainState.from_checkpoint(step, folder, saved)
 
 
-def train(job: TrainJob, parts: TrainSetup, state: TrainState, sink: MetricsSink) -> None:
+def train(
+    job: TrainJob, parts: TrainSetup, state: TrainState, sink: MetricsSink, lease: WriterLease | None = None
+) -> None:
     """Steps from ``state.step`` to ``max_steps``: a metrics line every ``logging_steps``, a checkpoint
-    every ``save_steps``. A failure marks the MLflow run FAILED."""
+    every ``save_steps`` (each one first checks that ``lease`` is still ours). A failure marks the MLflow
+    run FAILED."""
     from tqdm.auto import tqdm
 
     hp = job.hp
@@ -336,7 +395,7 @@ def train(job: TrainJob, parts: TrainSetup, state: TrainState, sink: MetricsSink
                 sink.log(state.step, _window_metrics(state.window, parts, sampler.epoch(state.step * ga)))
                 state.window = Window()
             if state.step % hp.save_steps == 0 and state.step < hp.max_steps:
-                _save_checkpoint(job, parts, state)
+                _save_checkpoint(job, parts, state, lease)
     except BaseException:
         sink.finish({}, status="FAILED")
         raise
@@ -380,13 +439,17 @@ def _window_metrics(window: Window, parts: TrainSetup, epoch: float) -> dict[str
     }
 
 
-def _save_checkpoint(job: TrainJob, parts: TrainSetup, state: TrainState) -> None:
+def _save_checkpoint(
+    job: TrainJob, parts: TrainSetup, state: TrainState, lease: WriterLease | None = None
+) -> None:
     saved_state = state.to_checkpoint()
 
     def write_state(folder: Path) -> None:
         _save_trainer_state(folder, parts.model, parts.optimizer, parts.scheduler, saved_state)
 
-    saved = save_checkpoint(job.checkpoint_dir, state.step, write_state, keep=job.hp.save_total_limit)
+    saved = save_checkpoint(
+        job.checkpoint_dir, state.step, write_state, keep=job.hp.save_total_limit, lease=lease
+    )
     log.info("checkpoint saved: %s", saved)
 
 
