@@ -32,14 +32,25 @@ def folder_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
+# Call-time settings, not identity: a call with truncation=True or padding stores them on the Rust
+# tokenizer (transformers' set_truncation_and_padding), and its serialization then shows them.
+CALL_SETTINGS = ("truncation", "padding")
+
+
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """sha256 of the fast tokenizer's full serialization (vocabulary, merges, normalizers, added tokens)."""
+    """sha256 of the fast tokenizer's serialization (vocabulary, merges, normalizers, added tokens),
+    without the truncation and padding a previous call left on it."""
+    import json
+
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise UserError(
             "the base model's tokenizer is not a fast (Rust) tokenizer; save the model with a tokenizer.json"
         )
-    return hashlib.sha256(backend.to_str().encode()).hexdigest()
+    serialized = json.loads(backend.to_str())
+    for key in CALL_SETTINGS:
+        serialized.pop(key, None)
+    return hashlib.sha256(json.dumps(serialized, sort_keys=True).encode()).hexdigest()
 
 
 def content_sha256(files: list[Path]) -> str:
