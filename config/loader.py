@@ -6,6 +6,7 @@ Sources, later ones winning: ``config/default.yaml``, then each override file in
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.schema import ProjectConfig
+from training.hyperparameters import echo
 
 DEFAULT_CONFIG = Path(__file__).parent / "default.yaml"
 # The dated SageMaker price table that `mlops cost` reads and `mlops cost refresh` writes.
@@ -33,11 +35,21 @@ class ConfigError(Exception):
 
 
 def locate_keys(
-    node: yaml.Node | None, file: Path, prefix: Key, where: dict[Key, str], problems: list[str]
+    node: yaml.Node | None,
+    file: Path,
+    prefix: Key,
+    where: dict[Key, str],
+    problems: list[str],
+    visited: set[int] | None = None,
 ) -> None:
-    """Record `file:line` of every key path in `where`, and each duplicate key (YAML keeps the last) in `problems`."""
-    if not isinstance(node, yaml.MappingNode):
+    """Record `file:line` of every key path in `where`, and each duplicate key (YAML keeps the last) in `problems`.
+
+    An alias is the same node as its anchor: each node is walked once, so a chain of aliases (each mapping
+    repeating the one before ten times) costs its size in the file, not the size it expands to."""
+    visited = set() if visited is None else visited
+    if not isinstance(node, yaml.MappingNode) or id(node) in visited:
         return
+    visited.add(id(node))
     seen: set[str] = set()
     for key_node, value_node in node.value:
         key = str(key_node.value)
@@ -48,7 +60,7 @@ def locate_keys(
             problems.append(f"{loc}: {dotted}: duplicate key; keep one")
         seen.add(key)
         where[path] = loc
-        locate_keys(value_node, file, path, where, problems)
+        locate_keys(value_node, file, path, where, problems, visited)
 
 
 def _read_yaml(file: Path, where: dict[Key, str], problems: list[str]) -> dict[str, Any]:
@@ -57,8 +69,14 @@ def _read_yaml(file: Path, where: dict[Key, str], problems: list[str]) -> dict[s
     except FileNotFoundError:
         problems.append(f"{file}: config file not found")
         return {}
+    except IsADirectoryError:
+        problems.append(f"{file}: is a directory; --config takes a YAML file, e.g. --config {file}/mine.yaml")
+        return {}
     except UnicodeDecodeError as exc:
         problems.append(f"{file}: not UTF-8 ({exc.reason} at byte {exc.start}); re-save it as UTF-8")
+        return {}
+    except OSError as exc:
+        problems.append(f"{file}: cannot read it ({exc.strerror}); check the path and its permissions")
         return {}
     try:
         node = yaml.compose(text)
@@ -67,6 +85,9 @@ def _read_yaml(file: Path, where: dict[Key, str], problems: list[str]) -> dict[s
         mark = getattr(exc, "problem_mark", None)
         loc = f"{file}:{mark.line + 1}" if mark else str(file)
         problems.append(f"{loc}: not valid YAML ({getattr(exc, 'problem', None) or exc})")
+        return {}
+    except ValueError as exc:
+        problems.append(f"{file}: {_unreadable_value(exc)}")
         return {}
     if data is None:
         return {}
@@ -88,6 +109,17 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _unreadable_value(exc: ValueError) -> str:
+    """A value PyYAML's constructor raised on: in practice an integer past Python's int-string limit
+    (sys.get_int_max_str_digits(), 4300 digits), which no setting of ours comes near."""
+    if "integer string conversion" in str(exc):
+        return (
+            f"a number longer than Python reads ({sys.get_int_max_str_digits()} digits); no setting takes "
+            "one near that long: give the value you meant"
+        )
+    return f"a value cannot be read ({exc}); check it against config/default.yaml"
+
+
 def _apply_set(data: dict[str, Any], item: str, where: dict[Key, str], problems: list[str]) -> None:
     if "=" not in item:
         problems.append(f"--set {item}: expected dotted.key=value, e.g. training.max_steps=100")
@@ -101,6 +133,9 @@ def _apply_set(data: dict[str, Any], item: str, where: dict[Key, str], problems:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # not YAML: keep the literal text; the schema decides if it is acceptable
+    except ValueError as exc:
+        problems.append(f"--set {dotted.strip()}: {_unreadable_value(exc)}")
+        return
     node = data
     for i, key in enumerate(keys[:-1]):
         child = node.get(key)
@@ -132,19 +167,33 @@ def _where(loc: Key, where: dict[Key, str]) -> str:
     return "defaults"
 
 
-def _describe(exc: ValidationError, where: dict[Key, str]) -> list[str]:
+def _section_sources(loc: Key, where: dict[Key, str], base: Path) -> str:
+    """Where the keys inside a section came from, the user's own first: a cross-field error in
+    ``training`` caused by ``--set training.max_steps=2`` names that flag, not config/default.yaml."""
+    inside = [where[k] for k in sorted(where) if k[: len(loc)] == loc and len(k) > len(loc)]
+    users = [w for w in dict.fromkeys(inside) if not w.startswith(f"{base}:")]
+    return ", ".join(users) if users else _where(loc, where)
+
+
+def _describe(exc: ValidationError, where: dict[Key, str], base: Path) -> list[str]:
     problems = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
         dotted = ".".join(loc) or "(top level)"
         source = _where(loc, where)
+        given = err.get("input")
         if err["type"] == "extra_forbidden":
             parent = _model_at(loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "see config/default.yaml"
             problems.append(f"{source}: {dotted}: unknown key; allowed here: {allowed}")
+        elif isinstance(given, dict) and err["type"] == "value_error":
+            # A cross-field check of a whole section: its message names the values involved, and the
+            # section itself (the whole config at the top level) is no help to echo.
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{_section_sources(loc, where, base)}: {dotted}: {msg}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{source}: {dotted}: {msg} (got {err.get('input')!r})")
+            problems.append(f"{source}: {dotted}: {msg} (got {echo(given)})")
     return problems
 
 
@@ -163,7 +212,7 @@ def load_config(
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        problems += _describe(exc, where)
+        problems += _describe(exc, where, Path(base))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from inference.compile import CompileSettings
 from inference.evaluate import EvalSettings
+from training.bounds import checked
 from training.hyperparameters import TrainHyperparameters
 
-# What an AWS region name looks like (us-east-1, us-gov-west-1); the price table checks its keys with it too.
+# What an AWS region name looks like (us-east-1, us-gov-west-1); the price table checks its keys with it.
+# The config checks more: the region must be one where botocore knows a SageMaker endpoint.
 REGION_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: YAML gives real types, so `volume_size_gb: true` or `spot: 1` is a mistake, not a 1 or a
+    # true. (TrainHyperparameters is not strict: the training job reads it from strings; its bounds refuse
+    # booleans for numbers instead.)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+@functools.cache
+def sagemaker_regions() -> frozenset[str]:
+    """Regions with a SageMaker endpoint in any partition, from the endpoints.json that botocore ships
+    (botocore/data/endpoints.json, read by Session.get_available_regions with no network call; see
+    https://boto3.amazonaws.com/v1/documentation/api/latest/reference/core/session.html)."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("sagemaker", partition_name=partition)
+    )
 
 
 class ProjectSection(_Strict):
@@ -39,16 +59,34 @@ class ProjectSection(_Strict):
 
     @field_validator("region")
     @classmethod
-    def _region_shape(cls, v: str) -> str:
-        if not re.fullmatch(REGION_PATTERN, v):
-            raise ValueError("must look like an AWS region, e.g. us-east-1")
+    def _known_region(cls, v: str) -> str:
+        if v not in sagemaker_regions():
+            import botocore
+
+            raise ValueError(
+                f"not a region where SageMaker runs, by botocore {botocore.__version__}'s endpoints.json "
+                "(e.g. us-east-1, eu-west-1, us-gov-west-1); check the spelling, or upgrade botocore if "
+                "the region is newer than it"
+            )
+        return v
+
+    @field_validator("account", mode="before")
+    @classmethod
+    def _account_as_text(cls, v: object) -> object:
+        # Unquoted, YAML reads 123456789012 as a number and 000000000000 (or 012345670123) as an octal
+        # one, losing the leading zeros: the digits are gone before any check could see them.
+        if isinstance(v, int) and not isinstance(v, bool):
+            raise ValueError(
+                f"YAML read the account id as the number {v}, which loses leading zeros: quote the 12 "
+                'digits, account: "012345678901" in a file, or --set \'project.account="012345678901"\''
+            )
         return v
 
     @field_validator("account")
     @classmethod
     def _account_shape(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(r"\d{12}", v):
-            raise ValueError("must be a 12-digit AWS account id (quote it in YAML)")
+            raise ValueError('must be a 12-digit AWS account id, quoted in YAML: account: "012345678901"')
         return v
 
 
@@ -89,6 +127,9 @@ def _check_instance_type(value: str, shape: str, what: str) -> str:
     return value
 
 
+TRAINIUM_PREFIXES = ("ml.trn1.", "ml.trn1n.", "ml.trn2.")
+
+
 class InstancesSection(_Strict):
     """Default instance types and counts; each is also a pipeline parameter that a run can override."""
 
@@ -96,7 +137,9 @@ class InstancesSection(_Strict):
         "ml.m5.xlarge", description="Prepare step (processing, CPU): tokenize and pack once."
     )
     train: str = Field("ml.trn1.2xlarge", description="Fine-tune step (training job on Trainium).")
-    train_count: int = Field(1, ge=1, le=64, description="Training instances (multi-node torchrun when > 1).")
+    train_count: Annotated[int, checked("train_instance_count")] = Field(
+        1, description="Training instances (multi-node torchrun when > 1)."
+    )
     evaluate: str = Field("ml.m5.2xlarge", description="Evaluate step (processing, CPU generation).")
     compile: str = Field(
         "ml.m5.4xlarge",
@@ -112,11 +155,15 @@ class InstancesSection(_Strict):
     @field_validator("train")
     @classmethod
     def _training_type(cls, v: str) -> str:
-        _check_instance_type(v, "TrainingInstanceType", "training jobs")
-        if not v.startswith(("ml.trn1.", "ml.trn1n.", "ml.trn2.")):
+        # The Trainium types that training jobs take, from botocore's enum (not a hand-kept list); a
+        # CPU type such as ml.t2.nano gets this list, the one that says what to write instead.
+        trainium = [
+            t for t in _botocore_instance_types("TrainingInstanceType") if t.startswith(TRAINIUM_PREFIXES)
+        ]
+        if v not in trainium:
             raise ValueError(
-                f"{v!r} is not a Trainium instance; the fine-tune step runs the Neuron backend "
-                "(ml.trn1.2xlarge, ml.trn1.32xlarge, ml.trn1n.32xlarge, ml.trn2.48xlarge)"
+                f"{v!r} is not a Trainium instance that training jobs accept (botocore TrainingInstanceType);"
+                f" the fine-tune step runs the Neuron backend: use one of {', '.join(trainium)}"
             )
         return v
 
@@ -125,7 +172,9 @@ class QualityGateSection(_Strict):
     metric: Literal["exact_match", "exact_match_improvement"] = Field(
         "exact_match", description="evaluation.json metric the gate reads (higher is better)."
     )
-    threshold: float = Field(0.5, description="Lowest metric value that passes; a pipeline parameter too.")
+    threshold: Annotated[float, checked("quality_threshold")] = Field(
+        0.5, description="Lowest metric value that passes; a pipeline parameter too."
+    )
 
 
 class PipelineSection(_Strict):
@@ -391,8 +440,10 @@ class ProjectConfig(_Strict):
     def _zones_in_region(self) -> ProjectConfig:
         wrong = [z for z in self.infra.availability_zones if not z.startswith(self.project.region)]
         if wrong:
+            region = self.project.region
             raise ValueError(
-                f"infra.availability_zones {wrong} are not in project.region={self.project.region}"
+                f"infra.availability_zones {wrong} are not in project.region={region}: set them to "
+                f"zones of {region}, e.g. [{region}a, {region}b], or pick the region they belong to"
             )
         if self.pipeline.subnet_count != len(self.infra.availability_zones):
             raise ValueError(

@@ -1,8 +1,10 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from config import ConfigError, load_config
+from config.loader import locate_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,9 +25,9 @@ def test_all_errors_reported_at_once_with_location(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config([f], ["training.backend=gpu"])
     msg = str(exc.value)
-    assert f"{f}:2: training.max_steps: Input should be greater than 0" in msg
+    assert f"{f}:2: training.max_steps: must be an integer from 1 to 1000000;" in msg
     assert f"{f}:3: training.bogus: unknown key; allowed here: base_model" in msg
-    assert f"{f}:5: project.region: must look like an AWS region" in msg
+    assert f"{f}:5: project.region: not a region where SageMaker runs" in msg
     assert "--set training.backend: training.backend: Input should be 'auto', 'torch' or 'neuron'" in msg
     assert len(exc.value.problems) == 4
 
@@ -99,3 +101,130 @@ def test_a_bare_yaml_off_for_local_mlflow_means_off(tmp_path):
 def test_an_endpoint_starting_above_its_autoscaling_ceiling_is_refused():
     with pytest.raises(ConfigError, match="initial_instance_count=3 is above max_instance_count=2"):
         load_config(overrides=["infra.endpoint.initial_instance_count=3"])
+
+
+# ---- issue 15: values checked before a paid run, and errors that say what to do -------------------------
+
+
+def test_a_region_botocore_does_not_know_is_refused():
+    # item 15: zz-fake-1 has the shape of a region; botocore's endpoints.json says there is no such region.
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["project.region=zz-fake-1"])
+    message = str(info.value)
+    assert "--set project.region: project.region: not a region where SageMaker runs, by botocore" in message
+    assert (
+        "check the spelling, or upgrade botocore if the region is newer than it (got 'zz-fake-1')" in message
+    )
+    gov = load_config(
+        overrides=[
+            "project.region=us-gov-west-1",
+            "infra.availability_zones=[us-gov-west-1a, us-gov-west-1b]",
+        ]
+    )
+    assert gov.project.region == "us-gov-west-1"
+
+
+def test_zones_outside_the_region_say_what_to_set():
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["project.region=eu-west-1"])
+    assert (
+        "--set project.region: (top level): infra.availability_zones ['us-east-1a', 'us-east-1b'] are not in "
+        "project.region=eu-west-1: set them to zones of eu-west-1, e.g. [eu-west-1a, eu-west-1b]"
+    ) in str(info.value)
+
+
+def test_a_cpu_training_instance_is_refused_with_the_trainium_types_to_use():
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["pipeline.instances.train=ml.t2.nano"])
+    assert (
+        "pipeline.instances.train: 'ml.t2.nano' is not a Trainium instance that training jobs accept "
+        "(botocore TrainingInstanceType); the fine-tune step runs the Neuron backend: use one of ml.trn1.2xlarge"
+    ) in str(info.value)
+
+
+def test_an_unquoted_account_id_gets_the_quoting_hint():
+    # item 16: YAML reads 000000000000 as the number 0; the hint to quote it used to be lost.
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["project.account=000000000000"])
+    assert (
+        "--set project.account: project.account: YAML read the account id as the number 0, which loses leading "
+        'zeros: quote the 12 digits, account: "012345678901" in a file, or --set '
+        "'project.account=\"012345678901\"' (got 0)"
+    ) in str(info.value)
+    assert load_config(overrides=['project.account="000000000000"']).project.account == "000000000000"
+
+
+def test_a_directory_as_config_is_a_clear_error(tmp_path):
+    # item 14: this was an IsADirectoryError traceback.
+    with pytest.raises(ConfigError) as info:
+        load_config([tmp_path])
+    assert (
+        f"{tmp_path}: is a directory; --config takes a YAML file, e.g. --config {tmp_path}/mine.yaml"
+        in str(info.value)
+    )
+
+
+def test_a_number_past_pythons_digit_limit_is_a_clear_error(tmp_path):
+    # item 14: `--set training.max_steps=<5000 digits>` raised ValueError from int() inside PyYAML.
+    digits = "9" * 5000
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[f"training.max_steps={digits}"])
+    assert (
+        "--set training.max_steps: a number longer than Python reads (4300 digits); no setting takes"
+        in str(info.value)
+    )
+    f = tmp_path / "big.yaml"
+    f.write_text(f"training:\n  seed: {digits}\n")
+    with pytest.raises(ConfigError, match=r"big.yaml: a number longer than Python reads"):
+        load_config([f])
+
+
+def test_a_cross_field_error_names_the_flags_and_does_not_dump_the_config():
+    # item 16: the error echoed the whole `training` section (and at the top level, the whole config).
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["training.max_steps=2", "training.warmup_steps=5"])
+    message = str(info.value)
+    assert (
+        "--set training.max_steps, --set training.warmup_steps: training: warmup_steps (5) must be smaller "
+        "than max_steps (2): the run would end before reaching its peak learning rate; lower warmup_steps to "
+        "at most 1, or leave it unset to get min(5, max_steps - 1)"
+    ) in message
+    assert "base_model" not in message and "got {" not in message
+
+
+def test_the_default_warmup_fits_a_short_run_that_never_set_it():
+    # item 16: warmup_steps=5 in the defaults made max_steps=2 invalid for a user who never set warmup.
+    assert load_config(overrides=["training.max_steps=2"]).training.warmup_steps == 1
+    assert load_config(overrides=["training.max_steps=1"]).training.warmup_steps == 0
+    assert load_config().training.warmup_steps == 5
+
+
+def test_a_huge_yaml_alias_value_is_echoed_short(tmp_path):
+    # item 16: a YAML alias chain was echoed at 1.7 MB.
+    lines = ['a0: &a0 ["' + "x" * 60 + '", "' + "y" * 60 + '"]']
+    for i in range(1, 8):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    lines.append("project:\n  name: *a7")
+    f = tmp_path / "alias.yaml"
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config([f])
+    (name,) = [p for p in info.value.problems if "project.name" in p]
+    assert name.endswith("… (10 items))")
+    assert len(name) < 400
+
+
+def test_a_mapping_alias_chain_is_walked_once(tmp_path):
+    # Each mapping repeats the one before ten times: 10**7 key paths if every alias were walked again.
+    lines = ["m0: &m0 {" + ", ".join(f"k{j}: 1" for j in range(10)) + "}"]
+    for i in range(1, 8):
+        lines.append(f"m{i}: &m{i} {{" + ", ".join(f"k{j}: *m{i - 1}" for j in range(10)) + "}")
+    lines.append("training: *m7")
+    f = tmp_path / "chain.yaml"
+    f.write_text("\n".join(lines) + "\n")
+    where: dict = {}
+    locate_keys(yaml.compose(f.read_text()), f, (), where, [])
+    assert len(where) < 100  # each written key once, not every path through the aliases
+    with pytest.raises(ConfigError) as info:
+        load_config([f])
+    assert f"{f}:9: training.k0: unknown key; allowed here: base_model" in str(info.value)

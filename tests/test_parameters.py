@@ -1,8 +1,13 @@
 """Pipeline parameters: the overrides a run may give, checked by the rules both twins apply."""
 
+import json
+from pathlib import Path
+
 import pytest
 
-from pipelines.definition.parameters import ParameterError, coerce_parameters
+import pipelines.definition.parameters as parameters_module
+from config import load_config
+from pipelines.definition.parameters import ParameterError, checks_definition, coerce_parameters
 
 
 def declared():
@@ -31,3 +36,64 @@ def test_s3_parameters_must_be_s3_uris():
         ParameterError, match=r"--param TrainDataS3Uri='/home/me/train.jsonl': must be an s3:// URI"
     ):
         coerce_parameters(definition, {"TrainDataS3Uri": "/home/me/train.jsonl"})
+
+
+# ---- issue 15: S3 URIs, huge numbers, and the hyperparameters a job would get ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("s3://local-data/../../../etc/", "the key has a '.' or '..' path segment"),
+        ("s3://local-data/datasets/./train/", "the key has a '.' or '..' path segment"),
+        ("s3://../etc/", "'..' is not an S3 bucket name"),
+        ("s3://Bad_Bucket/x/", "'Bad_Bucket' is not an S3 bucket name (3-63 lowercase letters"),
+        ("s3:///x/", "'' is not an S3 bucket name"),
+    ],
+)
+def test_an_s3_uri_that_climbs_out_or_names_no_bucket_is_refused(uri, problem):
+    # item 14: `--param TrainDataS3Uri=s3://local-data/../../../etc/` reached the local store.
+    definition = declared()
+    definition["Parameters"].append({"Name": "TrainDataS3Uri", "Type": "String", "DefaultValue": "s3://b/d/"})
+    with pytest.raises(ParameterError) as info:
+        coerce_parameters(definition, {"TrainDataS3Uri": uri})
+    assert f"--param TrainDataS3Uri='{uri}': {problem}" in str(info.value)
+    ok = coerce_parameters(definition, {"TrainDataS3Uri": "s3://local-data/datasets/0123abcd/train/"})
+    assert ok["TrainDataS3Uri"] == "s3://local-data/datasets/0123abcd/train/"
+
+
+def test_a_number_past_pythons_digit_limit_is_refused_with_the_range():
+    definition = {"Parameters": [{"Name": "MaxSteps", "Type": "Integer", "DefaultValue": 60}]}
+    with pytest.raises(ParameterError) as info:
+        coerce_parameters(definition, {"MaxSteps": "9" * 5000})
+    message = str(info.value)
+    assert "… (5000 chars): must be an integer from 1 to 1000000" in message
+    assert len(message) < 500
+
+
+def test_an_explicit_warmup_longer_than_max_steps_is_refused_before_the_run():
+    cfg = load_config(overrides=["training.warmup_steps=5"])
+    with pytest.raises(ParameterError) as info:
+        coerce_parameters(checks_definition(cfg), {"MaxSteps": "3"})
+    message = str(info.value)
+    assert "step FineTune: 1 invalid hyperparameter:" in message
+    assert "warmup_steps (5) must be smaller than max_steps (3)" in message
+    assert "(training.* keys are config: change them there or choose other --param values)" in message
+    # Left unset, the warmup is derived by the job from the MaxSteps it gets: nothing to refuse.
+    assert coerce_parameters(checks_definition(load_config()), {"MaxSteps": "2"})["MaxSteps"] == 2
+
+
+def test_the_check_reads_the_training_step_of_a_real_definition():
+    """The local executor passes the generated definition; its FineTune hyperparameters are what the check
+    reads, and checks_definition (what `pipeline start` passes) must resolve to the same strings."""
+    golden = json.loads((Path(__file__).parent / "golden" / "pipeline.json").read_text())
+    (finetune,) = [s for s in golden["Steps"] if s["Type"] == "Training"]
+    mine = checks_definition(load_config())
+    values = coerce_parameters(golden, {})
+    resolve = parameters_module._resolve_text
+    theirs = {k: resolve(v, values) for k, v in finetune["Arguments"]["HyperParameters"].items()}
+    ours = {k: resolve(v, values) for k, v in mine["Steps"][0]["Arguments"]["HyperParameters"].items()}
+    assert theirs == {**ours, "precompile": "false"}
+    finetune["Arguments"]["HyperParameters"]["warmup_steps"] = "80"
+    with pytest.raises(ParameterError, match=r"warmup_steps \(80\) must be smaller than max_steps \(60\)"):
+        coerce_parameters(golden, {})

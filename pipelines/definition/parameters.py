@@ -7,12 +7,15 @@ to know it. Changing a type is a config edit and a ``cdk deploy``."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from config.schema import ProjectConfig
+from training.bounds import BOUNDS
 from training.errors import UserError
+from training.hyperparameters import echo, parse_sagemaker_hyperparameters, to_sagemaker_strings
 
 
 class ParameterError(UserError):
@@ -124,15 +127,111 @@ PARAMETER_HYPERPARAMETERS = {
 }
 
 
+# The range each numeric parameter must keep: the same training/bounds.py entry that the config key and
+# the training job's hyperparameter are held to, so a value refused in one is refused in all three.
+PARAMETER_BOUNDS = {
+    **{param: key for key, param in PARAMETER_HYPERPARAMETERS.items()},
+    "TrainInstanceCount": "train_instance_count",
+    "QualityThreshold": "quality_threshold",
+}
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "Integer": int,
     "Float": float,
     "Boolean": lambda s: {"true": True, "false": False}[s.lower()],
 }
 
+# S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or
+# digit (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def s3_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` is no ``s3://bucket/prefix`` a job may read, or None.
+
+    S3 itself would take a key with ``..`` segments as plain text, but the local twin maps keys to folders,
+    where ``..`` climbs out of the store (``s3://local-data/../../../etc/``); such a key is refused on both
+    sides, so a run refused at home is refused in the cloud too."""
+    if not uri.startswith("s3://"):
+        return "must be an s3:// URI, s3://bucket/prefix/"
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not _S3_BUCKET.fullmatch(bucket) or ".." in bucket:
+        return (
+            f"{echo(bucket)} is not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens); "
+            "write s3://bucket/prefix/"
+        )
+    if any(segment in (".", "..") for segment in key.split("/")):
+        return (
+            "the key has a '.' or '..' path segment; give the prefix itself, e.g. s3://bucket/datasets/train/"
+        )
+    return None
+
+
+def _check_override(name: str, raw: str, declared: dict[str, Any]) -> tuple[Any, str | None]:
+    """The typed value of one ``--param name=raw``, or the problem with it."""
+    kind = declared.get("Type", "String")
+    bound = BOUNDS.get(PARAMETER_BOUNDS.get(name, ""))
+    shown = f"--param {name}={echo(raw)}"
+    try:
+        value = _PARSERS.get(kind, str)(raw)
+    except (ValueError, KeyError):
+        expected = f"must be {bound.describe()}" if bound else f"not a valid {kind}"
+        return None, f"{shown}: {expected}"
+    if bound and (problem := bound.problem(value)):
+        return None, f"{shown}: {problem}"
+    if name.endswith("S3Uri") and (problem := s3_uri_problem(str(value))):
+        return None, f"{shown}: {problem}"
+    allowed = declared.get("EnumValues")
+    if allowed and value not in allowed:
+        return None, f"{shown}: must be one of {', '.join(map(str, allowed))}"
+    return value, None
+
+
+def _resolve_text(node: Any, values: dict[str, Any]) -> str | None:
+    """A training step's hyperparameter as the job will get it, where only parameters feed it, else None.
+    (The few expression forms the definition uses there: a literal, a parameter Get, a Join of them.)"""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, dict) and isinstance(node.get("Get"), str) and node["Get"].startswith("Parameters."):
+        value = values.get(node["Get"].removeprefix("Parameters."))
+        return (
+            None
+            if value is None
+            else ("true" if value is True else "false" if value is False else str(value))
+        )
+    if isinstance(node, dict) and isinstance(node.get("Std:Join"), dict):
+        join = node["Std:Join"]
+        parts = [_resolve_text(part, values) for part in join.get("Values", [])]
+        return None if None in parts else str(join.get("On", "")).join(p for p in parts if p is not None)
+    return None
+
+
+def _check_training_steps(definition: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """Validate each training step's hyperparameters, with these parameter values, as its job will.
+
+    The bounds above see one parameter at a time; this catches what only the whole set can show (an
+    explicit ``training.warmup_steps`` of 5 with ``--param MaxSteps=3``) before a job is paid for."""
+    problems = []
+    for step in definition.get("Steps", []):
+        if step.get("Type") != "Training":
+            continue
+        given = step.get("Arguments", {}).get("HyperParameters", {})
+        resolved = {key: _resolve_text(node, values) for key, node in given.items()}
+        if None in resolved.values():
+            continue  # fed by something other than parameters: only the job can check it
+        try:
+            parse_sagemaker_hyperparameters(resolved, f"step {step.get('Name')}")
+        except UserError as exc:
+            problems.append(
+                f"{exc} (training.* keys are config: change them there or choose other --param values)"
+            )
+    return problems
+
 
 def coerce_parameters(definition: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
-    """Defaults from the definition, overrides checked by name, type and enum; every problem at once."""
+    """Defaults from the definition, overrides checked by name, type, range (training/bounds.py), S3 URI
+    shape and enum, then the training steps' hyperparameters as a whole; every problem at once."""
     declared = {p["Name"]: p for p in definition.get("Parameters", [])}
     values: dict[str, Any] = {name: p.get("DefaultValue") for name, p in declared.items()}
     problems = []
@@ -140,22 +239,31 @@ def coerce_parameters(definition: dict[str, Any], overrides: dict[str, str]) -> 
         if name not in declared:
             problems.append(f"--param {name}: no such parameter; the pipeline has {', '.join(declared)}")
             continue
-        kind = declared[name].get("Type", "String")
-        try:
-            value = _PARSERS.get(kind, str)(raw)
-        except (ValueError, KeyError):
-            problems.append(f"--param {name}={raw!r}: not a valid {kind}")
-            continue
-        allowed = declared[name].get("EnumValues")
-        if name.endswith("S3Uri") and not str(value).startswith("s3://"):
-            problems.append(f"--param {name}={raw!r}: must be an s3:// URI")
-            continue
-        if allowed and value not in allowed:
-            problems.append(f"--param {name}={raw!r}: must be one of {', '.join(map(str, allowed))}")
-            continue
-        values[name] = value
+        value, problem = _check_override(name, raw, declared[name])
+        if problem:
+            problems.append(problem)
+        else:
+            values[name] = value
     missing = [name for name, value in values.items() if value is None]
     problems += [f"parameter {name} has no default; give it with --param {name}=..." for name in missing]
+    if not problems:
+        problems = _check_training_steps(definition, values)
     if problems:
         raise ParameterError("pipeline parameters: " + "; ".join(problems))
     return values
+
+
+def checks_definition(cfg: ProjectConfig) -> dict[str, Any]:
+    """What ``coerce_parameters`` needs of the definition, without generating it (the SDK is slow): the
+    parameters, and the FineTune hyperparameters as the builder writes them (config values as strings, the
+    overridable ones fed by their parameters). For ``mlops pipeline start``, which has no definition."""
+    hyperparameters: dict[str, Any] = dict(to_sagemaker_strings(cfg.training))
+    for key, param in PARAMETER_HYPERPARAMETERS.items():
+        hyperparameters[key] = {"Get": f"Parameters.{param}"}
+    hyperparameters["backend"] = {"Get": "Parameters.TrainBackend"}
+    return {
+        "Parameters": [spec.as_definition() for spec in parameter_specs(cfg)],
+        "Steps": [
+            {"Name": "FineTune", "Type": "Training", "Arguments": {"HyperParameters": hyperparameters}}
+        ],
+    }
