@@ -7,8 +7,9 @@ QualityThreshold=nan; the config took a threshold of .nan, .inf and -5, and `tra
 import math
 
 import pytest
+from pydantic import BaseModel, WrapValidator
 
-from config import ConfigError, load_config
+from config import ConfigError, ProjectConfig, load_config
 from pipelines.definition.parameters import (
     PARAMETER_BOUNDS,
     ParameterError,
@@ -65,10 +66,10 @@ def test_a_value_out_of_range_is_refused_by_config_parameter_and_job_alike(param
     for raw in outside(bound):
         with pytest.raises(ParameterError) as by_param:
             start(**{param: raw})
-        assert f"--param {param}='{raw}': must be {bound.describe()}; {bound.advice}" in str(by_param.value)
+        assert f"--param {param}='{raw}': {bound.requirement()}" in str(by_param.value)
         with pytest.raises(ConfigError) as by_config:
             load_config(overrides=[f"{key}={raw}"])
-        assert f"--set {key}: {key}: must be {bound.describe()}; {bound.advice} (got " in str(by_config.value)
+        assert f"--set {key}: {key}: {bound.requirement()} (got " in str(by_config.value)
         if key.startswith("training."):
             name = key.removeprefix("training.")
             with pytest.raises(UserError, match=f"{name}: must be {bound.describe()}"):
@@ -91,15 +92,15 @@ def test_the_values_the_tester_started_a_pipeline_with_are_all_refused_at_once()
         start(MaxSteps=-3, LearningRate=5, LoraR=0, TrainInstanceCount=0, QualityThreshold="nan")
     message = str(info.value)
     assert (
-        "--param MaxSteps='-3': must be an integer from 1 to 1000000; a fine-tune runs at least one"
+        "--param MaxSteps='-3': must be an integer from 1 to 1000000 (a fine-tune runs at least one"
         in message
     )
     assert (
-        "--param LearningRate='5': must be a finite number above 0 and at most 0.1; LoRA fine-tunes"
+        "--param LearningRate='5': must be a finite number above 0 and at most 0.1 (LoRA fine-tunes"
         in message
     )
-    assert "--param LoraR='0': must be an integer from 1 to 1024; ranks of 8 to 64 are usual" in message
-    assert "--param TrainInstanceCount='0': must be an integer from 1 to 64; Trainium instances" in message
+    assert "--param LoraR='0': must be an integer from 1 to 1024 (ranks of 8 to 64 are usual)" in message
+    assert "--param TrainInstanceCount='0': must be an integer from 1 to 64 (Trainium instances" in message
     assert "--param QualityThreshold='nan': must be a finite number at least -1 and at most 1" in message
     with pytest.raises(ParameterError, match=r"--param MaxSteps='0': must be an integer from 1 to 1000000"):
         start(MaxSteps=0)
@@ -110,7 +111,7 @@ def test_a_quality_threshold_that_no_metric_can_reach_is_refused_in_config(raw):
     with pytest.raises(ConfigError) as info:
         load_config(overrides=[f"pipeline.quality_gate.threshold={raw}"])
     message = str(info.value)
-    assert "pipeline.quality_gate.threshold: must be a finite number at least -1 and at most 1;" in message
+    assert "pipeline.quality_gate.threshold: must be a finite number at least -1 and at most 1 (" in message
     assert (
         "exact_match is a fraction from 0 to 1, exact_match_improvement a difference from -1 to 1" in message
     )
@@ -121,7 +122,7 @@ def test_a_yaml_boolean_is_not_a_number(tmp_path):
         load_config(overrides=["training.max_steps=true"])
     assert (
         "--set training.max_steps: training.max_steps: must be an integer from 1 to 1000000, "
-        "not a true/false value;"
+        "not a true/false value (a fine-tune runs"
     ) in str(info.value)
     # The sections that only YAML feeds are strict: a boolean is no integer there either.
     with pytest.raises(
@@ -139,5 +140,28 @@ def test_bound_messages_say_what_to_do():
     for name, bound in BOUNDS.items():
         assert bound.advice, name
         assert bound.problem(bound.high) is None
-        assert bound.problem(math.nan) == f"must be {bound.describe()}; {bound.advice}"
+        assert (
+            bound.problem(math.nan) == bound.requirement() == f"must be {bound.describe()} ({bound.advice})"
+        )
+        assert ";" not in bound.requirement()  # the CLI joins problems with "; "
         assert bound.problem(True) is not None
+
+
+def _numeric_fields(model, prefix=""):
+    """(dotted key, field) of every int or float field, through the nested sections."""
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _numeric_fields(field.annotation, f"{prefix}{name}.")
+        elif field.annotation in (int, float):
+            yield f"{prefix}{name}", field
+
+
+def test_no_float_in_the_config_can_hold_nan_and_every_hyperparameter_number_is_bounded():
+    # A NaN that reaches the definition is written as `NaN`, which is not JSON: every float has a bound.
+    floats = [(key, field) for key, field in _numeric_fields(ProjectConfig) if field.annotation is float]
+    assert floats
+    for key, field in floats:
+        assert any(isinstance(m, WrapValidator) for m in field.metadata), f"{key} is a float with no bound"
+    for name, field in TrainHyperparameters.model_fields.items():
+        if field.annotation in (int, float):
+            assert name in BOUNDS, f"training.{name} has no entry in training/bounds.py"

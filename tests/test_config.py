@@ -25,7 +25,7 @@ def test_all_errors_reported_at_once_with_location(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config([f], ["training.backend=gpu"])
     msg = str(exc.value)
-    assert f"{f}:2: training.max_steps: must be an integer from 1 to 1000000;" in msg
+    assert f"{f}:2: training.max_steps: must be an integer from 1 to 1000000 (" in msg
     assert f"{f}:3: training.bogus: unknown key; allowed here: base_model" in msg
     assert f"{f}:5: project.region: not a region where SageMaker runs" in msg
     assert "--set training.backend: training.backend: Input should be 'auto', 'torch' or 'neuron'" in msg

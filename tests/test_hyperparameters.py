@@ -53,11 +53,11 @@ def test_the_job_holds_its_hyperparameters_to_the_shared_bounds():
     msg = str(exc.value)
     assert "hyperparameters.json: 4 invalid hyperparameters:" in msg
     assert (
-        "max_steps: must be an integer from 1 to 1000000; a fine-tune runs at least one optimizer step" in msg
+        "max_steps: must be an integer from 1 to 1000000 (a fine-tune runs at least one optimizer step" in msg
     )
-    assert "learning_rate: must be a finite number above 0 and at most 0.1; LoRA fine-tunes" in msg
-    assert "lora_r: must be an integer from 1 to 1024; ranks of 8 to 64 are usual (got '0')" in msg
-    assert "seed: must be an integer from 0 to 4294967295; numpy seeds are unsigned 32-bit integers" in msg
+    assert "learning_rate: must be a finite number above 0 and at most 0.1 (LoRA fine-tunes" in msg
+    assert "lora_r: must be an integer from 1 to 1024 (ranks of 8 to 64 are usual) (got '0')" in msg
+    assert "seed: must be an integer from 0 to 4294967295 (numpy seeds are unsigned 32-bit integers)" in msg
 
 
 def test_an_unset_warmup_is_shortened_to_fit_and_left_for_the_job_to_derive(caplog):

@@ -176,7 +176,7 @@ def _check_override(name: str, raw: str, declared: dict[str, Any]) -> tuple[Any,
     try:
         value = _PARSERS.get(kind, str)(raw)
     except (ValueError, KeyError):
-        expected = f"must be {bound.describe()}" if bound else f"not a valid {kind}"
+        expected = bound.requirement() if bound else f"not a valid {kind}"
         return None, f"{shown}: {expected}"
     if bound and (problem := bound.problem(value)):
         return None, f"{shown}: {problem}"
