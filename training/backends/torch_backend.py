@@ -178,9 +178,9 @@ def _is_unreadable(exc: Exception) -> bool:
 
     if isinstance(exc, torch.OutOfMemoryError):
         return False
+    # FileNotFoundError: a file the manifest did not list (the writer never wrote it), not a bad disk.
     content_errors = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, TypeError)
-    # A file the manifest did not list (the writer never wrote it) is a bad checkpoint, not a bad disk.
-    return isinstance(exc, content_errors + (IndexError, SafetensorError, FileNotFoundError))
+    return isinstance(exc, (*content_errors, IndexError, SafetensorError, FileNotFoundError))
 
 
 def _initial_state(model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
