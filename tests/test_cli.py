@@ -39,6 +39,14 @@ def mlops(*args):
             ["pipeline", "start", "--param", "MaxStep=3"],
             "error: pipeline parameters: --param MaxStep: no such parameter",
         ),
+        (  # the whole fine-tune is checked before any AWS call, as a local run checks it
+            ["pipeline", "start", "--set", "training.warmup_steps=5", "--param", "MaxSteps=3"],
+            "warmup_steps (5) must be smaller than max_steps (3)",
+        ),
+        (  # a config value that looks like rich markup is printed, not interpreted
+            ["config", "validate", "--set", "project.name=x[/bold]"],
+            "(got 'x[/bold]')",
+        ),
     ],
 )
 def test_user_errors_are_one_line_with_exit_2(args, message):

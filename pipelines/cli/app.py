@@ -16,6 +16,7 @@ import traceback
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from config import ConfigError
@@ -36,7 +37,7 @@ class ErrorBoundary(TyperGroup):
             say(str(exc))
             self._exit(ctx, exc, 1)
         except ConfigError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True)
             self._exit(ctx, exc, 2)
         except UserError as exc:
             warn(f"error: {exc}")

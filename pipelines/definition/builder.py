@@ -585,4 +585,5 @@ def pipeline_definition(cfg: ProjectConfig) -> str:
         warnings.filterwarnings("ignore", message="Running within a PipelineSession", category=UserWarning)
         definition = json.loads(build_pipeline(cfg).definition())
     check_definition(definition)
-    return json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
+    # allow_nan=False: NaN is not JSON, and SageMaker would refuse the definition; the bounds keep it out.
+    return json.dumps(definition, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

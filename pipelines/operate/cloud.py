@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from config.schema import ProjectConfig
-from pipelines.definition.parameters import coerce_parameters, parameter_specs
+from pipelines.definition.parameters import checks_definition, coerce_parameters
 from pipelines.operate.aws_errors import NothingThere, aws_call, is_not_found
 from pipelines.operate.platform import (
     Approval,
@@ -42,8 +42,9 @@ def clients(cfg: ProjectConfig) -> dict[str, Any]:
 
 def validate_parameters(cfg: ProjectConfig, overrides: dict[str, str]) -> list[dict[str, str]]:
     """Overrides checked before any AWS call, by the same rules as a local run (name, type, allowed
-    values, s3:// URIs); every problem at once (ParameterError)."""
-    coerce_parameters({"Parameters": [spec.as_definition() for spec in parameter_specs(cfg)]}, overrides)
+    values and ranges, s3:// URIs, the fine-tune's hyperparameters as a whole); every problem at once
+    (ParameterError)."""
+    coerce_parameters(checks_definition(cfg), overrides)
     return [{"Name": name, "Value": raw} for name, raw in overrides.items()]
 
 
