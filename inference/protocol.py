@@ -6,11 +6,12 @@ a crash. Parameters outside this subset are refused by name instead of being sil
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # `user` is metadata only (OpenAI uses it for abuse tracking), so accepting it changes nothing.
 SUPPORTED = (
@@ -38,16 +39,41 @@ class RequestError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": None}}
 
+    def render(self) -> bytes:
+        """The body as JSON bytes that can always be sent.
+
+        ``ensure_ascii`` escapes anything a client echoed back at us (a lone surrogate in an unknown
+        parameter's name, say), which UTF-8 cannot encode and would otherwise turn into a plain 500.
+        """
+        return json.dumps(self.body(), ensure_ascii=True).encode("ascii")
+
+
+def _valid_unicode(text: str) -> str:
+    """Refuse a lone UTF-16 surrogate (JSON ``"\\ud800"``): Python's json accepts it, but it is not
+    Unicode text, so the tokenizer and the UTF-8 response encoder would fail on it after generation ran."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"contains a lone UTF-16 surrogate ({ascii(text[exc.start])}) at character {exc.start}, which is "
+            "not valid Unicode; send the text as UTF-8, or escape a surrogate pair as both halves together"
+        ) from None
+    return text
+
+
+# Every string the server tokenizes or echoes back.
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: str | None = None
+    model: Text | None = None
     messages: list[Message] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
@@ -55,7 +81,7 @@ class ChatRequest(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = 1
     stream: bool = False
-    user: str | None = None
+    user: Text | None = None
 
     @field_validator("messages")
     @classmethod

@@ -1,13 +1,20 @@
 """`serve` on CPU/CUDA: the SageMaker serving contract with transformers generation and request batching.
 
-* ``GET /ping``: 200 once the model is loaded, 503 while it loads.
+* ``GET /ping``: 200 once the model is loaded, 503 while it loads or once the server is stopping.
 * ``POST /invocations`` (and ``/v1/chat/completions``, vLLM's path): OpenAI chat completions.
 * Requests that arrive together are batched, up to ``batch_size``: a batch starts when the first
   request is waiting and closes after ``batch_wait_ms`` or when it is full. Generation runs on one
-  worker thread, so the event loop keeps answering /ping and refusing bad requests meanwhile.
-* Limits come from ``serving_config.json`` (written by ``compile --target cpu``) when present, else
+  worker thread and tokenization on a small pool, so the event loop keeps answering /ping (SageMaker
+  gives it 2 s) and refusing bad requests meanwhile. A prompt longer than ``max_prompt_chars`` is
+  refused before it is tokenized, which bounds that CPU work.
+* Limits come from ``serving_config.json`` (written by ``compile --target cpu``) when present, then
+  from ``MLOPS_SERVE_<LIMIT>`` environment variables (a SageMaker model's ``Environment``), then
   from flags: a prompt plus its completion never exceeds ``sequence_length``.
-* SIGTERM: uvicorn stops accepting, finishes in-flight requests and exits 0.
+* A client that closes its connection is dropped from the queue, or its row of the running batch
+  stops between tokens. A body that has not fully arrived after ``body_timeout_s`` gets a 408.
+* SIGTERM: new connections are refused, queued requests get a 503 at once, in-flight generation
+  may finish for ``shutdown_drain_s`` and is then cut between tokens (503), and the process exits 0
+  within SageMaker's 30 s between SIGTERM and SIGKILL. A second signal cuts at once.
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import os
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,7 +36,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from inference.generation import Generated, Shape, chat_prompt_ids, generate, load_for_inference
 from inference.protocol import ChatRequest, RequestError, completion_body, parse_request
@@ -34,6 +44,22 @@ from inference.serving_contract import SERVING_CONFIG
 from training.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# The request timeout on /ping is 2 s, and on endpoint update or scale-in SageMaker sends SIGTERM and
+# SIGKILL 30 s later: https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html
+# ("How SageMaker Runs Your Inference Image", "How Your Container Should Respond to Health Check").
+SAGEMAKER_STOP_GRACE_S = 30.0
+# Every limit can be set as MLOPS_SERVE_<NAME> in the model's Environment: SageMaker starts the image
+# as `<image> serve` with no flags, so the environment is the only knob an endpoint has.
+ENV_PREFIX = "MLOPS_SERVE_"
+# The default max_prompt_chars per token of sequence_length. English averages about 4 characters per
+# token and even a run of spaces packs about 52 into SmolLM2's tokens, so a longer prompt could not fit
+# anyway; refusing it by length costs nothing, while tokenizing 1 MB costs about a CPU-second.
+PROMPT_CHARS_PER_TOKEN = 64
+
+
+def limit_env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
 
 
 @dataclass(frozen=True)
@@ -43,9 +69,22 @@ class ServeLimits:
     max_new_tokens: int = 256  # default and cap for one completion
     max_body_bytes: int = 1 << 20
     batch_wait_ms: float = 10.0
+    # Most characters of message content, checked before tokenizing; None: sequence_length * 64.
+    max_prompt_chars: int | None = None
+    # Seconds a request body may take to arrive in full (a stalled client otherwise holds its slot).
+    body_timeout_s: float = 30.0
+    # Seconds after SIGTERM that in-flight generation may run before it is cut between tokens. With
+    # the margin uvicorn gets on top (see serve), the process exits within SAGEMAKER_STOP_GRACE_S.
+    shutdown_drain_s: float = 20.0
+
+    @property
+    def prompt_char_limit(self) -> int:
+        if self.max_prompt_chars is not None:
+            return self.max_prompt_chars
+        return self.sequence_length * PROMPT_CHARS_PER_TOKEN
 
     def check(self, source: str) -> None:
-        problems = [f"{k}={v}: must be > 0" for k, v in asdict(self).items() if v <= 0]
+        problems = [f"{k}={v}: must be > 0" for k, v in asdict(self).items() if v is not None and not v > 0]
         if self.max_new_tokens >= self.sequence_length:
             problems.append(
                 f"max_new_tokens={self.max_new_tokens} must be smaller than sequence_length={self.sequence_length}"
@@ -54,8 +93,32 @@ class ServeLimits:
             raise UserError(f"serving limits from {source}: " + "; ".join(problems))
 
 
-def load_limits(model_dir: Path, overrides: dict[str, Any]) -> ServeLimits:
-    """Limits from the model's serving_config.json, then explicit overrides (flags)."""
+def _limits_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The MLOPS_SERVE_<LIMIT> variables that are set, parsed to their limit's type."""
+    found: dict[str, Any] = {}
+    for name, default in asdict(ServeLimits()).items():
+        var = limit_env_var(name)
+        raw = env.get(var)
+        if raw is None or raw.strip() == "":
+            continue
+        kind = float if isinstance(default, float) else int
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise UserError(
+                f"{var}={raw!r} is not {'a number' if kind is float else 'a whole number'}; "
+                f"set it to the {name} this server should use, or unset it"
+            ) from None
+        if not math.isfinite(value):
+            raise UserError(f"{var}={raw!r} is not a finite number; set a positive {name}, or unset it")
+        found[name] = value
+    return found
+
+
+def load_limits(
+    model_dir: Path, overrides: dict[str, Any], env: Mapping[str, str] | None = None
+) -> ServeLimits:
+    """Limits from the model's serving_config.json, then MLOPS_SERVE_* variables, then explicit overrides (flags)."""
     limits = ServeLimits()
     source = "defaults"
     config_file = model_dir / SERVING_CONFIG
@@ -71,6 +134,10 @@ def load_limits(model_dir: Path, overrides: dict[str, Any]) -> ServeLimits:
                 f"{config_file}: not a serving config written by `compile --target cpu` ({exc})"
             ) from None
         source = str(config_file)
+    from_env = _limits_from_env(os.environ if env is None else env)
+    if from_env:
+        limits = replace(limits, **from_env)
+        source += " + " + ", ".join(limit_env_var(k) for k in from_env)
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         limits = replace(limits, **given)
@@ -79,17 +146,29 @@ def load_limits(model_dir: Path, overrides: dict[str, Any]) -> ServeLimits:
     return limits
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     prompt: list[int]
     max_new_tokens: int
     temperature: float
     top_p: float
     future: asyncio.Future
+    # The client went away: the batch loop skips it, or generation stops its row between tokens.
+    # Written on the event loop, read by the generation thread (a plain bool is safe under the GIL).
+    cancelled: bool = False
+
+
+def stopping_error() -> RequestError:
+    return RequestError(
+        "the server is shutting down (it received SIGTERM) and did not start this request; "
+        "send it again (SageMaker routes it to an instance that is still serving)",
+        status=503,
+        kind="service_unavailable",
+    )
 
 
 class Engine:
-    """The loaded model, the request queue and the batching loop."""
+    """The loaded model, the request queue, the batching loop, and the shutdown state."""
 
     def __init__(self, model_dir: Path, limits: ServeLimits, model_name: str) -> None:
         self.model_dir, self.limits, self.model_name = model_dir, limits, model_name
@@ -98,7 +177,13 @@ class Engine:
         self.load_error: BaseException | None = None
         self.loaded = threading.Event()
         self.queue: asyncio.Queue[_Pending] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        # Tokenizing a long prompt takes CPU-time that must not stall the event loop (and /ping).
+        # Two workers: prompts are bounded by max_prompt_chars, and generation needs the cores more.
+        self.tokenize_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenize")
+        # time.monotonic() after which in-flight generation is cut; None until a stop is requested.
+        self.stop_deadline: float | None = None
 
     def load(self) -> None:
         try:
@@ -109,36 +194,127 @@ class Engine:
             self.load_error = exc
             log.exception("loading the model from %s failed", self.model_dir)
 
-    def validate(self, request: ChatRequest) -> tuple[list[int], int]:
-        """(prompt ids, completion budget) or a RequestError naming the limit."""
-        prompt = chat_prompt_ids(self.tokenizer, [m.model_dump() for m in request.messages])
-        s, cap = self.limits.sequence_length, self.limits.max_new_tokens
-        if len(prompt) >= s:
+    @property
+    def stopping(self) -> bool:
+        return self.stop_deadline is not None
+
+    def request_stop(self) -> None:
+        """Begin shutting down; safe to call from a signal handler. A second call cuts in-flight work now."""
+        now = time.monotonic()
+        if self.stop_deadline is None:
+            self.stop_deadline = now + self.limits.shutdown_drain_s
+            log.info(
+                "stopping: queued requests get 503; in-flight generation is cut after %.0f s "
+                "(shutdown_drain_s, %s)",
+                self.limits.shutdown_drain_s,
+                limit_env_var("shutdown_drain_s"),
+            )
+        else:
+            self.stop_deadline = min(self.stop_deadline, now)
+            log.info("second stop request: cutting in-flight generation now")
+        if self.loop is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in between
+                self.loop.call_soon_threadsafe(self._refuse_queued)
+
+    def _refuse_queued(self) -> None:
+        """Answer every request that has not started with a 503, instead of letting it wait for a kill."""
+        while self.queue is not None and not self.queue.empty():
+            item = self.queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(stopping_error())
+
+    def _row_must_stop(self, item: _Pending) -> bool:
+        """Asked by the generation thread between tokens."""
+        deadline = self.stop_deadline
+        return item.cancelled or (deadline is not None and time.monotonic() >= deadline)
+
+    def check_prompt_length(self, request: ChatRequest) -> None:
+        """Refuse a prompt by its length in characters before any tokenizing: that work grows with the input."""
+        chars = sum(len(m.content) for m in request.messages)
+        limit = self.limits.prompt_char_limit
+        if chars > limit:
             raise RequestError(
-                f"the prompt is {len(prompt)} tokens; this model serves at most sequence_length={s} tokens "
+                f"the messages hold {chars} characters; this server refuses prompts over "
+                f"max_prompt_chars={limit} characters before tokenizing them (it serves at most "
+                f"sequence_length={self.limits.sequence_length} tokens). Shorten the messages, or raise "
+                f"the limit with the environment variable {limit_env_var('max_prompt_chars')}",
+                param="messages",
+            )
+
+    async def validate(self, request: ChatRequest) -> tuple[list[int], int]:
+        """(prompt ids, completion budget) or a RequestError naming the limit; tokenizes off the event loop."""
+        self.check_prompt_length(request)
+        messages = [m.model_dump() for m in request.messages]
+        prompt = await asyncio.get_running_loop().run_in_executor(
+            self.tokenize_executor, chat_prompt_ids, self.tokenizer, messages
+        )
+        return prompt, self.completion_budget(len(prompt), request.token_limit)
+
+    def completion_budget(self, prompt_tokens: int, asked: int | None) -> int:
+        s, cap = self.limits.sequence_length, self.limits.max_new_tokens
+        if prompt_tokens >= s:
+            raise RequestError(
+                f"the prompt is {prompt_tokens} tokens; this model serves at most sequence_length={s} tokens "
                 "(prompt + completion). Shorten the messages",
                 param="messages",
             )
-        asked = request.token_limit
         if asked is not None and asked > cap:
             raise RequestError(f"max_tokens={asked} exceeds this server's limit of {cap}", param="max_tokens")
-        if asked is not None and len(prompt) + asked > s:
+        if asked is not None and prompt_tokens + asked > s:
             raise RequestError(
-                f"the prompt ({len(prompt)} tokens) plus max_tokens={asked} exceeds sequence_length={s}; "
-                f"ask for at most {s - len(prompt)} tokens",
+                f"the prompt ({prompt_tokens} tokens) plus max_tokens={asked} exceeds sequence_length={s}; "
+                f"ask for at most {s - prompt_tokens} tokens",
                 param="max_tokens",
             )
-        return prompt, asked if asked is not None else min(cap, s - len(prompt))
+        return asked if asked is not None else min(cap, s - prompt_tokens)
 
-    async def submit(self, prompt: list[int], max_new: int, temperature: float, top_p: float) -> Generated:
+    async def submit(
+        self,
+        prompt: list[int],
+        max_new: int,
+        temperature: float,
+        top_p: float,
+        client_gone: Callable[[], Awaitable[None]] | None = None,
+    ) -> Generated:
+        """Queue a completion and wait for it; if ``client_gone()`` finishes first, the request is dropped."""
         assert self.queue is not None
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Pending(prompt, max_new, temperature, top_p, future))
-        return await future
+        if self.stopping:
+            raise stopping_error()
+        item = _Pending(prompt, max_new, temperature, top_p, asyncio.get_running_loop().create_future())
+        self.queue.put_nowait(item)
+        if client_gone is None:
+            return await item.future
+        watcher = asyncio.ensure_future(client_gone())
+        try:
+            await asyncio.wait({item.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the handler itself was cancelled: nobody waits for the result
+            item.cancelled = True
+            raise
+        finally:
+            watcher.cancel()
+        if item.future.done():
+            return item.future.result()
+        item.cancelled = True
+        item.future.cancel()
+        log.info("a client closed its connection; its request was dropped")
+        raise RequestError(
+            "the client closed the connection before its completion was ready",
+            status=499,
+            kind="client_closed_request",
+        )
+
+    def _still_wanted(self, item: _Pending) -> bool:
+        if item.future.done() or item.cancelled:
+            return False
+        if self.stopping:
+            item.future.set_exception(stopping_error())
+            return False
+        return True
 
     async def batch_loop(self) -> None:
         self.queue = asyncio.Queue()
-        loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
+        loop = self.loop
         while True:
             batch = [await self.queue.get()]
             deadline = loop.time() + self.limits.batch_wait_ms / 1000
@@ -150,12 +326,16 @@ class Engine:
                     batch.append(await asyncio.wait_for(self.queue.get(), remaining))
                 except asyncio.TimeoutError:
                     break
+            # Requests whose client left while queued, or that queued as the server began to stop.
+            batch = [item for item in batch if self._still_wanted(item)]
             # One generate call per sampling setting: they cannot share a batch.
             groups: dict[tuple[float, float], list[_Pending]] = {}
             for item in batch:
                 groups.setdefault((item.temperature, item.top_p), []).append(item)
             for (temperature, top_p), items in groups.items():
-                await self._run(loop, items, temperature, top_p)
+                items = [item for item in items if self._still_wanted(item)]
+                if items:
+                    await self._run(loop, items, temperature, top_p)
 
     async def _run(
         self, loop: asyncio.AbstractEventLoop, items: list[_Pending], temperature: float, top_p: float
@@ -176,17 +356,67 @@ class Engine:
                     temperature=temperature,
                     top_p=top_p,
                     fill_batch=False,
+                    should_stop=lambda row: self._row_must_stop(items[row]),
                 ),
             )
         except Exception as exc:
             log.exception("generation failed for a batch of %d", len(items))
+            failure = RequestError(
+                f"generation failed ({type(exc).__name__}: {exc}); the server log has the details",
+                status=500,
+                kind="internal_error",
+            )
             for item in items:
                 if not item.future.done():
-                    item.future.set_exception(exc)
+                    item.future.set_exception(failure)
             return
         for item, output in zip(items, outputs, strict=True):
-            if not item.future.done():  # the client may have gone away
+            if item.future.done():  # the client has gone away
+                continue
+            if output.finish_reason == "cancelled":  # cut by a shutdown, not finished
+                item.future.set_exception(self._cut_error())
+            else:
                 item.future.set_result(output)
+
+    def _cut_error(self) -> RequestError:
+        return RequestError(
+            f"the server is shutting down and stopped this completion {self.limits.shutdown_drain_s:g} s "
+            f"after SIGTERM (shutdown_drain_s, {limit_env_var('shutdown_drain_s')}); send it again",
+            status=503,
+            kind="service_unavailable",
+        )
+
+
+async def _client_gone(request: Request) -> None:
+    """Return once the client has closed its connection.
+
+    Once the body has been read, the server's ``receive()`` only answers when the client disconnects
+    (uvicorn returns ``http.disconnect`` then), so this waits without polling.
+    """
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestError(f"request body exceeds the limit of {limit} bytes", status=413)
+    return bytes(body)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # Python's parser recurses once per nesting level; 100k levels exhaust the stack.
+        raise RequestError(
+            "the body nests JSON arrays or objects too deeply to parse (a chat request needs 4 levels: "
+            "body, messages, message, content)"
+        ) from None
 
 
 def create_app(engine: Engine) -> FastAPI:
@@ -199,14 +429,17 @@ def create_app(engine: Engine) -> FastAPI:
         yield
         task.cancel()
         engine.executor.shutdown(wait=False, cancel_futures=True)
+        engine.tokenize_executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="llm-neuron-mlops server", lifespan=lifespan, docs_url=None, redoc_url=None)
 
-    def error(exc: RequestError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+    def error(exc: RequestError) -> Response:
+        return Response(exc.render(), status_code=exc.status, media_type="application/json")
 
     @app.get("/ping")
     async def ping() -> JSONResponse:
+        if engine.stopping:
+            return JSONResponse({"status": "stopping"}, status_code=503)
         if engine.loaded.is_set():
             return JSONResponse({"status": "ready"})
         if engine.load_error is not None:
@@ -218,18 +451,22 @@ def create_app(engine: Engine) -> FastAPI:
         limit = engine.limits.max_body_bytes
         if declared and declared.isdigit() and int(declared) > limit:
             raise RequestError(f"request body is {declared} bytes; the limit is {limit}", status=413)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise RequestError(f"request body exceeds the limit of {limit} bytes", status=413)
+        timeout = engine.limits.body_timeout_s
         try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RequestError(f"the body is not valid JSON: {exc}") from None
+            body = await asyncio.wait_for(_read_body(request, limit), timeout)
+        except asyncio.TimeoutError:
+            raise RequestError(
+                f"the request body did not arrive in full within body_timeout_s={timeout:g} s; send the "
+                f"whole body without pausing, or raise the limit with {limit_env_var('body_timeout_s')}",
+                status=408,
+                kind="request_timeout",
+            ) from None
+        return parse_json(body)
 
-    async def chat(request: Request) -> JSONResponse:
+    async def chat(request: Request) -> Response:
         try:
+            if engine.stopping:
+                raise stopping_error()
             if not engine.loaded.is_set():
                 raise RequestError(
                     "the model is still loading; retry when GET /ping returns 200",
@@ -237,8 +474,10 @@ def create_app(engine: Engine) -> FastAPI:
                     kind="service_unavailable",
                 )
             parsed = parse_request(await read_json(request))
-            prompt, budget = engine.validate(parsed)
-            output = await engine.submit(prompt, budget, parsed.temperature, parsed.top_p)
+            prompt, budget = await engine.validate(parsed)
+            output = await engine.submit(
+                prompt, budget, parsed.temperature, parsed.top_p, client_gone=lambda: _client_gone(request)
+            )
         except RequestError as exc:
             return error(exc)
         return JSONResponse(
@@ -261,13 +500,20 @@ class GracefulServer(uvicorn.Server):
 
     uvicorn re-raises the captured signal after shutting down, so the process would die "killed by
     SIGTERM" even though it drained its requests; SageMaker and process supervisors read that as a crash.
+    ``on_stop`` runs in the signal handler, so queued requests are answered before uvicorn's own
+    shutdown begins.
     """
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None] = lambda: None) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         def stop(signum: int, frame: Any) -> None:
             log.info("received %s: finishing in-flight requests, then exiting", signal.Signals(signum).name)
             self.should_exit = True
+            self.on_stop()
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -277,12 +523,29 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+# What uvicorn may take beyond shutdown_drain_s to send the cut requests' 503s and close: one token
+# step, the responses, the lifespan shutdown. Past it uvicorn cancels handlers (a plain-text 500).
+SHUTDOWN_MARGIN_S = 5
+
+
 def serve(model_dir: Path, limits: ServeLimits, host: str, port: int, model_name: str) -> int:
     engine = Engine(model_dir, limits, model_name)
+    if limits.shutdown_drain_s + SHUTDOWN_MARGIN_S > SAGEMAKER_STOP_GRACE_S:
+        log.warning(
+            "shutdown_drain_s=%g plus %d s to close exceeds the %g s SageMaker waits between SIGTERM and "
+            "SIGKILL: a SIGKILL may cut requests without a response",
+            limits.shutdown_drain_s,
+            SHUTDOWN_MARGIN_S,
+            SAGEMAKER_STOP_GRACE_S,
+        )
     config = uvicorn.Config(
-        create_app(engine), host=host, port=port, log_level="info", timeout_graceful_shutdown=30
+        create_app(engine),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=math.ceil(limits.shutdown_drain_s) + SHUTDOWN_MARGIN_S,
     )
-    server = GracefulServer(config)
+    server = GracefulServer(config, on_stop=engine.request_stop)
 
     def stop_if_load_fails() -> None:
         # A server that can never answer must not sit there failing health checks: exit non-zero.

@@ -10,7 +10,10 @@ from inference.server import Engine, ServeLimits
 def test_concurrent_requests_are_batched_up_to_the_limit(monkeypatch):
     calls = []
 
-    def fake_generate(model, tokenizer, prompts, shape, max_new_tokens, temperature, top_p, fill_batch):
+    def fake_generate(
+        model, tokenizer, prompts, shape, max_new_tokens, temperature, top_p, fill_batch, should_stop
+    ):
+        assert not any(should_stop(i) for i in range(len(prompts)))  # nobody left, nothing is stopping
         calls.append(
             {"n": len(prompts), "shape": shape, "limits": max_new_tokens, "temperature": temperature}
         )

@@ -1,0 +1,441 @@
+"""The CPU server under load, disconnects, slow clients, hostile bodies and SIGTERM (issue 15, items 11-14).
+
+The HTTP tests run the real app on a real socket (uvicorn in a thread) with a stand-in tokenizer and
+model, so they can hold tokenization or generation at a known point and check what the server does
+meanwhile. Nothing here asserts on elapsed time except generous upper bounds on waits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+import uvicorn
+
+from inference.generation import Shape, generate
+from inference.server import Engine, ServeLimits, create_app, load_limits
+from training.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PAD, EOS, GENERATED = 0, 1, 7
+
+
+class StandInTokenizer:
+    """Tokenizes a conversation to [marker, 5, 5, ...]: the marker (2 + characters % 90) tells requests
+    apart, and one 5 per 1000 characters keeps long prompts short in tokens.
+
+    With a ``gate``, each call waits (at most 8 s) until the test opens it, so the test can act while
+    tokenization is known to be in progress.
+    """
+
+    pad_token_id, eos_token_id = PAD, EOS
+
+    def __init__(self, gate: threading.Event | None = None, marker_file: str | None = None) -> None:
+        self.gate, self.marker_file = gate, marker_file
+        self.threads: list[str] = []
+        self.inside = 0
+        self.entered = threading.Event()
+        self.lock = threading.Lock()
+
+    def apply_chat_template(self, messages, add_generation_prompt, tokenize):  # noqa: ANN001, ANN201
+        with self.lock:
+            self.threads.append(threading.current_thread().name)
+            self.inside += 1
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(timeout=8)
+        text = "".join(m["content"] for m in messages)
+        with self.lock:
+            self.inside -= 1
+        if self.marker_file:  # the SIGTERM test runs in another process: it counts lines here
+            with open(self.marker_file, "a") as marker:
+                marker.write("tokenized\n")
+        return [2 + len(text) % 90] + [5] * (len(text) // 1000)
+
+    def decode(self, tokens, skip_special_tokens):  # noqa: ANN001, ANN201
+        return " ".join(str(t) for t in tokens)
+
+
+class StandInModel:
+    """Emits one token per ``step_s`` and honours ``stopping_criteria`` the way transformers does:
+    a row the criteria mark done gets padding, and the call ends once every row is done."""
+
+    def __init__(self, step_s: float = 0.01, marker_file: str | None = None) -> None:
+        self.step_s, self.marker_file = step_s, marker_file
+        self.calls: list[dict] = []
+        self.started = threading.Event()
+
+    def parameters(self) -> Iterator[torch.Tensor]:
+        yield torch.zeros(1)
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        call = {
+            "markers": [
+                int(row[mask.bool()][0]) for row, mask in zip(input_ids, attention_mask, strict=True)
+            ],
+            "steps": 0,
+        }
+        self.calls.append(call)
+        self.started.set()
+        if self.marker_file:
+            Path(self.marker_file).write_text("generating\n")
+        criteria = kwargs.get("stopping_criteria")
+        ids, unfinished = input_ids, torch.ones(input_ids.shape[0], dtype=torch.bool)
+        for _ in range(max_new_tokens):
+            time.sleep(self.step_s)
+            step = torch.where(unfinished, GENERATED, pad_token_id)
+            ids = torch.cat([ids, step[:, None]], dim=1)
+            call["steps"] += 1
+            if criteria is not None:
+                unfinished &= ~criteria(ids, None)
+                if not unfinished.any():
+                    break
+        return ids
+
+
+class StandInEngine(Engine):
+    def __init__(self, limits: ServeLimits, tokenizer: StandInTokenizer, model: StandInModel) -> None:
+        super().__init__(Path("."), limits, "stand-in")
+        self.parts = (model, tokenizer)
+
+    def load(self) -> None:
+        self.model, self.tokenizer = self.parts
+        self.loaded.set()
+
+
+@contextmanager
+def running(engine: Engine) -> Iterator[tuple[str, int]]:
+    """The app on 127.0.0.1 (a free port) in a thread; yields (base URL, port)."""
+    config = uvicorn.Config(
+        create_app(engine), host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (server.started and engine.loaded.is_set()):
+        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def chat(content: str, **extra: object) -> dict:
+    return {"messages": [{"role": "user", "content": content}], **extra}
+
+
+def raw_request(port: int, body: bytes, content_length: int | None = None) -> socket.socket:
+    """A POST /invocations sent on a socket the test controls (to close it, or to stall the body)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    length = len(body) if content_length is None else content_length
+    sock.sendall(
+        b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {length}\r\n\r\n".encode()
+        + body
+    )
+    return sock
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection without a response: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split()[1]), json.loads(body)
+
+
+def wait_for(condition, what: str, timeout: float = 10) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+# Item 11: /ping stalls under big prompts.
+
+
+def test_ping_answers_while_big_prompts_are_being_tokenized():
+    gate = threading.Event()
+    tokenizer = StandInTokenizer(gate=gate)
+    engine = StandInEngine(ServeLimits(sequence_length=512, max_new_tokens=4), tokenizer, StandInModel(0))
+    big = "x" * 30_000  # under the default max_prompt_chars (512 * 64), so it is tokenized
+    with running(engine) as (base, _), ThreadPoolExecutor(8) as pool:
+        posts = [pool.submit(httpx.post, f"{base}/invocations", json=chat(big), timeout=30) for _ in range(8)]
+        assert tokenizer.entered.wait(10)
+        # Tokenization is held inside the tokenizer: before the fix it ran on the event loop, which
+        # could not answer /ping until it finished (8 x 1 MB took 5.2 s; SageMaker gives /ping 2 s).
+        ping = httpx.get(f"{base}/ping", timeout=5)
+        assert ping.status_code == 200
+        assert tokenizer.inside > 0 and not gate.is_set()
+        gate.set()
+        assert [p.result().status_code for p in posts] == [200] * 8
+    assert tokenizer.threads and all(name.startswith("tokenize") for name in tokenizer.threads)
+
+
+def test_an_oversized_prompt_is_refused_by_length_before_tokenizing():
+    tokenizer = StandInTokenizer()
+    engine = StandInEngine(
+        ServeLimits(sequence_length=64, max_new_tokens=4, max_prompt_chars=1000), tokenizer, StandInModel(0)
+    )
+    with running(engine) as (base, _):
+        r = httpx.post(f"{base}/invocations", json=chat("y" * 1001), timeout=10)
+        assert r.status_code == 400
+        error = r.json()["error"]
+        assert error["param"] == "messages"
+        assert (
+            "the messages hold 1001 characters; this server refuses prompts over max_prompt_chars=1000"
+            in (error["message"])
+        )
+        assert (
+            "raise the limit with the environment variable MLOPS_SERVE_MAX_PROMPT_CHARS" in error["message"]
+        )
+        assert tokenizer.threads == []  # refused before any tokenizing
+        assert httpx.post(f"{base}/invocations", json=chat("y" * 1000), timeout=10).status_code == 200
+
+
+def test_limits_come_from_mlops_serve_environment_variables(tmp_path):
+    assert ServeLimits(sequence_length=100).prompt_char_limit == 6400
+    env = {"MLOPS_SERVE_MAX_PROMPT_CHARS": "5000", "MLOPS_SERVE_BODY_TIMEOUT_S": "2.5"}
+    limits = load_limits(tmp_path, {"batch_size": None}, env=env)
+    assert (limits.prompt_char_limit, limits.body_timeout_s) == (5000, 2.5)
+    assert load_limits(tmp_path, {"max_prompt_chars": 7}, env=env).prompt_char_limit == 7  # a flag wins
+    with pytest.raises(
+        UserError,
+        match=r"MLOPS_SERVE_SHUTDOWN_DRAIN_S='soon' is not a number; set it to the shutdown_drain_s",
+    ):
+        load_limits(tmp_path, {}, env={"MLOPS_SERVE_SHUTDOWN_DRAIN_S": "soon"})
+    with pytest.raises(
+        UserError,
+        match=r"serving limits from defaults \+ MLOPS_SERVE_MAX_PROMPT_CHARS: max_prompt_chars=0: must be > 0",
+    ):
+        load_limits(tmp_path, {}, env={"MLOPS_SERVE_MAX_PROMPT_CHARS": "0"})
+
+
+# Item 12: SIGTERM with a long queue.
+
+
+def _serve_stand_in(port: int, marker_dir: str) -> int:
+    """The real `serve` (signals, uvicorn, shutdown) around a stand-in model; run in a subprocess."""
+    from inference import server
+
+    tokenizer = StandInTokenizer(marker_file=os.path.join(marker_dir, "tokenized"))
+    model = StandInModel(step_s=0.02, marker_file=os.path.join(marker_dir, "generating"))
+    server.load_for_inference = lambda model_dir: (model, tokenizer)  # type: ignore[assignment]
+    limits = ServeLimits(
+        batch_size=1, sequence_length=100_000, max_new_tokens=50_000, batch_wait_ms=1, shutdown_drain_s=1.0
+    )
+    return server.serve(Path("."), limits, "127.0.0.1", port, "stand-in")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_sigterm_answers_queued_requests_with_503_and_exits_within_the_grace_period(tmp_path):
+    port = _free_port()
+    code = f"import sys; sys.path.insert(0, 'tests'); import test_server_reliability as t; sys.exit(t._serve_stand_in({port}, {str(tmp_path)!r}))"
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:  # a file, not a pipe: a full pipe would block the server
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()
+            try:
+                return httpx.get(f"{base}/ping", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, "the server to start", timeout=120)
+        tokenized = tmp_path / "tokenized"
+        with ThreadPoolExecutor(3) as pool:
+            # 50,000 tokens at 20 ms each: without a bound, this request would hold the server for 1000 s.
+            in_flight = pool.submit(httpx.post, f"{base}/invocations", json=chat("A"), timeout=60)
+            wait_for((tmp_path / "generating").exists, "generation to start")
+            queued = [
+                pool.submit(httpx.post, f"{base}/invocations", json=chat(c), timeout=60)
+                for c in ("BB", "CCC")
+            ]
+            wait_for(
+                lambda: tokenized.exists() and len(tokenized.read_text().split()) == 3, "3 tokenized requests"
+            )
+            proc.send_signal(signal.SIGTERM)
+            stopped_at = time.monotonic()
+            for response in (r.result() for r in queued):
+                assert response.status_code == 503
+                assert (
+                    "the server is shutting down (it received SIGTERM) and did not start this request"
+                    in (response.json()["error"]["message"])
+                )
+            response = in_flight.result()
+            assert response.status_code == 503
+            assert (
+                "stopped this completion 1 s after SIGTERM (shutdown_drain_s, MLOPS_SERVE_SHUTDOWN_DRAIN_S)"
+                in (response.json()["error"]["message"])
+            )
+        # SageMaker sends SIGKILL 30 s after SIGTERM; the generation thread must not hold the process.
+        assert proc.wait(timeout=25) == 0, log.read_text()
+        assert time.monotonic() - stopped_at < 25
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# Item 13: disconnects and slow bodies.
+
+
+def test_a_client_that_disconnects_stops_its_generation_and_leaves_the_queue():
+    model, tokenizer = StandInModel(step_s=0.01), StandInTokenizer()
+    limits = ServeLimits(batch_size=1, sequence_length=10_000, max_new_tokens=5000, batch_wait_ms=1)
+    with running(StandInEngine(limits, tokenizer, model)) as (base, port):
+        running_request = raw_request(port, json.dumps(chat("A")).encode())  # 5000 steps: 50 s
+        assert model.started.wait(10)
+        queued_request = raw_request(port, json.dumps(chat("BB")).encode())
+        wait_for(lambda: len(tokenizer.threads) == 2, "the second request to be queued")
+        queued_request.close()
+        running_request.close()
+        # Before the fix the next request waited for the abandoned generation to finish.
+        r = httpx.post(f"{base}/invocations", json=chat("CCC", max_tokens=3), timeout=15)
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
+    assert [call["markers"] for call in model.calls] == [[3], [5]]  # "BB" (marker 4) never generated
+    assert model.calls[0]["steps"] < 5000
+
+
+@pytest.mark.parametrize("sent", [b"", b'{"messages": '])
+def test_a_body_that_does_not_arrive_gets_a_408(sent):
+    engine = StandInEngine(
+        ServeLimits(sequence_length=64, max_new_tokens=4, body_timeout_s=0.5),
+        StandInTokenizer(),
+        StandInModel(0),
+    )
+    with running(engine) as (_, port):
+        sock = raw_request(port, sent, content_length=100)  # promises 100 bytes, then stalls
+        status, body = read_response(sock)
+        sock.close()
+    assert status == 408
+    assert body["error"]["message"] == (
+        "the request body did not arrive in full within body_timeout_s=0.5 s; send the whole body "
+        "without pausing, or raise the limit with MLOPS_SERVE_BODY_TIMEOUT_S"
+    )
+
+
+# Item 14: bodies that crashed the server.
+
+
+@pytest.mark.parametrize(
+    "body, param, needle",
+    [
+        (
+            b'{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}',
+            "model",
+            "model: Value error",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "a\\ud800b"}]}',
+            "messages.0.content",
+            "messages.0.content: Value error, contains a lone UTF-16 surrogate ('\\ud800') at character 1",
+        ),
+        (b'{"\\ud800": 1, "messages": []}', "\ud800", "unsupported parameter(s): \ud800"),
+        (b"[" * 100_000 + b"]" * 100_000, None, "the body nests JSON arrays or objects too deeply to parse"),
+        (b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None, "too deeply to parse"),
+    ],
+)
+def test_unencodable_or_deeply_nested_bodies_get_a_json_400_before_any_generation(body, param, needle):
+    model, tokenizer = StandInModel(0), StandInTokenizer()
+    engine = StandInEngine(ServeLimits(sequence_length=64, max_new_tokens=4), tokenizer, model)
+    with running(engine) as (base, _):
+        r = httpx.post(
+            f"{base}/invocations", content=body, headers={"content-type": "application/json"}, timeout=10
+        )
+    assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+    assert needle in r.json()["error"]["message"] and r.json()["error"]["param"] == param
+    assert tokenizer.threads == [] and model.calls == []
+
+
+# The stop signal inside real transformers generation (items 12 and 13 rely on it).
+
+
+class _TinyTokenizer:
+    pad_token_id, eos_token_id = 0, None  # no EOS: a random model could emit it and end rows early
+
+    def decode(self, tokens, skip_special_tokens):  # noqa: ANN001, ANN201
+        return ""
+
+
+@pytest.fixture(scope="module")
+def random_tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def test_transformers_generation_stops_a_row_between_tokens(random_tiny_llama):
+    asked = {0: 0, 1: 0}
+
+    def should_stop(row: int) -> bool:
+        asked[row] += 1
+        return row == 0 and asked[0] >= 3  # row 0's client leaves after its third token
+
+    out = generate(
+        random_tiny_llama,
+        _TinyTokenizer(),
+        [[3, 4, 5], [6, 7]],
+        Shape(2, 8, 12),
+        fill_batch=False,
+        should_stop=should_stop,
+    )
+    assert (out[0].finish_reason, out[0].completion_tokens) == ("cancelled", 3)
+    assert (out[1].finish_reason, out[1].completion_tokens) == ("length", 12)
+
+
+def test_transformers_generation_ends_when_every_row_is_stopped(random_tiny_llama):
+    out = generate(
+        random_tiny_llama,
+        _TinyTokenizer(),
+        [[3, 4, 5], [6, 7]],
+        Shape(2, 8, 500),
+        should_stop=lambda row: True,
+    )
+    # Cut after the first token, instead of running 500 steps.
+    assert [(o.finish_reason, o.completion_tokens) for o in out] == [("cancelled", 1), ("cancelled", 1)]
