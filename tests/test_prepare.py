@@ -40,6 +40,9 @@ def test_prepare_writes_packed_channels_and_stats(tmp_path, tiny_model, smollm2_
     val_lines = len((TASK / "validation.jsonl").read_text().splitlines())
     assert stats["examples"] == train_lines + val_lines
     assert stats["channels"]["train"]["examples"] == train_lines
+    assert stats["channels"]["train"]["records_per_file"] == {
+        str(opt / "processing/train/train.jsonl"): train_lines
+    }
     assert stats["dropped"] == 0 and stats["max_seq_length"] == 256
     assert 0 < stats["padding_fraction"] < 0.5 and len(stats["content_sha256"]) == 64
     from training.fingerprints import folder_sha256
@@ -110,3 +113,29 @@ def test_prepare_without_base_model_says_where_it_belongs(tmp_path, tiny_model, 
     assert main(["prepare", "--max-seq-length", "256"]) == 2
     assert "--model-dir:" in (opt / "output/message").read_text()
     assert "holds no base model" in (opt / "output/message").read_text()
+
+
+def test_a_huge_line_fails_prepare_with_its_place_not_an_out_of_memory_kill(
+    tmp_path, tiny_model, monkeypatch
+):
+    # 12 GB for one 50 MB line got the Prepare instance killed with no reason given (issue 15, item 10).
+    good = (TASK / "train.jsonl").read_text().splitlines()[0]
+    huge = json.dumps({"prompt": "Summarize: " + "word " * 1_000_000, "completion": "ok"})
+    opt = _processing_job(tmp_path, tiny_model, [good, huge, good])
+    monkeypatch.setenv("MLOPS_OPT_ML", str(opt))
+    assert main(["prepare", "--max-seq-length", "256", "--overlong", "truncate"]) == 2
+    failure = (opt / "output/message").read_text()
+    assert f"data.jsonl:2: a line of {len(huge):,} bytes" in failure
+    assert "the most an example of max_seq_length=256 tokens can take" in failure
+
+
+def test_gzip_named_jsonl_fails_prepare_naming_the_format(tmp_path, tiny_model, monkeypatch):
+    import gzip
+
+    opt = _processing_job(tmp_path, tiny_model)
+    train = opt / "processing/train/train.jsonl"
+    train.write_bytes(gzip.compress(train.read_bytes()))
+    monkeypatch.setenv("MLOPS_OPT_ML", str(opt))
+    assert main(["prepare", "--max-seq-length", "256"]) == 2
+    failure = (opt / "output/message").read_text()
+    assert "train.jsonl: this is gzip-compressed data, not JSONL text; name it *.jsonl.gz" in failure

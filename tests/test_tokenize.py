@@ -3,7 +3,7 @@
 import pytest
 
 from training.errors import UserError
-from training.tokenize import IGNORE_INDEX, tokenize_example
+from training.tokenize import IGNORE_INDEX, longest_token_chars, tokenize_example
 
 
 def _targets(tok, out):
@@ -26,7 +26,7 @@ def test_chat_loss_covers_each_assistant_turn_and_its_end_token(smollm2_tokenize
             {"role": "assistant", "content": "6"},
         ],
     }
-    out = tokenize_example(tok, ex)
+    out = tokenize_example(tok, ex, max_tokens=256, chars_per_token=longest_token_chars(tok))
     assert len(out["input_ids"]) == len(out["labels"]) == out["length"]
     assert _targets(tok, out) == "4<|im_end|>\n6<|im_end|>\n"
     assert out["labels"][0] == IGNORE_INDEX
@@ -34,7 +34,10 @@ def test_chat_loss_covers_each_assistant_turn_and_its_end_token(smollm2_tokenize
 
 def test_prompt_completion_is_rendered_as_one_exchange(smollm2_tokenizer):
     out = tokenize_example(
-        smollm2_tokenizer, {"source": "t:1", "messages": None, "prompt": "Say hi", "completion": "hi"}
+        smollm2_tokenizer,
+        {"source": "t:1", "messages": None, "prompt": "Say hi", "completion": "hi"},
+        max_tokens=256,
+        chars_per_token=81,
     )
     assert _targets(smollm2_tokenizer, out) == "hi<|im_end|>\n"
 
@@ -57,4 +60,4 @@ def test_template_that_does_not_render_prefixes_is_a_clear_error(smollm2_tokeniz
         UserError,
         match=r"train.jsonl:7: the tokenizer's chat template does not render a conversation as a prefix",
     ):
-        tokenize_example(tok, ex)
+        tokenize_example(tok, ex, max_tokens=256, chars_per_token=longest_token_chars(tok))

@@ -28,7 +28,7 @@ from training.data import MAX_REPORTED, load_examples
 from training.errors import UserError, format_problems
 from training.fingerprints import content_sha256, tokenizer_fingerprint
 from training.packing import PreparedData, is_packed, load_packed, pack_into_blocks, save_packed
-from training.tokenize import IGNORE_INDEX, tokenize_example
+from training.tokenize import IGNORE_INDEX, longest_token_chars, tokenize_example
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,21 @@ def prepare_channel(
             "the base model's tokenizer is not a fast (Rust) tokenizer; the loss mask needs its offset mapping. "
             "Save the model with a tokenizer.json"
         )
-    loaded = load_examples(path, channel=channel, skip_invalid=skip_invalid_lines)
+    # Memory stays bounded by max_seq_length, not by the input: lines too long to hold an example that
+    # fits are refused unread, and each example is tokenized only as far as the length policy needs.
+    chars_per_token = longest_token_chars(tokenizer)
+    loaded = load_examples(
+        path,
+        channel=channel,
+        skip_invalid=skip_invalid_lines,
+        max_seq_length=max_seq_length,
+        chars_per_token=chars_per_token,
+    )
     dataset = Dataset.from_list(loaded.examples)
     tokenized = dataset.map(
-        lambda ex: tokenize_example(tokenizer, ex),
+        lambda ex: tokenize_example(
+            tokenizer, ex, max_tokens=max_seq_length, chars_per_token=chars_per_token
+        ),
         remove_columns=["messages", "prompt", "completion"],
         desc=f"tokenizing {channel}",
     )
@@ -95,6 +106,7 @@ def prepare_channel(
     stats = {
         "channel": channel,
         "files": [str(f) for f in loaded.files],
+        "records_per_file": loaded.records,
         "content_sha256": content_sha256(loaded.files),
         "examples": len(fitted.input_ids),
         "skipped_invalid_lines": len(loaded.skipped),
@@ -135,10 +147,11 @@ def _fit_to_length(tokenized: Any, channel: str, max_seq_length: int, overlong: 
     too_long: list[str] = []
     for row in tokenized:
         ids, lab = row["input_ids"], row["labels"]
-        if len(ids) > max_seq_length:
+        # Tokens are counted only up to max_seq_length + 1 (training.tokenize), so "longer" is all we know.
+        if len(ids) > max_seq_length or row["cut"]:
             if overlong == "reject":
                 too_long.append(
-                    f"{row['source']}: {len(ids)} tokens, longer than max_seq_length={max_seq_length}"
+                    f"{row['source']}: {row['chars']:,} characters, longer than max_seq_length={max_seq_length} tokens"
                 )
                 continue
             ids, lab = ids[:max_seq_length], lab[:max_seq_length]
