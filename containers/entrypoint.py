@@ -102,6 +102,7 @@ def _train_job(opt_ml: OptMl) -> TrainJob:
         model_dir=opt_ml.model_dir,
         checkpoint_dir=opt_ml.checkpoint_dir,
         run_name=os.environ.get("TRAINING_JOB_NAME", "finetune"),
+        job_name=os.environ.get("TRAINING_JOB_NAME"),  # SageMaker sets it (contract.TRAINING)
         failure_file=opt_ml.failure_file(TRAINING),
         cluster=opt_ml.read_cluster(TRAINING),
     )

@@ -461,13 +461,14 @@ def test_the_torch_trainer_refuses_a_held_folder_before_any_setup(tmp_path, monk
     from training.backends import torch_backend
 
     _lease(tmp_path, "exec-1-FineTune").acquire()
-    monkeypatch.setenv("TRAINING_JOB_NAME", "exec-2-FineTune")
     monkeypatch.setattr(torch_backend, "setup", lambda job: pytest.fail("set up despite the lease"))
+    job = _job(tmp_path)
+    job.job_name = "exec-2-FineTune"
     with pytest.raises(UserError, match="is in use by training job 'exec-1-FineTune'"):
-        torch_backend.run(_job(tmp_path))
+        torch_backend.run(job)
 
 
-def _neuron_job(tmp_path):
+def _neuron_job(tmp_path, job_name):
     from training.hyperparameters import TrainHyperparameters
     from training.job import TrainJob
 
@@ -479,6 +480,7 @@ def _neuron_job(tmp_path):
         gguf_file=None,
         model_dir=tmp_path / "model",
         checkpoint_dir=tmp_path / "ckpt",
+        job_name=job_name,
     )
 
 
@@ -491,10 +493,9 @@ def test_the_neuron_launcher_holds_the_lease_while_its_workers_run(tmp_path, mon
         seen["lease"] = json.loads((tmp_path / "ckpt" / LEASE).read_text())
         return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setenv("TRAINING_JOB_NAME", "exec-1-FineTune")
     monkeypatch.setattr(neuron_backend.subprocess, "run", fake_run)
     monkeypatch.setattr(neuron_backend, "workers_per_node", lambda instance_type, env: 2)
-    neuron_backend.run(_neuron_job(tmp_path))
+    neuron_backend.run(_neuron_job(tmp_path, "exec-1-FineTune"))
     assert seen["lease"]["job"] == "exec-1-FineTune" and seen["lease"]["pid"] == os.getpid()
     assert not (tmp_path / "ckpt" / LEASE).exists()
 
@@ -504,8 +505,7 @@ def test_the_neuron_launcher_refuses_a_held_folder_before_launching(tmp_path, mo
 
     (tmp_path / "ckpt").mkdir()
     _lease(tmp_path / "ckpt", "exec-1-FineTune").acquire()
-    monkeypatch.setenv("TRAINING_JOB_NAME", "exec-2-FineTune")
     monkeypatch.setattr(neuron_backend.subprocess, "run", lambda *a, **k: pytest.fail("launched"))
     monkeypatch.setattr(neuron_backend, "workers_per_node", lambda instance_type, env: 2)
     with pytest.raises(UserError, match="is in use by training job 'exec-1-FineTune'"):
-        neuron_backend.run(_neuron_job(tmp_path))
+        neuron_backend.run(_neuron_job(tmp_path, "exec-2-FineTune"))

@@ -328,10 +328,10 @@ class WriterLease:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def for_this_job(cls, root: Path) -> WriterLease:
-        # SageMaker sets TRAINING_JOB_NAME in every training container, and the local twin sets it too
-        # (containers/contract.py, TRAINING); a trainer started by hand has none.
-        return cls(root, os.environ.get("TRAINING_JOB_NAME"))
+    def for_this_job(cls, root: Path, job_name: str | None) -> WriterLease:
+        """``job_name``: TRAINING_JOB_NAME, which SageMaker sets in every training container and the
+        local twin sets too (containers/contract.py, TRAINING); None for a trainer started by hand."""
+        return cls(root, job_name)
 
     # -- taking, keeping, giving back
 

@@ -44,6 +44,9 @@ class TrainJob:
     model_dir: Path  # where the merged model, adapter and report go
     checkpoint_dir: Path
     run_name: str = "finetune"
+    # TRAINING_JOB_NAME: the checkpoint writer lease's identity (a spot restart keeps it); None when
+    # the trainer was started by hand.
+    job_name: str | None = None
     failure_file: Path | None = None  # where a worker process reports a user error (Neuron launcher reads it)
     cluster: Cluster = field(default_factory=Cluster.single)
 

@@ -166,7 +166,7 @@ def run(job: TrainJob) -> dict[str, Any]:
     # The workers write checkpoints under checkpoint_dir/neuron: hold the folder's writer lease (with its
     # heartbeat) for as long as they run, so a second job with the same inputs refuses to start there.
     # NeuronTrainer saves on its own, so a lease lost meanwhile is logged rather than checked per save.
-    with WriterLease.for_this_job(job.checkpoint_dir).held():
+    with WriterLease.for_this_job(job.checkpoint_dir, job.job_name).held():
         result = subprocess.run(cmd, env=env, check=False)
     if result.returncode != 0:
         raise worker_failure(result.returncode, job.failure_file)

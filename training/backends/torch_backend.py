@@ -288,7 +288,7 @@ def run(job: TrainJob) -> dict[str, Any]:
 
     # One writer per checkpoint folder, from before the first checkpoint is read to after the last is
     # written: a second job with the same inputs stops here instead of overwriting this one's checkpoints.
-    with WriterLease.for_this_job(job.checkpoint_dir).held() as lease:
+    with WriterLease.for_this_job(job.checkpoint_dir, job.job_name).held() as lease:
         t_setup = time.perf_counter()
         parts = setup(job)
         state = resume(job, parts)
