@@ -509,3 +509,18 @@ def test_the_neuron_launcher_refuses_a_held_folder_before_launching(tmp_path, mo
     monkeypatch.setattr(neuron_backend, "workers_per_node", lambda instance_type, env: 2)
     with pytest.raises(UserError, match="is in use by training job 'exec-1-FineTune'"):
         neuron_backend.run(_neuron_job(tmp_path, "exec-2-FineTune"))
+
+
+def test_a_retried_fine_tune_finds_a_crashed_jobs_lease_stale():
+    """The FineTune step's job-level retry (a new training job, a new name) waits IntervalSeconds before
+    it starts. The crashed job's lease must be stale by then, or the retry would be refused."""
+    from pathlib import Path
+
+    from training.checkpoints import LEASE_STALE_SECONDS
+
+    golden = json.loads((Path(__file__).parent / "golden" / "pipeline.json").read_text())
+    (fine_tune,) = [s for s in golden["Steps"] if s["Name"] == "FineTune"]
+    job_retries = [
+        p for p in fine_tune["RetryPolicies"] if "SageMaker.JOB_INTERNAL_ERROR" in p["ExceptionType"]
+    ]
+    assert job_retries and all(p["IntervalSeconds"] >= LEASE_STALE_SECONDS for p in job_retries)
