@@ -319,12 +319,19 @@ def test_sigterm_answers_queued_requests_with_503_and_exits_within_the_grace_per
 def test_a_client_that_disconnects_stops_its_generation_and_leaves_the_queue():
     model, tokenizer = StandInModel(step_s=0.01), StandInTokenizer()
     limits = ServeLimits(batch_size=1, sequence_length=10_000, max_new_tokens=5000, batch_wait_ms=1)
-    with running(StandInEngine(limits, tokenizer, model)) as (base, port):
+    engine = StandInEngine(limits, tokenizer, model)
+    with running(engine) as (base, port):
         running_request = raw_request(port, json.dumps(chat("A")).encode())  # 5000 steps: 50 s
         assert model.started.wait(10)
         queued_request = raw_request(port, json.dumps(chat("BB")).encode())
-        wait_for(lambda: len(tokenizer.threads) == 2, "the second request to be queued")
+        queue = engine.queue
+        assert queue is not None
+        wait_for(lambda: queue.qsize() == 1, "the second request to be queued")
         queued_request.close()
+        # asyncio.Queue keeps its items in `_queue`; peeking is enough to know the server noticed.
+        wait_for(
+            lambda: all(item.cancelled for item in list(queue._queue)), "the queued request to be dropped"
+        )
         running_request.close()
         # Before the fix the next request waited for the abandoned generation to finish.
         r = httpx.post(f"{base}/invocations", json=chat("CCC", max_tokens=3), timeout=15)
