@@ -243,7 +243,7 @@ def test_a_garbage_state_file_under_resume_is_named(tmp_path):
     cfg = load_config(overrides=[f"local.store_dir={tmp_path}"])
     with pytest.raises(UserError) as refused:
         run_local(cfg, {}, resume="20261129-000000-abcd")
-    assert f"{run / 'state.json'} is not valid JSON" in str(refused.value)
+    assert f"its state file {run / 'state.json'} is not valid JSON" in str(refused.value)
     assert "Start a new run without --resume" in str(refused.value)
 
 

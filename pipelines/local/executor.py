@@ -186,6 +186,22 @@ def iso_duration_seconds(text: str) -> float:
     return ((((y * 365 + mo * 30 + w * 7 + d) * 24 + h) * 60 + mi) * 60) + s
 
 
+def read_saved_state(path: Path, execution_id: str) -> dict[str, Any]:
+    """An execution's state.json with what resuming needs (steps, parameters, definition key), or an
+    ExecutorError naming the file: a resume must never guess from a damaged state."""
+    try:
+        state = read_json_object(path)
+        state["steps"], state["parameters"] = dict(state["steps"]), dict(state["parameters"])
+        str(state["definition_sha256"])
+    except (UnreadableFile, KeyError, TypeError, ValueError) as exc:
+        why = exc.why if isinstance(exc, UnreadableFile) else f"lacks {exc}"
+        raise ExecutorError(
+            f"execution {execution_id} cannot be resumed: its state file {path} {why}. Start a new run "
+            "without --resume: steps whose inputs did not change come from the cache"
+        ) from None
+    return state
+
+
 def new_execution_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
@@ -263,16 +279,9 @@ class Executor:
         path = self.run_dir / STATE_FILE
         if not path.is_file():
             raise ExecutorError(f"no execution {self.execution_id} to resume (no {path})")
-        try:
-            state = read_json_object(path)
-            saved_steps, saved_key = dict(state["steps"]), state["definition_sha256"]
-        except (UnreadableFile, KeyError, TypeError, ValueError) as exc:
-            why = exc.why if isinstance(exc, UnreadableFile) else f"lacks {exc}"
-            raise ExecutorError(
-                f"execution {self.execution_id} cannot be resumed: its state file {path} {why}. Start a new "
-                "run without --resume: steps whose inputs did not change come from the cache"
-            ) from None
-        if saved_key != self.definition_sha256:
+        state = read_saved_state(path, self.execution_id)
+        saved_steps = state["steps"]
+        if state["definition_sha256"] != self.definition_sha256:
             raise ExecutorError(self._changed_definition(state.get("invocation")))
         notes = []
         self.outcomes = state.get("outcomes", {})

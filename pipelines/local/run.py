@@ -21,7 +21,7 @@ from typing import Any
 
 from config.schema import ProjectConfig
 from pipelines.definition.parameters import coerce_parameters
-from pipelines.local.executor import Executor, new_execution_id
+from pipelines.local.executor import Executor, new_execution_id, read_saved_state
 from pipelines.local.lock import store_lock
 from pipelines.local.store import (
     REPO_ROOT,
@@ -31,7 +31,7 @@ from pipelines.local.store import (
     run_folder,
 )
 from training.errors import UserError
-from training.files import UnreadableFile, read_json_object, write_json_atomic
+from training.files import write_json_atomic
 
 
 @dataclass
@@ -179,18 +179,7 @@ def _resumable(store_root: Path, resume: str, overrides: dict[str, str]) -> dict
         raise UserError(f"--resume {resume}: no such local execution (no {state_file})")
     if overrides:
         raise UserError("--resume continues an execution with its own parameters; drop --param")
-    return _saved_parameters(state_file, resume)
-
-
-def _saved_parameters(state_file: Path, resume: str) -> dict[str, Any]:
-    try:
-        return dict(read_json_object(state_file)["parameters"])
-    except (UnreadableFile, KeyError, TypeError, ValueError) as exc:
-        why = exc.why if isinstance(exc, UnreadableFile) else f"lacks {exc}"
-        raise UserError(
-            f"--resume {resume}: its state file {state_file} {why}, so it cannot be resumed. Start a new run "
-            "without --resume: steps whose inputs did not change come from the cache"
-        ) from None
+    return dict(read_saved_state(state_file, resume)["parameters"])
 
 
 def _job_env(cfg: ProjectConfig, store_root: Path) -> dict[str, dict[str, str]]:
