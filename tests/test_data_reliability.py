@@ -292,3 +292,20 @@ def test_a_json_array_and_deep_nesting_are_line_errors(tmp_path):
         info.value
     )
     assert f"{f}:2: JSON nested too deeply to be an example" in str(info.value)
+
+
+def test_an_unreadable_file_is_named(tmp_path, monkeypatch):
+    f = tmp_path / "d.jsonl"
+    f.write_bytes(_jsonl(GOOD))
+    real_open = Path.open
+
+    def refuse(self, *args, **kwargs):  # chmod 0 does not stop root, who runs the tests in CI images
+        if self == f:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(
+        UserError, match=r"d.jsonl: cannot be read \(Permission denied\); check its permissions"
+    ):
+        load_examples(f)

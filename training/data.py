@@ -57,8 +57,8 @@ DEFAULT_CHARS_PER_TOKEN = 128  # when no tokenizer is at hand: above the longest
 JSON_BYTES_PER_CHAR = 6
 MIN_LINE_BYTES = 1 << 20
 # Callers that read data without a length limit (a smoke request, a benchmark) still never hold more:
-# 32768 tokens, the largest max_seq_length, times the bounds above.
-UNLIMITED_LINE_BYTES = 32768 * DEFAULT_CHARS_PER_TOKEN * JSON_BYTES_PER_CHAR + MIN_LINE_BYTES
+# 32768 tokens, the largest max_seq_length (training/hyperparameters.py), times the bounds above.
+NO_LENGTH_GIVEN_LINE_BYTES = 32768 * DEFAULT_CHARS_PER_TOKEN * JSON_BYTES_PER_CHAR + MIN_LINE_BYTES
 _SKIP_CHUNK = 1 << 16  # read size while skipping the rest of an oversized line
 
 # First bytes of formats that are given as JSONL by mistake, and what to do about each. A JSONL file
@@ -85,7 +85,7 @@ _SIGNATURES: tuple[tuple[bytes, str, str], ...] = (
 def max_line_bytes(max_seq_length: int | None, chars_per_token: int = DEFAULT_CHARS_PER_TOKEN) -> int:
     """The longest JSONL line read for an example of at most ``max_seq_length`` tokens (see above)."""
     if max_seq_length is None:
-        return UNLIMITED_LINE_BYTES
+        return NO_LENGTH_GIVEN_LINE_BYTES
     return max_seq_length * chars_per_token * JSON_BYTES_PER_CHAR + MIN_LINE_BYTES
 
 
@@ -230,8 +230,11 @@ def _sniff(head: bytes) -> tuple[str, str] | None:
 def _open_checked(file: Path) -> io.BufferedIOBase:
     """A binary stream of the file's JSONL bytes (through gzip for ``*.gz``), or a UserError that
     names the format actually found and what to do."""
-    with file.open("rb") as raw:
-        head = raw.read(8)
+    try:
+        with file.open("rb") as raw:
+            head = raw.read(8)
+    except OSError as exc:
+        raise UserError(f"{file}: cannot be read ({exc.strerror}); check its permissions") from None
     found = _sniff(head)
     if not file.name.lower().endswith(".gz"):
         if found:
@@ -300,10 +303,9 @@ class _Reader:
                 for lineno, line in _lines(stream, self.limit):
                     records += self.read_line(f"{file}:{lineno}", lineno, line)
         except (OSError, EOFError, zlib.error) as exc:
-            # gzip.BadGzipFile is an OSError; a truncated stream ends in EOFError.
-            self.unreadable.append(
-                f"{file}: the gzip stream is corrupt after line {lineno} ({exc}); re-create or re-upload it"
-            )
+            # gzip.BadGzipFile is an OSError; a truncated gzip stream ends in EOFError.
+            what = "the gzip stream is corrupt" if file.name.lower().endswith(".gz") else "reading failed"
+            self.unreadable.append(f"{file}: {what} after line {lineno} ({exc}); re-create or re-upload it")
             return
         self.records[str(file)] = records
         if records == 0:
