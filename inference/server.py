@@ -204,7 +204,7 @@ class Engine:
         if self.stop_deadline is None:
             self.stop_deadline = now + self.limits.shutdown_drain_s
             log.info(
-                "stopping: queued requests get 503; in-flight generation is cut after %.0f s "
+                "stopping: queued requests get 503; in-flight generation is cut after %g s "
                 "(shutdown_drain_s, %s)",
                 self.limits.shutdown_drain_s,
                 limit_env_var("shutdown_drain_s"),
