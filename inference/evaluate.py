@@ -85,7 +85,9 @@ def evaluate_one(
     amp = torch.bfloat16 if model.dtype == torch.bfloat16 else None
     loss, targets = mean_token_loss(model, prepared.blocks, settings.batch_size, device, amp)
 
-    cases = exact_match_cases(load_examples(data_path, channel="evaluation").examples)
+    # The same line limit as prepare_channel above: memory bounded by max_seq_length, not the input.
+    loaded = load_examples(data_path, channel="evaluation", max_seq_length=settings.max_seq_length)
+    cases = exact_match_cases(loaded.examples)
     prompts = [chat_prompt_ids(tokenizer, messages) for messages, _, _ in cases]
     longest = max(len(p) for p in prompts)
     prompt_length = settings.prompt_length or _round_up(longest)

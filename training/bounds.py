@@ -64,6 +64,9 @@ class Bound:
 
 _LARGE = "the ceiling catches a typo before a paid run, raise it in training/bounds.py if you need more"
 
+# The longest packed block a config may ask for; training/data.py sizes its line limit from it.
+MAX_SEQ_LENGTH = 32768
+
 BOUNDS: dict[str, Bound] = {
     # Training hyperparameters (config `training.<name>`, the container's hyperparameters.json).
     "max_steps": Bound(1, 1_000_000, True, "a fine-tune runs at least one optimizer step, " + _LARGE),
@@ -85,7 +88,9 @@ BOUNDS: dict[str, Bound] = {
         1, 1024, True, "packed blocks per NeuronCore per micro-step, " + _LARGE
     ),
     "gradient_accumulation_steps": Bound(1, 4096, True, "micro-steps per optimizer step, " + _LARGE),
-    "max_seq_length": Bound(16, 32768, True, "the packed block length, the one input shape of the model"),
+    "max_seq_length": Bound(
+        16, MAX_SEQ_LENGTH, True, "the packed block length, the one input shape of the model"
+    ),
     "lora_r": Bound(1, 1024, True, "ranks of 8 to 64 are usual"),
     "lora_alpha": Bound(1, 4096, True, "the LoRA scale is alpha / r, and alpha = 2 * r is usual"),
     "lora_dropout": Bound(0, 0.99, False, "a dropout probability below 1, 0.05 is usual"),

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.bounds import MAX_SEQ_LENGTH
 from training.errors import UserError, format_problems
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ DEFAULT_CHARS_PER_TOKEN = 128  # when no tokenizer is at hand: above the longest
 JSON_BYTES_PER_CHAR = 6
 MIN_LINE_BYTES = 1 << 20
 # Callers that read data without a length limit (a smoke request, a benchmark) still never hold more:
-# 32768 tokens, the largest max_seq_length (training/hyperparameters.py), times the bounds above.
-NO_LENGTH_GIVEN_LINE_BYTES = 32768 * DEFAULT_CHARS_PER_TOKEN * JSON_BYTES_PER_CHAR + MIN_LINE_BYTES
+# The largest max_seq_length (training/bounds.py), times the bounds above.
+NO_LENGTH_GIVEN_LINE_BYTES = MAX_SEQ_LENGTH * DEFAULT_CHARS_PER_TOKEN * JSON_BYTES_PER_CHAR + MIN_LINE_BYTES
 _SKIP_CHUNK = 1 << 16  # read size while skipping the rest of an oversized line
 
 # First bytes of formats that are given as JSONL by mistake, and what to do about each. A JSONL file

@@ -57,5 +57,7 @@ def content_sha256(files: list[Path]) -> str:
     """sha256 of the files' contents, concatenated in the order given (a channel's raw JSONL)."""
     digest = hashlib.sha256()
     for file in files:
-        digest.update(file.read_bytes())
+        with file.open("rb") as handle:  # in chunks: memory stays flat whatever the file's size
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()

@@ -216,7 +216,11 @@ def smoke_messages(cfg: ProjectConfig) -> list[dict[str, str]]:
     """The first held-out example's conversation up to the answer: a realistic request."""
     from training.data import load_examples
 
-    examples = load_examples(Path(cfg.data.validation or cfg.data.train), channel="validation").examples
+    examples = load_examples(
+        Path(cfg.data.validation or cfg.data.train),
+        channel="validation",
+        max_seq_length=cfg.training.max_seq_length,
+    ).examples
     first = examples[0]
     if first.get("messages"):
         messages = [m for m in first["messages"]]
