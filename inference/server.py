@@ -37,6 +37,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from jinja2 import TemplateError
 
 from inference.generation import Generated, Shape, chat_prompt_ids, generate, load_for_inference
 from inference.protocol import ChatRequest, RequestError, completion_body, parse_request
@@ -245,9 +246,17 @@ class Engine:
         """(prompt ids, completion budget) or a RequestError naming the limit; tokenizes off the event loop."""
         self.check_prompt_length(request)
         messages = [m.model_dump() for m in request.messages]
-        prompt = await asyncio.get_running_loop().run_in_executor(
-            self.tokenize_executor, chat_prompt_ids, self.tokenizer, messages
-        )
+        try:
+            prompt = await asyncio.get_running_loop().run_in_executor(
+                self.tokenize_executor, chat_prompt_ids, self.tokenizer, messages
+            )
+        except TemplateError as exc:
+            # The model's chat template refused the conversation (e.g. a template without a system
+            # role raises on one): the request's shape, not a server fault.
+            raise RequestError(
+                f"this model's chat template refused the messages: {exc}. Change the roles or their order",
+                param="messages",
+            ) from None
         return prompt, self.completion_budget(len(prompt), request.token_limit)
 
     def completion_budget(self, prompt_tokens: int, asked: int | None) -> int:

@@ -391,6 +391,29 @@ def test_unencodable_or_deeply_nested_bodies_get_a_json_400_before_any_generatio
     assert tokenizer.threads == [] and model.calls == []
 
 
+class SystemRefusingTokenizer(StandInTokenizer):
+    """A chat template that has no system role raises, as many models' templates do."""
+
+    def apply_chat_template(self, messages, add_generation_prompt, tokenize):  # noqa: ANN001, ANN201
+        from jinja2 import TemplateError
+
+        if messages[0]["role"] == "system":
+            raise TemplateError("System role not supported")
+        return super().apply_chat_template(messages, add_generation_prompt, tokenize)
+
+
+def test_a_chat_template_refusing_the_roles_is_a_json_400():
+    model, tokenizer = StandInModel(0), SystemRefusingTokenizer()
+    engine = StandInEngine(ServeLimits(sequence_length=64, max_new_tokens=4), tokenizer, model)
+    body = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}
+    with running(engine) as (base, _):
+        r = httpx.post(f"{base}/invocations", json=body, timeout=10)
+    assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["param"] == "messages"
+    assert "chat template refused the messages: System role not supported" in r.json()["error"]["message"]
+    assert model.calls == []
+
+
 # The stop signal inside real transformers generation (items 12 and 13 rely on it).
 
 
