@@ -129,13 +129,29 @@ def _remove_leftovers(target: Path) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
+class _LinkInside(tarfile.FilterError):
+    """A symbolic or hard link, even one that stays inside the folder."""
+
+    def __init__(self, tarinfo: tarfile.TarInfo) -> None:
+        self.tarinfo = tarinfo
+        super().__init__(f"{tarinfo.name!r} is a link")
+
+
 def _refuse_absolute(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
     """Python's "data" filter refuses traversal, links out of the folder and device files, but strips a
     leading "/" and extracts the member (as GNU tar does). Our archives name members relative to the
-    model folder, so an absolute name means the archive was not made for this: refuse it too."""
+    model folder, so an absolute name means the archive was not made for this: refuse it too.
+
+    Links are refused even when they stay inside: chains of links defeat the "data" filter on
+    interpreters before 3.10.18 / 3.11.13 / 3.12.11 / 3.13.4 (CVE-2025-4517, CVE-2025-4330,
+    CVE-2025-4138; python/cpython gh-135034), and a model archive needs none (our packers,
+    ``pipelines/local/jobs.pack_model`` and ``inference/compile.py``, write regular files only)."""
     if member.name.startswith("/"):
         raise tarfile.AbsolutePathError(member)
-    return tarfile.data_filter(member, dest)
+    checked = tarfile.data_filter(member, dest)
+    if checked is not None and (checked.issym() or checked.islnk()):
+        raise _LinkInside(checked)
+    return checked
 
 
 class _Position:
@@ -198,6 +214,8 @@ def _refusal(exc: tarfile.FilterError) -> str:
         return "its path leads outside the extraction folder (path traversal)"
     if isinstance(exc, tarfile.AbsoluteLinkError | tarfile.LinkOutsideDestinationError):
         return f"it is a link to {member.linkname!r}, outside the extraction folder"
+    if isinstance(exc, _LinkInside):
+        return f"it is a link (to {member.linkname!r}), and a model archive holds no links"
     if isinstance(exc, tarfile.SpecialFileError):
         kind = "device file" if member.ischr() or member.isblk() else "special file (FIFO)"
         return f"it is a {kind}"

@@ -186,6 +186,15 @@ def test_a_hard_link_out_of_the_folder_is_refused_by_name(tmp_path):
     )
 
 
+def test_a_link_inside_the_folder_is_refused_too(tmp_path):
+    """Link chains defeat the "data" filter on older interpreters (CVE-2025-4517): no links at all."""
+    _refused(
+        tmp_path,
+        _special("weights", tarfile.SYMTYPE, linkname="config.json"),
+        "it is a link (to 'config.json'), and a model archive holds no links",
+    )
+
+
 def test_a_device_file_is_refused_by_name(tmp_path):
     _refused(tmp_path, _special("dev/mem", tarfile.CHRTYPE, devmajor=1, devminor=1), "it is a device file")
 
