@@ -188,12 +188,15 @@ def _state(executor, **step) -> None:
     )
 
 
-def test_resume_names_a_running_step_whose_runner_died(tmp_path):
+def test_resume_names_a_running_step_whose_runner_died(tmp_path, monkeypatch):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    executor = _executor(tmp_path)
+    shown = _Shown()
+    executor = _executor(tmp_path, on_note=shown.view.on_note)
     _state(executor, status="running", pid=gone.pid)
-    notes = executor.load_state()
+    monkeypatch.setattr(executor, "_run_step", lambda step, state: None)
+    executor.run(resume=True)
+    notes = [shown[0][len("note: ") :]]
     assert notes == [
         f"step FineTune was left running by an earlier attempt that is gone (its job, pid {gone.pid}, has "
         "exited); it runs again and resumes from its checkpoints"
@@ -257,15 +260,32 @@ def test_the_executor_names_a_garbage_state_file(tmp_path):
         executor.load_state()
 
 
+class _Shown:
+    """What `mlops run --local` shows through a pipe: the real StepView on a non-terminal console."""
+
+    def __init__(self) -> None:
+        import io
+
+        from rich.console import Console
+
+        from pipelines.local.view import StepView
+
+        self.out = io.StringIO()
+        self.view = StepView(Console(file=self.out, force_terminal=False, width=400))
+
+    def __getitem__(self, index: int) -> str:
+        return self.out.getvalue().splitlines()[index]
+
+
 def _cached_step(tmp_path):
-    lines: list[tuple[str, str]] = []
+    lines = _Shown()
     step = {
         "Name": "Prepare",
         "Type": "Processing",
         "Arguments": {},
         "CacheConfig": {"Enabled": True, "ExpireAfter": "P30D"},
     }
-    executor = _executor(tmp_path, [step], on_line=lambda name, text: lines.append((name, text)))
+    executor = _executor(tmp_path, [step], on_line=lines.view.on_line, on_note=lines.view.on_note)
     uri = "s3://local-artifacts/prepared/"
     folder = executor.store.path(uri)
     folder.mkdir(parents=True)
@@ -286,8 +306,8 @@ def test_a_cache_hit_needs_its_outputs_unchanged(tmp_path):
         archive.truncate(10)  # a truncated cached archive is not the output that was cached
     assert executor._cache_hit(step, args, executor.states["Prepare"]) is False
     assert lines[-1] == (
-        "resume",
-        "Prepare: the cached output s3://local-artifacts/prepared/ changed since it was cached; running again",
+        "note: Prepare: the cached output s3://local-artifacts/prepared/ changed since it was cached; "
+        "running again"
     )
 
 
@@ -296,7 +316,7 @@ def test_a_garbage_cache_entry_is_a_miss_that_says_so(tmp_path):
     entry = executor._cache_file(step, args)
     entry.write_text("\x00garbage")
     assert executor._cache_hit(step, args, executor.states["Prepare"]) is False
-    assert "is not valid JSON" in lines[-1][1] and str(entry) in lines[-1][1]
+    assert lines[-1].startswith(f"note: Prepare: cache entry {entry} is not valid JSON")
 
 
 def test_state_and_cache_files_are_replaced_whole(tmp_path, monkeypatch):
@@ -532,3 +552,34 @@ def test_a_parameter_uri_that_leaves_the_store_fails_the_step_with_a_reason(tmp_
     assert issubclass(
         StorePathError, UserError
     )  # so the executor fails the step with it, not "internal error"
+
+
+def test_a_nan_metric_does_not_stop_the_report(tmp_path):
+    """A diverged fine-tune writes eval_loss NaN; the run's report must still be written, as JSON."""
+    step = {
+        "Name": "Evaluate",
+        "Type": "Processing",
+        "Arguments": {},
+        "PropertyFiles": [
+            {
+                "PropertyFileName": "EvaluationReport",
+                "OutputName": "evaluation",
+                "FilePath": "evaluation.json",
+            }
+        ],
+    }
+    executor = _executor(tmp_path, [step])
+    uri = "s3://local-artifacts/eval/"
+    folder = executor.store.path(uri)
+    folder.mkdir(parents=True)
+    (folder / "evaluation.json").write_text('{"metrics": {"eval_loss": {"value": NaN}, "exact_match": 0.5}}')
+    state = executor.states["Evaluate"]
+    state.status = "done"
+    state.properties = {
+        "ProcessingOutputConfig": {
+            "Outputs": {"evaluation": {"OutputName": "evaluation", "S3Output": {"S3Uri": uri}}}
+        }
+    }
+    executor.ctx.properties["Evaluate"] = state.properties
+    report = json.loads(executor.write_report("Failed").read_text())  # strict JSON: no NaN token
+    assert report["metrics"] == {"eval_loss": None, "exact_match": 0.5}

@@ -29,6 +29,7 @@ import datetime as dt
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -186,6 +187,18 @@ def iso_duration_seconds(text: str) -> float:
     return ((((y * 365 + mo * 30 + w * 7 + d) * 24 + h) * 60 + mi) * 60) + s
 
 
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: a diverged fine-tune reports eval_loss NaN, and NaN is
+    not JSON (the report must still be written, and read by any JSON reader)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
 def read_saved_state(path: Path, execution_id: str) -> dict[str, Any]:
     """An execution's state.json with what resuming needs (steps, parameters, definition key), or an
     ExecutorError naming the file: a resume must never guess from a damaged state."""
@@ -220,6 +233,7 @@ class Executor:
         on_line: Callable[[str, str], None] | None = None,
         definition_sha256: str | None = None,
         invocation: dict[str, Any] | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> None:
         check_supported(definition)
         self.definition = definition
@@ -232,6 +246,7 @@ class Executor:
         self.job_env = job_env or {}  # executor-level additions per step type (e.g. the local MLflow URI)
         self.on_change = on_change or (lambda states: None)
         self.on_line = on_line
+        self.on_note = on_note or (lambda note: print(f"note: {note}", file=sys.stderr))
         self.run_dir = self.store_root / "runs" / execution_id
         self.steps = {s["Name"]: (s, parent, branch) for s, parent, branch in all_steps(definition)}
         self.order = order_steps(definition)
@@ -271,7 +286,7 @@ class Executor:
             "outcomes": self.outcomes,
             "steps": {n: asdict(s) for n, s in self.states.items()},
         }
-        write_json_atomic(self.run_dir / STATE_FILE, state)
+        write_json_atomic(self.run_dir / STATE_FILE, finite(state))
 
     def load_state(self) -> list[str]:
         """Resume: finished steps keep their outputs; everything else runs again. Returns notes for the
@@ -445,10 +460,7 @@ class Executor:
         (self.run_dir / RESERVE_FILE).unlink(missing_ok=True)
 
     def _say(self, note: str) -> None:
-        if self.on_line is not None:
-            self.on_line("resume", note)
-        else:
-            print(note, file=sys.stderr)
+        self.on_note(note)
 
     def _changed(self) -> None:
         self.save_state()
@@ -643,5 +655,5 @@ class Executor:
                         {k: v.get("value") if isinstance(v, dict) else v for k, v in data["metrics"].items()}
                     )
         path = self.run_dir / "report.json"
-        write_json_atomic(path, report)
+        write_json_atomic(path, finite(report))
         return path

@@ -147,6 +147,7 @@ def _run_locked(
         job_env=_job_env(cfg, store_root),
         on_change=getattr(view, "on_change", None),
         on_line=getattr(view, "on_line", None),
+        on_note=getattr(view, "on_note", None),
         definition_sha256=definition_key,
         invocation=invocation,
     )

@@ -78,6 +78,11 @@ class StepView:
                     f"[{state.status}] {state.name}{extra}{message}", markup=False, highlight=False
                 )
 
+    def on_note(self, note: str) -> None:
+        """A message for the person, not a step's log line (a resumed step, a cache miss and why):
+        printed above the live table, or as its own line."""
+        self.console.print(f"note: {note}", markup=False, highlight=False)
+
     def on_line(self, step: str, line: str) -> None:
         if line.strip():
             self.last_line[step] = line.strip()
