@@ -92,7 +92,7 @@ def test_the_rng_state_round_trips_through_a_weights_only_load(tmp_path):
 # ---- item 4: a bad checkpoint is named, set aside, and the next older one is used -----------------------
 
 
-def _tiny_parts():
+def _tiny_parts(**hyperparameters):
     """A 1-layer Llama with LoRA, AdamW and a schedule, as torch_backend.setup builds them."""
     from transformers import LlamaConfig, LlamaForCausalLM, get_scheduler
 
@@ -110,7 +110,7 @@ def _tiny_parts():
             num_key_value_heads=1,
         )
     )
-    hp = TrainHyperparameters()
+    hp = TrainHyperparameters(**hyperparameters)
     model = torch_backend.apply_lora(model, SimpleNamespace(hp=hp))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3)
@@ -186,6 +186,19 @@ def test_a_corrupt_adapter_falls_back_to_the_older_checkpoint(tmp_path):
     assert "SafetensorError" in (_bad_folders(tmp_path)[0] / "WHY.txt").read_text()
 
 
+def test_a_sound_checkpoint_of_another_lora_rank_is_refused_not_set_aside(tmp_path):
+    """Shapes of another configuration are not corruption: setting every checkpoint aside would
+    silently start over. The run stops and says why, and the checkpoints stay."""
+    from training.backends import torch_backend
+
+    _save_at(_tiny_parts(lora_r=8, lora_alpha=16), tmp_path, 2)
+    with pytest.raises(UserError) as refused:
+        torch_backend.resume(_job(tmp_path), _tiny_parts(lora_r=4, lora_alpha=8))
+    assert "is intact (it matches its manifest) but does not fit this run" in str(refused.value)
+    assert "size mismatch" in str(refused.value) and "lora_r" in str(refused.value)
+    assert _bad_folders(tmp_path) == [] and (tmp_path / "step-0000002").is_dir()
+
+
 def test_a_forged_trainer_state_in_a_resealed_checkpoint_is_set_aside_without_running(tmp_path):
     from training.backends import torch_backend
 
@@ -248,8 +261,10 @@ def test_a_read_error_is_not_taken_for_a_bad_checkpoint(tmp_path):
     def load(folder):
         raise OSError(5, "Input/output error")
 
+    from training.backends.torch_backend import _is_unreadable
+
     with pytest.raises(OSError, match="Input/output error"):
-        load_newest(tmp_path, load, lambda e: not isinstance(e, OSError))
+        load_newest(tmp_path, load, _is_unreadable)
     assert [s for s, _ in checkpoint_folders(tmp_path)] == [5]
     assert not _bad_folders(tmp_path)
 

@@ -171,16 +171,32 @@ def _load_trainer_state(folder: Path, model: Any, optimizer: Any, scheduler: Any
 
 
 def _is_unreadable(exc: Exception) -> bool:
-    """Whether a load error says the checkpoint's content is bad (random bytes, a cut-off file, a forged
-    pickle that weights_only refuses, missing keys, wrong shapes), not that this machine failed to read it
-    (I/O errors, out of memory: those propagate and the checkpoint stays where it is)."""
+    """Whether a load error says the checkpoint's bytes are bad (random bytes, a cut-off file, a forged
+    pickle that weights_only refuses), not that this run cannot use a sound checkpoint (another LoRA
+    rank: ``_does_not_fit``) or that this machine failed to read it (I/O errors, out of memory). Only
+    the first sets the checkpoint aside: the others would set every checkpoint aside and silently
+    start over."""
     from safetensors import SafetensorError
 
     if isinstance(exc, torch.OutOfMemoryError):
         return False
+    # A cut-off trainer_state.pt: torch's zip reader says so in a RuntimeError.
+    if isinstance(exc, RuntimeError) and "PytorchStreamReader" in str(exc):
+        return True
     # FileNotFoundError: a file the manifest did not list (the writer never wrote it), not a bad disk.
-    content_errors = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, TypeError)
-    return isinstance(exc, (*content_errors, IndexError, SafetensorError, FileNotFoundError))
+    return isinstance(exc, (pickle.UnpicklingError, EOFError, SafetensorError, FileNotFoundError))
+
+
+def _does_not_fit(exc: Exception) -> bool:
+    """A sound checkpoint this run cannot take: shapes or keys of another configuration (LoRA rank,
+    target modules, optimizer groups) or of another version of the code."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return False
+    return isinstance(exc, (RuntimeError, ValueError, KeyError, TypeError, IndexError))
+
+
+class CheckpointDoesNotFit(UserError):
+    """A checkpoint that passes its manifest and reads, but was written by a differently set-up run."""
 
 
 def _initial_state(model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
@@ -344,7 +360,18 @@ def resume(job: TrainJob, parts: TrainSetup) -> TrainState:
     initial = _initial_state(parts.model, parts.optimizer, parts.scheduler)
 
     def load(folder: Path) -> dict[str, Any]:
-        return _load_trainer_state(folder, parts.model, parts.optimizer, parts.scheduler)
+        try:
+            return _load_trainer_state(folder, parts.model, parts.optimizer, parts.scheduler)
+        except Exception as exc:
+            if _is_unreadable(exc) or not _does_not_fit(exc):
+                raise
+            raise CheckpointDoesNotFit(
+                f"checkpoint {folder} is intact (it matches its manifest) but does not fit this run: "
+                f"{type(exc).__name__}: {str(exc)[:300]}. It was written with other settings (lora_r, "
+                "lora_target_modules, the optimizer) or another version of the code. Resume with the "
+                "settings it was written with, or train into another checkpoint location (locally another "
+                "--run-id; in the pipeline, changed inputs get a new checkpoint prefix)"
+            ) from None
 
     found, set_aside = load_newest(job.checkpoint_dir, load, _is_unreadable)
     if found is None:
