@@ -505,7 +505,10 @@ def exit_on_broken_pipe() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    exit_on_broken_pipe()
+    # Only as the process's own entry (argv from the command line; in-process callers such as tests
+    # keep their signal handling), and not for `serve`, whose sockets must not die by SIGPIPE.
+    if argv is None and args.command != "serve":
+        exit_on_broken_pipe()
     _setup_logging()
     return run_command(OptMl.from_env(), args.command, args.run, args)
 

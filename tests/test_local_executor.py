@@ -307,7 +307,7 @@ def test_step_commands_use_this_interpreter_and_docker_argv_mounts_opt_ml(tmp_pa
     )
     assert local_argv(spec)[0] == sys.executable
     argv = docker_argv(spec)
-    assert argv[:3] == ["docker", "run", "--rm"]
+    assert argv[:4] == ["docker", "run", "--rm", "--init"]  # signals reach the entrypoint (not PID 1)
     assert f"{tmp_path}:/opt/ml" in argv and "/ck:/opt/ml/checkpoints" in argv
     assert argv[argv.index("--network") + 1] == "none" and "A=b" in argv
     assert argv[-8:] == [

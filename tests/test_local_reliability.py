@@ -277,6 +277,15 @@ class _Shown:
         return self.out.getvalue().splitlines()[index]
 
 
+def test_a_damaged_step_in_the_state_file_is_named(tmp_path):
+    from pipelines.local.executor import ExecutorError
+
+    executor = _executor(tmp_path)
+    _state(executor, status="done", unknown_field=1)
+    with pytest.raises(ExecutorError, match=r"step FineTune in its state file .*state\.json is damaged"):
+        executor.load_state()
+
+
 def _cached_step(tmp_path):
     lines = _Shown()
     step = {
@@ -349,6 +358,22 @@ def test_a_garbage_endpoint_file_is_set_aside_with_a_note(tmp_path, capsys):
     assert "endpoint.json is not valid JSON" in capsys.readouterr().err
     assert (folder / "endpoint.json.unreadable").is_file()
     assert stop(tmp_path) is None
+
+
+def test_a_server_pid_reused_by_another_server_process_is_not_ours(tmp_path):
+    """A live process whose command line looks like the server, started at another time, is not it."""
+    from pipelines.local.endpoint import server_alive
+    from pipelines.local.processes import start_ticks
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "containers.entrypoint"])
+    try:
+        ticks = start_ticks(other.pid)
+        assert server_alive({"pid": other.pid, "pid_started": ticks}) is True
+        if ticks is not None:  # Linux: the start time tells a recycled pid apart
+            assert server_alive({"pid": other.pid, "pid_started": ticks - 1}) is False
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_endpoint_stop_with_a_recycled_pid_does_not_say_stopped(tmp_path):
@@ -466,6 +491,23 @@ def test_the_pipeline_on_a_full_disk_fails_the_step_and_writes_its_report(tmp_pa
     assert state["steps"]["FineTune"]["status"] == "failed"
 
 
+def test_a_full_disk_before_any_step_is_one_clear_error(tmp_path, monkeypatch):
+    from config import load_config
+    from pipelines.local.run import run_local
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("pipelines.local.lock.write_json_atomic", full)
+    cfg = load_config(overrides=[f"local.store_dir={tmp_path}"])
+    with pytest.raises(UserError) as refused:
+        run_local(cfg, {})
+    assert str(refused.value).startswith(
+        f"no space left on the device while writing {tmp_path / 'lock.json'}"
+    )
+    assert "run again: finished steps come from the cache" in str(refused.value)
+
+
 # ---- item 9: the store holds copies ------------------------------------------------------------------
 
 
@@ -536,12 +578,26 @@ def test_a_run_id_is_a_folder_name_not_a_path(tmp_path, run_id):
     assert not Path("/abs/path").exists()
 
 
-def test_serve_on_a_port_that_does_not_exist_is_a_user_error(tmp_path, capsys):
-    from containers.entrypoint import main
-
-    assert main(["serve", "--port", "70000", "--model-dir", str(tmp_path)]) == 2
-    out = capsys.readouterr()
-    assert "--port 70000 is not a TCP port: give 1-65535" in out.out + out.err
+def test_serve_on_a_port_that_does_not_exist_is_a_user_error(tmp_path):
+    served = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "containers.entrypoint",
+            "serve",
+            "--port",
+            "70000",
+            "--model-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert served.returncode == 2
+    assert "--port 70000 is not a TCP port: give 1-65535" in served.stdout + served.stderr
+    assert "Traceback" not in served.stdout + served.stderr
 
 
 def test_a_parameter_uri_that_leaves_the_store_fails_the_step_with_a_reason(tmp_path):

@@ -187,6 +187,17 @@ def iso_duration_seconds(text: str) -> float:
     return ((((y * 365 + mo * 30 + w * 7 + d) * 24 + h) * 60 + mi) * 60) + s
 
 
+def disk_full_message(exc: OSError, store_root: Path, then: str) -> str:
+    """What ran out, where, and what to do, for an ENOSPC/EDQUOT ``exc`` while working on the store."""
+    where = exc.filename or store_root
+    free = shutil.disk_usage(store_root).free if store_root.exists() else 0
+    return (
+        f"no space left on the device while writing {where} ({free / 2**20:.0f} MiB free on the file "
+        f"system of {store_root}). Earlier checkpoints and outputs are intact. Free some space (old runs "
+        f"under {store_root / 'runs'}, the cache under {store_root / 'cache'}), then {then}"
+    )
+
+
 def finite(value: Any) -> Any:
     """``value`` with NaN and infinities as None: a diverged fine-tune reports eval_loss NaN, and NaN is
     not JSON (the report must still be written, and read by any JSON reader)."""
@@ -301,11 +312,18 @@ class Executor:
         notes = []
         self.outcomes = state.get("outcomes", {})
         for name, saved in saved_steps.items():
-            if name not in self.states:
+            if name not in self.states or not isinstance(saved, dict):
                 continue
             if saved.get("status") in FINISHED:
-                self.states[name] = StepState(**{**saved, "message": "finished in an earlier attempt"})
-                self.ctx.properties[name] = saved["properties"]
+                try:
+                    self.states[name] = StepState(**{**saved, "message": "finished in an earlier attempt"})
+                    self.ctx.properties[name] = dict(saved["properties"])
+                except (TypeError, KeyError, ValueError) as exc:
+                    raise ExecutorError(
+                        f"execution {self.execution_id} cannot be resumed: step {name} in its state file "
+                        f"{path} is damaged ({type(exc).__name__}: {exc}). Start a new run without --resume: "
+                        "steps whose inputs did not change come from the cache"
+                    ) from None
             elif saved.get("status") == "running":
                 notes.append(self._dead_running_step(name, saved))
         return notes
@@ -435,13 +453,8 @@ class Executor:
         raise ExecutionFailed(name, state.message, log, self.write_report("Failed")) from exc
 
     def _disk_full(self, exc: OSError) -> str:
-        where = exc.filename or self.store_root
-        free = shutil.disk_usage(self.store_root).free
-        return (
-            f"no space left on the device while writing {where} ({free / 2**20:.0f} MiB free on the file "
-            f"system of {self.store_root}). Earlier checkpoints and outputs are intact. Free some space "
-            f"(old runs under {self.store_root / 'runs'}, the cache under {self.store_root / 'cache'}), "
-            f"then continue: mlops run --local --resume {self.execution_id}"
+        return disk_full_message(
+            exc, self.store_root, f"continue: mlops run --local --resume {self.execution_id}"
         )
 
     def _reserve_disk(self) -> None:

@@ -38,7 +38,7 @@ from containers.contract import (
     job_environment,
 )
 from pipelines.local.expressions import to_text
-from pipelines.local.processes import die_with_parent, start_ticks
+from pipelines.local.processes import die_with_parent, prctl, start_ticks
 from pipelines.local.store import REPO_ROOT, LocalStore
 from training.job import Cluster
 
@@ -113,6 +113,10 @@ def docker_argv(spec: JobSpec) -> list[str]:
         "docker",
         "run",
         "--rm",
+        # tini as PID 1: it forwards the SIGTERM the docker client gets when its parent dies
+        # (processes.die_with_parent); the kernel drops a signal to a namespace's init that installed
+        # no handler (pid_namespaces(7)), so our entrypoint as PID 1 would train on.
+        "--init",
         "--name",
         f"mlops-local-{spec.step.lower()}-{os.getpid()}",
         "-v",
@@ -167,7 +171,7 @@ def run_job(
             text=True,
             errors="replace",
             cwd=REPO_ROOT,
-            preexec_fn=partial(die_with_parent, os.getpid()),
+            preexec_fn=partial(die_with_parent, os.getpid(), prctl()),
         )
         assert proc.stdout is not None
         try:

@@ -11,6 +11,7 @@ import ctypes
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 
 def start_ticks(pid: int) -> int | None:
@@ -47,7 +48,16 @@ PR_SET_PDEATHSIG = (
 )
 
 
-def die_with_parent(parent: int) -> None:
+def prctl() -> Any:
+    """libc's prctl, looked up in the parent: between fork and exec, with other threads running (rich's
+    refresh thread), the child must not dlopen (subprocess docs on preexec_fn). None where there is none."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent(parent: int, prctl: Any) -> None:
     """``preexec_fn`` for a job: SIGTERM it when the process that started it dies, even by ``kill -9``.
 
     Linux only (prctl(2), PR_SET_PDEATHSIG); elsewhere a job notices on its next write to the closed
@@ -55,10 +65,8 @@ def die_with_parent(parent: int) -> None:
     started from the executor's (main) thread. ``parent`` is our pid, taken before the fork: if the
     parent is already gone when this runs, the job exits.
     """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
+    if prctl is None:
         return
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
         os._exit(1)

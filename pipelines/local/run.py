@@ -21,7 +21,13 @@ from typing import Any
 
 from config.schema import ProjectConfig
 from pipelines.definition.parameters import coerce_parameters
-from pipelines.local.executor import Executor, new_execution_id, read_saved_state
+from pipelines.local.executor import (
+    DISK_FULL,
+    Executor,
+    disk_full_message,
+    new_execution_id,
+    read_saved_state,
+)
 from pipelines.local.lock import store_lock
 from pipelines.local.store import (
     REPO_ROOT,
@@ -110,10 +116,16 @@ def run_local(
     store_root = private_store(Path(cfg.local.store_dir).resolve())
     execution_id = resume or new_execution_id()
     command = "mlops run --local" + (f" --resume {resume}" if resume else "")
-    with store_lock(store_root, command, execution_id):
-        return _run_locked(
-            cfg, store_root, execution_id, overrides, resume, docker, serve, port, view, invocation
-        )
+    try:
+        with store_lock(store_root, command, execution_id):
+            return _run_locked(
+                cfg, store_root, execution_id, overrides, resume, docker, serve, port, view, invocation
+            )
+    except OSError as exc:  # a full disk outside a step (seeding the store, the lock, the endpoint)
+        if exc.errno not in DISK_FULL:
+            raise
+        then = "run again: finished steps come from the cache"
+        raise UserError(disk_full_message(exc, store_root, then)) from None
 
 
 def _run_locked(

@@ -4,8 +4,8 @@
 object never changes under its key, and the store's content-addressed prefixes promise the same. Hard
 links broke that promise (editing ``data/train.jsonl`` in place changed the stored copy, and truncating
 one cached archive corrupted every link to it). Where the file system can share blocks copy-on-write
-(a reflink: btrfs, XFS, APFS-like clones via FICLONE), the copy costs no space or time; elsewhere it
-is a plain copy.
+(a reflink through Linux's FICLONE: btrfs, XFS), the copy costs no space or time; elsewhere (ext4,
+tmpfs, macOS) it is a plain copy.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pathlib import Path
 from config.schema import ProjectConfig
 from containers.contract import TRAINING, OptMl
 from pipelines.local.base_model import local_base_model
+from pipelines.local.executor import DISK_FULL, disk_full_message
 from pipelines.local.jobs import (
     FILE_CHANNEL,
     TRAIN_COMMAND,
@@ -93,8 +94,14 @@ def run_training(config: ProjectConfig, run_id: str | None = None) -> LocalRun:
     run_id = run_id or "train-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     root = run_folder(store, run_id, "--run-id")
     # The store's lock: a concurrent run could otherwise share this run folder and its checkpoints.
-    with store_lock(store, "mlops train --local", run_id):
-        return _train(config, store, run_id, root)
+    try:
+        with store_lock(store, "mlops train --local", run_id):
+            return _train(config, store, run_id, root)
+    except OSError as exc:  # the job reports its own; this is the run folder, the lock, the base model
+        if exc.errno not in DISK_FULL:
+            raise
+        then = f"run again with --run-id {run_id}: training resumes from the last complete checkpoint"
+        raise UserError(disk_full_message(exc, store, then)) from None
 
 
 def _train(config: ProjectConfig, store: Path, run_id: str, root: Path) -> LocalRun:
