@@ -11,10 +11,12 @@
   from ``MLOPS_SERVE_<LIMIT>`` environment variables (a SageMaker model's ``Environment``), then
   from flags: a prompt plus its completion never exceeds ``sequence_length``.
 * A client that closes its connection is dropped from the queue, or its row of the running batch
-  stops between tokens. A body that has not fully arrived after ``body_timeout_s`` gets a 408.
-* SIGTERM: new connections are refused, queued requests get a 503 at once, in-flight generation
-  may finish for ``shutdown_drain_s`` and is then cut between tokens (503), and the process exits 0
-  within SageMaker's 30 s between SIGTERM and SIGKILL. A second signal cuts at once.
+  stops between tokens. A body that has not fully arrived after ``body_timeout_s`` gets a 408,
+  and the connection is closed (after a 413 too).
+* SIGTERM: new connections are refused, queued requests and bodies still arriving get a 503 at once,
+  in-flight generation may finish for ``shutdown_drain_s`` (at most 25 s) and is then cut between
+  tokens (503), and the process exits 0 within SageMaker's 30 s between SIGTERM and SIGKILL. A second
+  signal cuts at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -50,6 +53,9 @@ log = logging.getLogger(__name__)
 # SIGKILL 30 s later: https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html
 # ("How SageMaker Runs Your Inference Image", "How Your Container Should Respond to Health Check").
 SAGEMAKER_STOP_GRACE_S = 30.0
+# What uvicorn may take beyond shutdown_drain_s to send the cut requests' 503s and close: one token
+# step, the responses, the lifespan shutdown. Past it uvicorn cancels handlers (a plain-text 500).
+SHUTDOWN_MARGIN_S = 5
 # Every limit can be set as MLOPS_SERVE_<NAME> in the model's Environment: SageMaker starts the image
 # as `<image> serve` with no flags, so the environment is the only knob an endpoint has.
 ENV_PREFIX = "MLOPS_SERVE_"
@@ -89,6 +95,14 @@ class ServeLimits:
         if self.max_new_tokens >= self.sequence_length:
             problems.append(
                 f"max_new_tokens={self.max_new_tokens} must be smaller than sequence_length={self.sequence_length}"
+            )
+        longest_drain = SAGEMAKER_STOP_GRACE_S - SHUTDOWN_MARGIN_S
+        if self.shutdown_drain_s > longest_drain:
+            problems.append(
+                f"shutdown_drain_s={self.shutdown_drain_s:g} is too long: SageMaker sends SIGKILL "
+                f"{SAGEMAKER_STOP_GRACE_S:g} s after SIGTERM, and the server needs {SHUTDOWN_MARGIN_S} s "
+                f"after the drain to answer and close, so set {limit_env_var('shutdown_drain_s')} to at most "
+                f"{longest_drain:g}"
             )
         if problems:
             raise UserError(f"serving limits from {source}: " + "; ".join(problems))
@@ -185,6 +199,10 @@ class Engine:
         self.tokenize_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenize")
         # time.monotonic() after which in-flight generation is cut; None until a stop is requested.
         self.stop_deadline: float | None = None
+        # A second stop signal cut in-flight generation at once, not after shutdown_drain_s.
+        self.cut_at_once = False
+        # Set on the event loop once a stop is requested: a request still sending its body stops waiting.
+        self.stop_requested = asyncio.Event()
 
     def load(self) -> None:
         try:
@@ -212,6 +230,7 @@ class Engine:
             )
         else:
             self.stop_deadline = min(self.stop_deadline, now)
+            self.cut_at_once = True
             log.info("second stop request: cutting in-flight generation now")
         if self.loop is not None and not self.loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed in between
@@ -219,6 +238,7 @@ class Engine:
 
     def _refuse_queued(self) -> None:
         """Answer every request that has not started with a 503, instead of letting it wait for a kill."""
+        self.stop_requested.set()
         while self.queue is not None and not self.queue.empty():
             item = self.queue.get_nowait()
             if not item.future.done():
@@ -231,6 +251,15 @@ class Engine:
 
     def check_prompt_length(self, request: ChatRequest) -> None:
         """Refuse a prompt by its length in characters before any tokenizing: that work grows with the input."""
+        count, s = len(request.messages), self.limits.sequence_length
+        # The characters alone miss the template: every message renders a role header of one token or
+        # more, so 36,000 empty messages hold 0 characters yet render to a megabyte of text.
+        if count > s:
+            raise RequestError(
+                f"the request has {count} messages; every message takes at least one token and this server "
+                f"serves at most sequence_length={s} tokens. Send fewer messages",
+                param="messages",
+            )
         chars = sum(len(m.content) for m in request.messages)
         limit = self.limits.prompt_char_limit
         if chars > limit:
@@ -388,9 +417,14 @@ class Engine:
                 item.future.set_result(output)
 
     def _cut_error(self) -> RequestError:
+        when = (
+            "at once on a second stop signal"
+            if self.cut_at_once
+            else f"{self.limits.shutdown_drain_s:g} s after SIGTERM (shutdown_drain_s, "
+            f"{limit_env_var('shutdown_drain_s')})"
+        )
         return RequestError(
-            f"the server is shutting down and stopped this completion {self.limits.shutdown_drain_s:g} s "
-            f"after SIGTERM (shutdown_drain_s, {limit_env_var('shutdown_drain_s')}); send it again",
+            f"the server is shutting down and stopped this completion {when}; send it again",
             status=503,
             kind="service_unavailable",
         )
@@ -420,6 +454,12 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestError(f"the body is not valid JSON: {exc}") from None
+    except ValueError:
+        # An integer past sys.get_int_max_str_digits() (4300): json.loads raises a plain ValueError.
+        raise RequestError(
+            f"the body holds a number longer than {sys.get_int_max_str_digits()} digits, more than any field "
+            "of a chat request takes; send the value you meant"
+        ) from None
     except RecursionError:
         # Python's parser recurses once per nesting level; 100k levels exhaust the stack.
         raise RequestError(
@@ -443,7 +483,10 @@ def create_app(engine: Engine) -> FastAPI:
     app = FastAPI(title="llm-neuron-mlops server", lifespan=lifespan, docs_url=None, redoc_url=None)
 
     def error(exc: RequestError) -> Response:
-        return Response(exc.render(), status_code=exc.status, media_type="application/json")
+        # After a 408 or 413 the rest of the body may never come (or is not wanted): close the connection,
+        # or uvicorn keeps the socket open waiting for it and the stalled client keeps its slot.
+        headers = {"Connection": "close"} if exc.status in (408, 413) else None
+        return Response(exc.render(), status_code=exc.status, media_type="application/json", headers=headers)
 
     @app.get("/ping")
     async def ping() -> JSONResponse:
@@ -462,7 +505,7 @@ def create_app(engine: Engine) -> FastAPI:
             raise RequestError(f"request body is {declared} bytes; the limit is {limit}", status=413)
         timeout = engine.limits.body_timeout_s
         try:
-            body = await asyncio.wait_for(_read_body(request, limit), timeout)
+            body = await _body_unless_stopping(_read_body(request, limit), timeout)
         except asyncio.TimeoutError:
             raise RequestError(
                 f"the request body did not arrive in full within body_timeout_s={timeout:g} s; send the "
@@ -471,6 +514,21 @@ def create_app(engine: Engine) -> FastAPI:
                 kind="request_timeout",
             ) from None
         return parse_json(body)
+
+    async def _body_unless_stopping(reading: Awaitable[bytes], timeout: float) -> bytes:
+        """The body, or the 503 stopping error as soon as a stop is requested: a request whose body is
+        still arriving would be refused anyway, and waiting body_timeout_s for it would outlast uvicorn's
+        graceful shutdown, which then cancels the handler with a plain-text 500."""
+        body = asyncio.ensure_future(asyncio.wait_for(reading, timeout))
+        stop = asyncio.ensure_future(engine.stop_requested.wait())
+        try:
+            await asyncio.wait({body, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not body.done():
+                raise stopping_error()
+            return body.result()
+        finally:
+            stop.cancel()
+            body.cancel()  # a no-op once it is done
 
     async def chat(request: Request) -> Response:
         try:
@@ -532,21 +590,9 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-# What uvicorn may take beyond shutdown_drain_s to send the cut requests' 503s and close: one token
-# step, the responses, the lifespan shutdown. Past it uvicorn cancels handlers (a plain-text 500).
-SHUTDOWN_MARGIN_S = 5
-
-
 def serve(model_dir: Path, limits: ServeLimits, host: str, port: int, model_name: str) -> int:
     engine = Engine(model_dir, limits, model_name)
-    if limits.shutdown_drain_s + SHUTDOWN_MARGIN_S > SAGEMAKER_STOP_GRACE_S:
-        log.warning(
-            "shutdown_drain_s=%g plus %d s to close exceeds the %g s SageMaker waits between SIGTERM and "
-            "SIGKILL: a SIGKILL may cut requests without a response",
-            limits.shutdown_drain_s,
-            SHUTDOWN_MARGIN_S,
-            SAGEMAKER_STOP_GRACE_S,
-        )
+    limits.check("serve")  # load_limits checked them; a caller that built its own gets the same check
     config = uvicorn.Config(
         create_app(engine),
         host=host,

@@ -469,3 +469,112 @@ def test_transformers_generation_ends_when_every_row_is_stopped(random_tiny_llam
     )
     # Cut after the first token, instead of running 500 steps.
     assert [(o.finish_reason, o.completion_tokens) for o in out] == [("cancelled", 1), ("cancelled", 1)]
+
+
+# ---- issue 15, review: what an independent review found --------------------------------------------
+
+
+def _stand_in(**limits: object) -> StandInEngine:
+    settings = {"sequence_length": 64, "max_new_tokens": 4, **limits}
+    return StandInEngine(ServeLimits(**settings), StandInTokenizer(), StandInModel(0))  # type: ignore[arg-type]
+
+
+def test_a_number_past_pythons_digit_limit_is_a_json_400():
+    # json.loads raises a plain ValueError (not JSONDecodeError) for an integer over 4300 digits.
+    engine = _stand_in()
+    body = b'{"max_tokens": ' + b"1" * 5000 + b', "messages": [{"role": "user", "content": "hi"}]}'
+    with running(engine) as (base, _):
+        r = httpx.post(
+            f"{base}/invocations", content=body, headers={"content-type": "application/json"}, timeout=10
+        )
+    assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["message"].startswith(
+        "the body holds a number longer than 4300 digits, more than any field of a chat request takes"
+    )
+
+
+def test_more_messages_than_tokens_are_refused_before_tokenizing():
+    # 1000 empty messages hold 0 characters but render to tens of kilobytes of template text.
+    engine = _stand_in()
+    messages = [{"role": "user", "content": ""}] * 1000
+    with running(engine) as (base, _):
+        r = httpx.post(f"{base}/invocations", json={"messages": messages}, timeout=10)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+        assert r.json()["error"]["message"] == (
+            "the request has 1000 messages; every message takes at least one token and this server serves "
+            "at most sequence_length=64 tokens. Send fewer messages"
+        )
+        assert engine.parts[1].threads == []  # refused before any tokenizing
+        ok = httpx.post(f"{base}/invocations", json={"messages": messages[:60]}, timeout=10)
+        assert ok.status_code == 200
+
+
+def test_a_drain_past_sagemakers_grace_period_is_refused(tmp_path):
+    with pytest.raises(UserError) as info:
+        load_limits(tmp_path, {}, env={"MLOPS_SERVE_SHUTDOWN_DRAIN_S": "100"})
+    message = str(info.value)
+    assert "MLOPS_SERVE_SHUTDOWN_DRAIN_S" in message and "shutdown_drain_s=100" in message
+    assert "SageMaker sends SIGKILL 30 s after SIGTERM" in message and "at most 25" in message
+    assert load_limits(tmp_path, {}, env={"MLOPS_SERVE_SHUTDOWN_DRAIN_S": "25"}).shutdown_drain_s == 25
+
+
+def test_a_second_stop_signal_says_it_cut_the_completion_at_once():
+    model = StandInModel(step_s=0.01)
+    limits = ServeLimits(batch_size=1, sequence_length=10_000, max_new_tokens=5000, batch_wait_ms=1)
+    engine = StandInEngine(limits, StandInTokenizer(), model)
+    with running(engine) as (base, _), ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(httpx.post, f"{base}/invocations", json=chat("A"), timeout=30)
+        assert model.started.wait(10)
+        engine.request_stop()
+        engine.request_stop()
+        response = in_flight.result()
+    assert response.status_code == 503
+    message = response.json()["error"]["message"]
+    assert "after SIGTERM" not in message
+    assert message == (
+        "the server is shutting down and stopped this completion at once on a second stop signal; send it again"
+    )
+
+
+def test_a_stop_while_a_body_is_arriving_answers_503_at_once():
+    # Before the fix the body wait ran for body_timeout_s (30 s by default), past uvicorn's graceful
+    # shutdown (drain + 5 s), which then cancelled the handler: a plain-text 500.
+    engine = _stand_in(body_timeout_s=20)
+    with running(engine) as (_, port):
+        sock = raw_request(port, b'{"messages": ', content_length=100)  # promises 100 bytes, then stalls
+        time.sleep(0.2)  # the handler is waiting for the rest of the body
+        engine.request_stop()
+        sock.settimeout(5)  # far under body_timeout_s: only the stop can answer this in time
+        status, body = read_response(sock)
+        sock.close()
+    assert status == 503
+    assert body["error"]["message"].startswith(
+        "the server is shutting down (it received SIGTERM) and did not start this request"
+    )
+
+
+def _response_head(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection without a response: {data!r}"
+        data += chunk
+    return data.partition(b"\r\n\r\n")[0].lower()
+
+
+@pytest.mark.parametrize("status", [408, 413])
+def test_408_and_413_close_the_connection(status):
+    engine = _stand_in(body_timeout_s=0.5, max_body_bytes=1000)
+    with running(engine) as (_, port):
+        if status == 408:
+            sock = raw_request(port, b"{", content_length=100)
+        else:
+            sock = raw_request(port, b"{", content_length=5000)  # refused by its declared length
+        sock.settimeout(10)
+        head = _response_head(sock)
+        assert head.startswith(f"http/1.1 {status}".encode())
+        assert b"\r\nconnection: close" in head
+        # The server closes its side: the stalled client no longer holds a socket.
+        while sock.recv(65536):
+            pass
+        sock.close()
