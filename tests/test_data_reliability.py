@@ -309,3 +309,19 @@ def test_an_unreadable_file_is_named(tmp_path, monkeypatch):
         UserError, match=r"d.jsonl: cannot be read \(Permission denied\); check its permissions"
     ):
         load_examples(f)
+
+
+# ---- issue 15, review: a number past Python's int-string limit ---------------------------------------
+
+
+def test_a_number_longer_than_pythons_digit_limit_is_a_line_problem(tmp_path):
+    # json.loads raises a plain ValueError (not JSONDecodeError) for an integer over 4300 digits.
+    f = tmp_path / "d.jsonl"
+    f.write_bytes(_jsonl(GOOD) + b'{"prompt": "p", "completion": "c", "n": ' + b"1" * 5000 + b"}\n")
+    with pytest.raises(UserError) as info:
+        load_examples(f)
+    assert f"{f}:2: a number longer than 4300 digits, more than any field of an example takes" in str(
+        info.value
+    )
+    loaded = load_examples(f, skip_invalid=True)
+    assert [ex["source"] for ex in loaded.examples] == [f"{f}:1"] and len(loaded.skipped) == 1

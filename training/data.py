@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import os
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -333,6 +334,13 @@ class _Reader:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
             self.problems.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
+            return 1
+        except ValueError:
+            # An integer past sys.get_int_max_str_digits() (4300): json.loads raises a plain ValueError.
+            self.problems.append(
+                f"{where}: a number longer than {sys.get_int_max_str_digits()} digits, more than any field "
+                "of an example takes; fix or remove it"
+            )
             return 1
         except RecursionError:
             self.problems.append(f"{where}: JSON nested too deeply to be an example")
