@@ -1,7 +1,8 @@
 """Turn validated examples into token ids and a loss mask over assistant/completion tokens only.
 
 The chat template renders the whole conversation once; the character span of each assistant turn is
-found by rendering the conversation up to that turn (with the generation prompt) and up to its end.
+found by rendering the conversation up to that turn (with the generation prompt) and up to its end,
+for the turns that start within the tokens kept only (that search costs the square of its length).
 Tokens whose characters fall inside those spans are the targets. Tokenizing the full text once
 (rather than piece by piece) keeps the ids exactly what the model sees at inference.
 
@@ -12,6 +13,7 @@ enough to hold ``max_tokens + 1`` tokens is, which is all the length policy need
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 from training.errors import UserError
@@ -36,36 +38,54 @@ def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_promp
     )
 
 
-def render_with_target_spans(tokenizer: Any, example: dict[str, Any]) -> tuple[str, list[tuple[int, int]]]:
-    """(text, [(start, end) character spans the model must learn to produce])."""
+def _conversation(tokenizer: Any, example: dict[str, Any]) -> list[dict[str, str]] | None:
+    """The messages the chat template renders; None for a plain continuation (no chat template)."""
     messages = example["messages"]
     if messages is None:
-        prompt, completion = example["prompt"], example["completion"]
         if tokenizer.chat_template is None:
-            # No template: plain continuation, ended by EOS so the model learns where to stop.
-            eos = tokenizer.eos_token or ""
-            return prompt + completion + eos, [(len(prompt), len(prompt) + len(completion) + len(eos))]
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
-    elif tokenizer.chat_template is None:
+            return None
+        return [
+            {"role": "user", "content": example["prompt"]},
+            {"role": "assistant", "content": example["completion"]},
+        ]
+    if tokenizer.chat_template is None:
         raise UserError(
             f"{example['source']}: chat examples need a tokenizer with a chat template, and this base model's "
             "tokenizer has none; use prompt/completion lines or an instruct model"
         )
-    text = _render(tokenizer, messages, add_generation_prompt=False)
+    return list(messages)
+
+
+def _plain_continuation(tokenizer: Any, example: dict[str, Any]) -> tuple[str, list[tuple[int, int]]]:
+    """No template: prompt and completion, ended by EOS so the model learns where to stop."""
+    prompt, completion, eos = example["prompt"], example["completion"], tokenizer.eos_token or ""
+    return prompt + completion + eos, [(len(prompt), len(prompt) + len(completion) + len(eos))]
+
+
+def _target_spans(
+    tokenizer: Any, messages: list[dict[str, str]], text: str, source: str, covered_chars: int
+) -> list[tuple[int, int]]:
+    """The spans of the assistant turns that start within ``text[:covered_chars]``.
+
+    Locating a turn renders the conversation up to it twice, so locating every turn costs the square of
+    the conversation's length (a 1 MiB line of 14,000 turns took half an hour); turns past the tokens
+    that are kept need no span, so the search stops at the first one."""
     spans = []
     for i, msg in enumerate(messages):
         if msg["role"] != "assistant":
             continue
         before = _render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
+        if len(before) > covered_chars:
+            break  # this turn, and every later one, starts after the last token kept
         through = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
         if not text.startswith(through) or not through.startswith(before):
             raise UserError(
-                f"{example['source']}: the tokenizer's chat template does not render a conversation as a prefix "
+                f"{source}: the tokenizer's chat template does not render a conversation as a prefix "
                 "of its continuation, so assistant tokens cannot be located; use a template that does "
                 "(e.g. ChatML) or prompt/completion lines"
             )
         spans.append((len(before), len(through)))
-    return text, spans
+    return spans
 
 
 def tokenize_example(
@@ -75,18 +95,39 @@ def tokenize_example(
     ``max_tokens + 1`` of them: one more than ``max_tokens`` says the example is longer.
 
     ``cut`` is true when tokens were counted on a prefix of the text only: the example is longer than
-    ``max_tokens`` (or, past ``chars_per_token`` characters per token, longer than any that could fit).
+    ``max_tokens`` (or, past ``chars_per_token`` characters per token, longer than any that could fit),
+    or it has more messages than ``max_tokens``.
     """
-    text, spans = render_with_target_spans(tokenizer, example)
+    messages = _conversation(tokenizer, example)
+    if messages is None:
+        text, spans = _plain_continuation(tokenizer, example)
+    else:
+        text = _render(tokenizer, messages, add_generation_prompt=False)  # once: linear in the line
     enc, cut = _encode_prefix(tokenizer, text, max_tokens, chars_per_token)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    # Every chat template this project supports (ChatML, Llama 3, Qwen3) opens each message with a role
+    # header of at least one special token, so more than max_tokens messages cannot fit in max_tokens
+    # tokens; that also bounds the turns to locate where a template renders a message as nothing.
+    too_many_messages = messages is not None and len(messages) > max_tokens
+    if messages is not None:
+        covered = offsets[-1][1] if offsets else 0  # the characters of the tokens kept
+        spans = _target_spans(tokenizer, messages[: max_tokens + 1], text, example["source"], covered)
+    # Spans come in order and do not overlap (each turn's render is a prefix of the next one's).
+    starts = [s for s, _ in spans]
     labels = []
-    for token_id, (start, _end) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+    for token_id, (start, _end) in zip(ids, offsets, strict=True):
         # A token belongs to a target span if it starts inside it; zero-width special tokens
         # (start == end) count by their position too.
-        is_target = any(s <= start < e for s, e in spans)
+        at = bisect.bisect_right(starts, start) - 1
+        is_target = at >= 0 and start < spans[at][1]
         labels.append(token_id if is_target else IGNORE_INDEX)
-    ids = enc["input_ids"]
-    return {"input_ids": ids, "labels": labels, "length": len(ids), "chars": len(text), "cut": cut}
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "length": len(ids),
+        "chars": len(text),
+        "cut": cut or too_many_messages,
+    }
 
 
 def _encode_prefix(tokenizer: Any, text: str, max_tokens: int, chars_per_token: int) -> tuple[Any, bool]:
@@ -94,14 +135,26 @@ def _encode_prefix(tokenizer: Any, text: str, max_tokens: int, chars_per_token: 
     shorter than the text. A short prefix first; the full bound only when that holds too few tokens."""
     hard_cap = (max_tokens + 1) * chars_per_token
     first = min(hard_cap, (max_tokens + 1) * PREFIX_CHARS_PER_TOKEN)
-    for cap in dict.fromkeys((first, hard_cap)):  # each once, in order
-        enc = tokenizer(
-            text[:cap],
-            add_special_tokens=False,
-            return_offsets_mapping=True,
-            truncation=True,
-            max_length=max_tokens + 1,
-        )
-        if len(enc["input_ids"]) > max_tokens or len(text) <= cap:
-            break
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    before = backend.truncation if backend is not None else None
+    try:
+        for cap in dict.fromkeys((first, hard_cap)):  # each once, in order
+            # truncation keeps the ids past max_tokens + 1 out of Python lists (and their offsets).
+            enc = tokenizer(
+                text[:cap],
+                add_special_tokens=False,
+                return_offsets_mapping=True,
+                truncation=True,
+                max_length=max_tokens + 1,
+            )
+            if len(enc["input_ids"]) > max_tokens or len(text) <= cap:
+                break
+    finally:
+        # truncation=True switches truncation on inside the Rust tokenizer and leaves it there, and
+        # save_pretrained would write it into the trained model's tokenizer.json: put it back.
+        if backend is not None:
+            if before is None:
+                backend.no_truncation()
+            else:
+                backend.enable_truncation(**before)
     return enc, len(text) > cap
