@@ -1,11 +1,12 @@
 """Load the project configuration and report every problem at once, each with where it came from.
 
 Sources, later ones winning: ``config/default.yaml``, then each override file in order, then each
-``--set dotted.key=value`` (the value is read as YAML: ``3``, ``true``, ``[a, b]``, ``null``).
+``--set dotted.key=value`` (the value is read as YAML: ``3``, ``5e-1``, ``true``, ``[a, b]``, ``null``).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,40 @@ DEFAULT_CONFIG = Path(__file__).parent / "default.yaml"
 PRICES_FILE = Path(__file__).parent / "prices.yaml"
 
 Key = tuple[str, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, except that floats are read as YAML 1.2 reads them.
+
+    PyYAML implements YAML 1.1, where a float needs a dot and a signed exponent: ``5e-1`` and ``1.5e3``
+    are strings there, which the strict schema refuses as "not a valid number" while ``--param
+    QualityThreshold=5e-1`` is accepted. YAML 1.2's core schema reads them as floats
+    (https://yaml.org/spec/1.2.2/#1032-tag-resolution; the pattern is yaml/pyyaml pull request 174, less
+    its base-60 form). A subclass, so PyYAML's own SafeLoader is left as it is: add_implicit_resolver
+    copies the resolver table into the class it is called on."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """One YAML document, read safely (plain data only), with YAML 1.2 floats."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+
+
+# PyYAML's composer and constructor recurse once per nesting level: `[` * 5000 exhausts Python's stack.
+_TOO_DEEP = "nests lists or mappings too deeply to read (Python's parser recurses once per level)"
 
 
 class ConfigError(Exception):
@@ -79,8 +114,8 @@ def _read_yaml(file: Path, where: dict[Key, str], problems: list[str]) -> dict[s
         problems.append(f"{file}: cannot read it ({exc.strerror}); check the path and its permissions")
         return {}
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         loc = f"{file}:{mark.line + 1}" if mark else str(file)
@@ -88,6 +123,9 @@ def _read_yaml(file: Path, where: dict[Key, str], problems: list[str]) -> dict[s
         return {}
     except ValueError as exc:
         problems.append(f"{file}: {_unreadable_value(exc)}")
+        return {}
+    except RecursionError:
+        problems.append(f"{file}: the file {_TOO_DEEP}; no setting takes more than a few levels")
         return {}
     if data is None:
         return {}
@@ -130,11 +168,14 @@ def _apply_set(data: dict[str, Any], item: str, where: dict[Key, str], problems:
         problems.append(f"--set {item}: the key is empty")
         return
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # not YAML: keep the literal text; the schema decides if it is acceptable
     except ValueError as exc:
         problems.append(f"--set {dotted.strip()}: {_unreadable_value(exc)}")
+        return
+    except RecursionError:
+        problems.append(f"--set {dotted.strip()}: the value {_TOO_DEEP}; give the value you meant")
         return
     node = data
     for i, key in enumerate(keys[:-1]):

@@ -228,3 +228,42 @@ def test_a_mapping_alias_chain_is_walked_once(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config([f])
     assert f"{f}:9: training.k0: unknown key; allowed here: base_model" in str(info.value)
+
+
+# ---- issue 15, review: YAML 1.2 floats and deep --set values ---------------------------------------------
+
+
+def test_exponent_floats_are_numbers_in_files_and_set(tmp_path):
+    # PyYAML reads YAML 1.1, where 5e-1 (no dot, or an unsigned exponent) is a string, which the strict
+    # schema refused ("Input should be a valid number") while --param QualityThreshold=5e-1 was accepted.
+    cfg = load_config(overrides=["pipeline.quality_gate.threshold=5e-1", "training.learning_rate=1e-4"])
+    assert (cfg.pipeline.quality_gate.threshold, cfg.training.learning_rate) == (0.5, 1e-4)
+    f = tmp_path / "o.yaml"
+    f.write_text("pipeline:\n  quality_gate:\n    threshold: 5e-1\n")
+    assert load_config([f]).pipeline.quality_gate.threshold == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("5e-1", 0.5), ("1e-4", 1e-4), ("-2.5E+3", -2500.0), ("1.5e3", 1500.0), ("1e", "1e"), ("e5", "e5")],
+)
+def test_the_config_reader_takes_yaml_1_2_floats_only(text, value):
+    from config.loader import yaml_load
+
+    loaded = yaml_load(f"v: {text}")["v"]
+    assert loaded == value and type(loaded) is type(value)
+    assert yaml.safe_load("v: 5e-1")["v"] == "5e-1"  # PyYAML's own SafeLoader is left as it was
+
+
+def test_a_set_value_nested_too_deeply_is_a_config_error():
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["training.max_steps=" + "[" * 5000])
+    assert "--set training.max_steps: the value nests lists or mappings too deeply to read" in str(info.value)
+
+
+def test_a_file_nested_too_deeply_is_a_config_error(tmp_path):
+    f = tmp_path / "o.yaml"
+    f.write_text("training:\n  max_steps: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config([f])
+    assert f"{f}: the file nests lists or mappings too deeply to read" in str(info.value)
