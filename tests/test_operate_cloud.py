@@ -173,12 +173,15 @@ def deploy_version(sm, version):
 
 def test_pipeline_start_validates_parameters_before_any_call(aws):
     deployed_pipeline(aws["sagemaker"])
-    bad = mlops("pipeline", "start", "--param", "MaxStep=3", "--param", "LearningRate=fast")
-    assert bad.exit_code == 2
-    assert (
-        "--param MaxStep: no such parameter" in bad.output
-        and "--param LearningRate='fast': not a valid Float" in bad.output
+    bad = mlops(
+        "pipeline", "start", "--param", "MaxStep=3", "--param", "LearningRate=fast", "--param", "LoraR=1_6"
     )
+    assert bad.exit_code == 2
+    assert "--param MaxStep: no such parameter" in bad.output
+    assert "--param LearningRate='fast': must be a finite number above 0 and at most 0.1 (" in bad.output
+    # Python's int() reads 1_6 as 16, but the raw text is what StartPipelineExecution would get.
+    assert "--param LoraR='1_6': must be an integer from 1 to 1024 (" in bad.output
+    assert "written in plain ASCII digits" in bad.output
     assert (
         aws["sagemaker"].list_pipeline_executions(PipelineName=PIPELINE)["PipelineExecutionSummaries"] == []
     )

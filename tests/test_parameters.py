@@ -97,3 +97,30 @@ def test_the_check_reads_the_training_step_of_a_real_definition():
     finetune["Arguments"]["HyperParameters"]["warmup_steps"] = "80"
     with pytest.raises(ParameterError, match=r"warmup_steps \(80\) must be smaller than max_steps \(60\)"):
         coerce_parameters(golden, {})
+
+
+# ---- issue 15, review: only canonical numbers reach StartPipelineExecution ------------------------------
+
+
+@pytest.mark.parametrize("raw", ["1_000", " 7 ", "٣", "+5", "007", "1e3", "7.0"])
+def test_an_integer_parameter_must_be_written_in_plain_ascii_digits(raw):
+    # Python's int() reads all of these, and the raw text was what `pipeline start` sent to SageMaker.
+    definition = {"Parameters": [{"Name": "MaxSteps", "Type": "Integer", "DefaultValue": 60}]}
+    with pytest.raises(ParameterError) as info:
+        coerce_parameters(definition, {"MaxSteps": raw})
+    assert f"--param MaxSteps={raw!r}: must be an integer from 1 to 1000000 (" in str(info.value)
+    assert "written in plain ASCII digits, e.g. 1000 (no spaces, underscores, signs or leading zeros)" in str(
+        info.value
+    )
+    assert coerce_parameters(definition, {"MaxSteps": "1000"})["MaxSteps"] == 1000
+
+
+@pytest.mark.parametrize("raw", ["1_0.5", " 0.5", "0.5 ", "٠.5", "inf", "nan", "0x1p-1", "5e"])
+def test_a_float_parameter_must_be_a_plain_decimal_number(raw):
+    with pytest.raises(ParameterError) as info:
+        coerce_parameters(declared(), {"Threshold": raw})
+    assert f"--param Threshold={raw!r}: not a valid Float, written as a plain decimal number" in str(
+        info.value
+    )
+    for good, value in [("0.5", 0.5), ("5e-1", 0.5), ("-2.5E+3", -2500.0), (".5", 0.5), ("3", 3.0)]:
+        assert coerce_parameters(declared(), {"Threshold": good})["Threshold"] == value

@@ -142,6 +142,21 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "Boolean": lambda s: {"true": True, "false": False}[s.lower()],
 }
 
+# How a number must be written. Python's int() and float() also read "1_000", " 7 ", "٣" (any Unicode
+# digit), "inf" and "nan", and `mlops pipeline start` sends the text as given to StartPipelineExecution:
+# the value checked here and the value the job gets must be the same, so only these spellings pass, on
+# both twins. (The character classes are ASCII: [0-9], not \d, which matches any Unicode digit.)
+_SPELLINGS: dict[str, tuple[re.Pattern[str], str]] = {
+    "Integer": (
+        re.compile(r"0|[1-9][0-9]*"),
+        "written in plain ASCII digits, e.g. 1000 (no spaces, underscores, signs or leading zeros)",
+    ),
+    "Float": (
+        re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?"),
+        "written as a plain decimal number in ASCII, e.g. 0.5 or 2e-4 (no spaces or underscores)",
+    ),
+}
+
 # S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or
 # digit (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
 _S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -173,10 +188,13 @@ def _check_override(name: str, raw: str, declared: dict[str, Any]) -> tuple[Any,
     kind = declared.get("Type", "String")
     bound = BOUNDS.get(PARAMETER_BOUNDS.get(name, ""))
     shown = f"--param {name}={echo(raw)}"
+    expected = bound.requirement() if bound else f"not a valid {kind}"
+    pattern, spelling = _SPELLINGS.get(kind, (None, ""))
+    if pattern is not None and not pattern.fullmatch(raw):
+        return None, f"{shown}: {expected}, {spelling}"
     try:
         value = _PARSERS.get(kind, str)(raw)
     except (ValueError, KeyError):
-        expected = bound.requirement() if bound else f"not a valid {kind}"
         return None, f"{shown}: {expected}"
     if bound and (problem := bound.problem(value)):
         return None, f"{shown}: {problem}"

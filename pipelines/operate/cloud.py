@@ -43,7 +43,8 @@ def clients(cfg: ProjectConfig) -> dict[str, Any]:
 def validate_parameters(cfg: ProjectConfig, overrides: dict[str, str]) -> list[dict[str, str]]:
     """Overrides checked before any AWS call, by the same rules as a local run (name, type, allowed
     values and ranges, s3:// URIs, the fine-tune's hyperparameters as a whole); every problem at once
-    (ParameterError)."""
+    (ParameterError). The text is sent as given: a number passes only in a plain ASCII spelling, so the
+    text SageMaker gets means the value that was checked (not "1_000" or " 7 ", which Python reads too)."""
     coerce_parameters(checks_definition(cfg), overrides)
     return [{"Name": name, "Value": raw} for name, raw in overrides.items()]
 
