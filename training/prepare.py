@@ -74,8 +74,9 @@ def prepare_channel(
             "the base model's tokenizer is not a fast (Rust) tokenizer; the loss mask needs its offset mapping. "
             "Save the model with a tokenizer.json"
         )
-    # Memory stays bounded by max_seq_length, not by the input: lines too long to hold an example that
-    # fits are refused unread, and each example is tokenized only as far as the length policy needs.
+    # Each line's memory is bounded by max_seq_length, not by the input: lines too long to hold an example
+    # that fits are refused unread, and each example is tokenized only as far as the length policy
+    # needs. The channel's memory still grows with the number of examples (kept until packed).
     chars_per_token = longest_token_chars(tokenizer)
     loaded = load_examples(
         path,
