@@ -418,6 +418,27 @@ def test_a_lease_whose_process_is_gone_on_this_machine_is_taken_over_at_once(tmp
     assert "on this machine is gone" in caplog.text
 
 
+def test_a_reused_pid_does_not_keep_a_dead_writers_temp_folder_or_lease(tmp_path, caplog):
+    """The pid of a writer that is gone can belong to a process that started later: not the writer."""
+    here = checkpoints._machine_tag()
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # Written an hour before `later` started: whoever has that pid now did not write it.
+        folder = _tmp_folder(tmp_path / "ckpt", 9, "h", later.pid, here, age_seconds=3600)
+        save_checkpoint(tmp_path / "ckpt", 10, _write, keep=2)
+        assert not folder.exists()
+
+        _lease(tmp_path, "exec-1-FineTune", minutes_later=-60).acquire()
+        record = json.loads((tmp_path / LEASE).read_text())
+        (tmp_path / LEASE).write_text(json.dumps({**record, "pid": later.pid}))
+        with caplog.at_level(logging.WARNING):
+            _lease(tmp_path, "exec-2-FineTune", minutes_later=-59).acquire()
+        assert f"its process {later.pid} on this machine is gone" in caplog.text
+    finally:
+        later.kill()
+        later.wait()
+
+
 def test_a_dead_looking_pid_on_another_machine_still_holds_the_lease(tmp_path):
     """SageMaker names every job's first host algo-1: a pid is only checked on the machine that owns it."""
     _lease(tmp_path, "job-a").acquire()

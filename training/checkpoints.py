@@ -225,7 +225,11 @@ def _abandoned(tmp: Path) -> bool:
     match = _TMP.match(tmp.name)
     if match and match.group("machine") == _machine_tag():
         pid = int(match.group("pid"))
-        return pid != os.getpid() and not _alive(pid)
+        try:
+            written = tmp.stat().st_mtime
+        except OSError:
+            return False  # gone already
+        return pid != os.getpid() and not _alive(pid, since=written)
     try:
         return time.time() - tmp.stat().st_mtime > _ABANDONED_AFTER_SECONDS
     except OSError:
@@ -255,7 +259,9 @@ def _owner_tag() -> str:
     return f"{host}-{os.getpid()}-{_machine_tag()}"
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, since: float) -> bool:
+    """Whether ``pid`` is alive and could be the process that was writing at time ``since`` (epoch
+    seconds): a pid reused by a process that started later is not it."""
     if pid <= 0:
         return False
     try:
@@ -263,8 +269,25 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+        pass  # exists, owned by someone else
+    started = _process_start(pid)
+    return started is None or started <= since + 1.0  # 1 s: clock-tick rounding of the start time
+
+
+def _process_start(pid: int) -> float | None:
+    """When ``pid`` started (epoch seconds), from /proc (proc(5): /proc/stat ``btime``, and field 22 of
+    /proc/<pid>/stat in clock ticks since boot); None without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+    except (OSError, StopIteration, ValueError):
+        return None
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 # ---- the writer lease ------------------------------------------------------------------------------------
@@ -353,7 +376,9 @@ class WriterLease:
         age = current.heartbeat_age(now)
         if self.job is not None and current.job == self.job:
             why = "it is this same job's earlier run (a spot restart or retry keeps the job's name)"
-        elif current.machine == _machine_tag() and not _alive(current.pid):
+        elif current.machine == _machine_tag() and not _alive(
+            current.pid, since=datetime.fromisoformat(current.heartbeat_at).timestamp()
+        ):
             why = f"its process {current.pid} on this machine is gone"
         elif age > LEASE_STALE_SECONDS:
             why = f"its last heartbeat is {age:.0f} s old (stale after {LEASE_STALE_SECONDS:.0f} s)"
