@@ -207,8 +207,17 @@ def test_resume_refuses_while_the_earlier_job_still_runs(tmp_path):
     from pipelines.local.executor import ExecutorError
     from pipelines.local.processes import start_ticks
 
-    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "containers.entrypoint"])
+    orphan = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "print('up', flush=True); import time; time.sleep(60)",
+            "containers.entrypoint",
+        ],
+        stdout=subprocess.PIPE,
+    )
     try:
+        assert orphan.stdout is not None and orphan.stdout.readline() == b"up\n"  # exec'd: cmdline is final
         executor = _executor(tmp_path)
         _state(executor, status="running", pid=orphan.pid, pid_started=start_ticks(orphan.pid))
         with pytest.raises(ExecutorError, match=rf"still running as pid {orphan.pid}.*kill {orphan.pid}"):
@@ -365,8 +374,17 @@ def test_a_server_pid_reused_by_another_server_process_is_not_ours(tmp_path):
     from pipelines.local.endpoint import server_alive
     from pipelines.local.processes import start_ticks
 
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "containers.entrypoint"])
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "print('up', flush=True); import time; time.sleep(30)",
+            "containers.entrypoint",
+        ],
+        stdout=subprocess.PIPE,
+    )
     try:
+        assert other.stdout is not None and other.stdout.readline() == b"up\n"  # exec'd: cmdline is final
         ticks = start_ticks(other.pid)
         assert server_alive({"pid": other.pid, "pid_started": ticks}) is True
         if ticks is not None:  # Linux: the start time tells a recycled pid apart
@@ -562,6 +580,20 @@ def test_an_interrupted_publish_leaves_no_content_address(tmp_path, monkeypatch)
         store.publish(src, "s3://local-data/datasets/abc/train/")
     assert not store.exists("s3://local-data/datasets/abc/train/")
     assert list((tmp_path / "store" / "s3" / "local-data" / "datasets" / "abc").iterdir()) == []
+
+
+def test_leftover_partial_copies_are_swept_under_the_lock(tmp_path):
+    from pipelines.local.store import sweep_partials
+
+    prefix = tmp_path / "s3" / "local-data" / "datasets" / "abc"
+    (prefix / ".partial-train-4242").mkdir(parents=True)
+    (prefix / ".partial-train-4242" / "train.jsonl").write_text("{}\n")
+    (prefix / "validation").mkdir()
+    (prefix / "validation" / ".partial-validation.jsonl").write_text("{")
+    (prefix / "validation" / "validation.jsonl").write_text("{}\n")
+    removed = sweep_partials(tmp_path)
+    assert sorted(p.name for p in removed) == [".partial-train-4242", ".partial-validation.jsonl"]
+    assert [p.name for p in prefix.rglob("*")] == ["validation", "validation.jsonl"]
 
 
 # ---- items 14 and 16: paths and ports -----------------------------------------------------------------

@@ -35,6 +35,7 @@ from pipelines.local.store import (
     local_placeholder_values,
     private_store,
     run_folder,
+    sweep_partials,
 )
 from training.errors import UserError
 from training.files import write_json_atomic
@@ -141,6 +142,7 @@ def _run_locked(
     invocation: dict[str, Any] | None,
 ) -> LocalResult:
     store = LocalStore(store_root)
+    sweep_partials(store_root)  # leftovers of an interrupted earlier run; we hold the lock
     saved = _resumable(store_root, resume, overrides) if resume else None  # before the slow definition
     definition, values, definition_key = local_definition(cfg)
     if saved is not None:

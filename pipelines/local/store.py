@@ -126,6 +126,22 @@ def run_folder(store_root: Path, run_id: str, flag: str) -> Path:
     return store_root / "runs" / run_id
 
 
+def sweep_partials(store_root: Path) -> list[Path]:
+    """Remove the ``.partial-*`` copies an interrupted copy or publish left under ``<store>/s3``.
+
+    Called only while holding the store's lock (``lock.py``): no other writer can be copying, so every
+    partial is a leftover. Returns what was removed."""
+    removed = []
+    for folder, dirs, files in os.walk(store_root / "s3"):
+        for name in [*dirs, *files]:
+            if name.startswith(".partial-"):
+                path = Path(folder) / name
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                removed.append(path)
+        dirs[:] = [d for d in dirs if not d.startswith(".partial-")]
+    return removed
+
+
 class StorePathError(UserError):
     """An s3:// URI the local store cannot map (not s3://, '.' or '..' segments, outside the store)."""
 
