@@ -20,7 +20,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from config import ConfigError
-from pipelines.cli import config, cost, endpoint, models, pipeline, run, ui
+from pipelines.cli import config, cost, endpoint, model, models, pipeline, run, ui
 from pipelines.cli.options import err, say, warn
 from pipelines.operate.aws_errors import AwsError, NothingThere
 from training.errors import UserError
@@ -73,6 +73,7 @@ def root(
 app.add_typer(config.app, name="config")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(models.app, name="models")
+app.add_typer(model.app, name="model")
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(cost.app, name="cost")
 app.command("train")(run.train)
