@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from pipelines.cli.options import ConfigFiles, Local, SetItems, load, out, say
+from pipelines.cli.options import ConfigFiles, SetItems, load, out, say
 from pipelines.operate.model_import import CONFIG_KEY, Imported, import_model, write_override
 
 app = typer.Typer(help="Base models: bring one from the Hugging Face Hub or a folder.", no_args_is_help=True)
@@ -86,7 +86,10 @@ def import_(
             "--write-override", help=f"Set {CONFIG_KEY} in this YAML override file (kept otherwise)."
         ),
     ] = None,
-    local: Local = False,
+    local: Annotated[
+        bool,
+        typer.Option("--local", help="Store it in the local store's data bucket, for `mlops run --local`."),
+    ] = False,
     config: ConfigFiles = [],
     set_: SetItems = [],
 ) -> None:
