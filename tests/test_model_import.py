@@ -151,6 +151,20 @@ def test_upload_reports_progress_in_bytes(aws, llama):
     assert progress.done[-1] == "config.json" and len(progress.done) == 6
 
 
+def test_plain_progress_prints_a_line_per_file_and_per_tenth_of_the_bytes(capsys):
+    from pipelines.cli.model import LineProgress
+
+    progress = LineProgress()
+    progress.begin(2, 100)
+    for _ in range(7):
+        progress.advance(5)  # 35 bytes: 10%, 20%, 30%
+    progress.file_done("model.safetensors", 35)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "uploading 2 files, 0.00 GiB"
+    assert [line.split()[0] for line in lines[1:4]] == ["10%", "20%", "30%"]
+    assert lines[4].startswith("uploaded model.safetensors (1/2,") and len(lines) == 5
+
+
 def test_write_override_sets_the_key_and_keeps_the_other_keys(aws, llama, tmp_path):
     override = tmp_path / "override.yaml"
     override.write_text("training:\n  learning_rate: 5e-4\npipeline:\n  spot: true\n")

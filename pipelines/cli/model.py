@@ -43,12 +43,13 @@ class BarProgress:
 
 
 class LineProgress:
-    """One plain line per file sent (CI logs, pipes): no bar to redraw."""
+    """Plain lines (CI logs, pipes): one per file sent, and one per tenth of the bytes, so that a
+    multi-GiB shard shows it moves. No bar to redraw."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.files = self.done = 0
-        self.sent = self.total = 0
+        self.sent = self.total = self.tenths = 0
 
     def begin(self, files: int, total_bytes: int) -> None:
         self.files, self.total = files, total_bytes
@@ -57,6 +58,10 @@ class LineProgress:
     def advance(self, transferred: int) -> None:
         with self.lock:  # boto3 calls back from its transfer threads
             self.sent += transferred
+            tenths = self.sent * 10 // max(self.total, 1)
+            if tenths > self.tenths and tenths < 10:
+                self.tenths = tenths
+                say(f"{tenths * 10}% ({self.sent / GIB:.2f} of {self.total / GIB:.2f} GiB)")
 
     def file_done(self, name: str, size: int) -> None:
         self.done += 1
