@@ -31,7 +31,7 @@ from inference.serving_contract import (
     SM_ON_TENSOR_PARALLEL_SIZE,
 )
 from training.errors import UserError
-from training.neuron_sdk import EXPORT_SDK, neuron_sdk_available
+from training.neuron_sdk import EXPORT_SDK, check_model_family, neuron_sdk_available, read_model_config
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def compile_model(
     if output_dir.resolve() == model_dir.resolve():
         raise UserError(f"--output-dir must differ from --model-dir ({model_dir})")
     t0 = time.perf_counter()
+    family = model_family(model_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if settings.target == "inf2":
         details = _compile_inf2(model_dir, output_dir, settings)
@@ -91,6 +92,7 @@ def compile_model(
         "tensor_parallel_size": settings.tensor_parallel_size if settings.target == "inf2" else None,
         "dtype": settings.dtype,
         "source_model": str(model_dir),
+        "model_class": family,
         "versions": library_versions(),
         "provenance": provenance(model_dir),
         "duration_seconds": round(time.perf_counter() - t0, 2),
@@ -113,6 +115,17 @@ def compile_model(
         archive_artifact(output_dir)
     log.info("compile report: %s", output_dir / REPORT)
     return report
+
+
+def model_family(model_dir: Path) -> str | None:
+    """The model's class when its family is one the inf2 export takes (training/neuron_sdk.py), for both
+    targets: the cpu package stands in for the inf2 export in local runs, and a rehearsal that passes where
+    the cloud export would fail is worse than none. None where model_dir has no config.json (the loader
+    then says what is wrong)."""
+    config = read_model_config(model_dir)
+    if config is None:
+        return None
+    return check_model_family(config, str(model_dir / "config.json"), "inference")
 
 
 def provenance(model_dir: Path) -> dict[str, str]:

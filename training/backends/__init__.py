@@ -3,6 +3,9 @@
 * ``torch``: CPU or CUDA, in this process (``training/backends/torch_backend.py``).
 * ``neuron``: Trainium via optimum-neuron, launched with torchrun (``training/backends/neuron_backend.py``).
   Not executed in CI: no Neuron hardware or SDK exists there.
+
+Both check the LoRA target modules against the model the same way (``resolve_lora_targets``) before
+any training starts.
 """
 
 from __future__ import annotations
@@ -42,3 +45,61 @@ def get_runner(backend: str) -> Runner:
     from training.backends import torch_backend
 
     return torch_backend.run
+
+
+def _matches(module_name: str, target: str) -> bool:
+    """peft's rule for a list of target names (``check_target_module_exists`` in peft 0.17): the module's
+    full name, or its last dotted parts."""
+    return module_name == target or module_name.endswith(f".{target}")
+
+
+def resolve_lora_targets(model: Any, targets: list[str]) -> dict[str, list[str]]:
+    """The linear layers each of ``targets`` adapts, by module name; each target must name at least one.
+
+    Llama and Qwen3 share the projection names (q/k/v/o_proj, gate/up/down_proj); Qwen3 adds the norms
+    q_norm/k_norm. peft fails only when no target matches anything, so a misspelt name beside correct
+    ones (``gate_prj``) would train without that layer and say nothing, and it refuses a norm with a
+    message that does not say which target was wrong. Checked here, before training, on either backend.
+    """
+    import torch
+
+    arch = type(model).__name__
+    modules = dict(model.named_modules())
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, torch.nn.Linear)})
+    resolved: dict[str, list[str]] = {}
+    problems = []
+    for target in targets:
+        found = [n for n in modules if n and _matches(n, target)]
+        kinds = sorted(
+            {type(modules[n]).__name__ for n in found if not isinstance(modules[n], torch.nn.Linear)}
+        )
+        if not found:
+            problems.append(f"{arch} has no module named {target}")
+        elif kinds:
+            problems.append(f"{target} is a {', '.join(kinds)} in {arch}, not a linear layer")
+        else:
+            resolved[target] = found
+    if problems:
+        raise UserError(
+            f"lora_target_modules={targets} do not match this model ({'; '.join(problems)}); its linear layers "
+            f"are: {', '.join(linear)}. Set training.lora_target_modules to some of those"
+        )
+    _refuse_tied_output_layer(model, targets, resolved)
+    return resolved
+
+
+def _refuse_tied_output_layer(model: Any, targets: list[str], resolved: dict[str, list[str]]) -> None:
+    """Merging a LoRA on an output layer that shares its weight with the input embeddings (SmolLM2 and the
+    small Qwen3 checkpoints set tie_word_embeddings) adds the update to that one weight, so the merged
+    model's embeddings change too. peft only warns; the merged model would be silently wrong."""
+    output = model.get_output_embeddings()
+    if output is None or output.weight is not model.get_input_embeddings().weight:
+        return
+    modules = dict(model.named_modules())
+    on_output = [t for t, names in resolved.items() if any(modules[n] is output for n in names)]
+    if on_output:
+        raise UserError(
+            f"lora_target_modules={targets}: {on_output[0]} is the output layer of this {type(model).__name__}, "
+            "which shares its weights with the input embeddings (tie_word_embeddings=true), so merging a LoRA "
+            f"on it would change the embeddings as well; leave {on_output[0]} out of training.lora_target_modules"
+        )

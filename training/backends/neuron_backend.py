@@ -47,7 +47,7 @@ from training.errors import UserError
 from training.hyperparameters import TrainHyperparameters
 from training.job import Cluster, TrainJob
 from training.neuron_cores import workers_per_node
-from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS
+from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS, check_model_family, read_model_config
 
 if TYPE_CHECKING:
     from training.packing import PreparedData
@@ -158,7 +158,29 @@ def existing_trainer_checkpoints(output_dir: Path) -> list[Path]:
     )
 
 
+def check_base_model(job: TrainJob) -> None:
+    """Before torchrun starts a worker per NeuronCore: the base model is of a family optimum-neuron 0.4.5
+    trains (training/neuron_sdk.py) and every LoRA target names linear layers of it. Both would otherwise
+    fail in every worker, after the job paid for the instance and its data work. The targets are checked
+    on the Hugging Face model built on the meta device (no weights read): optimum-neuron maps those names
+    onto its fused layers itself (``adapt_peft_config_for_model``, optimum/neuron/models/training/
+    transformations_utils.py, v0.4.5)."""
+    config = read_model_config(Path(job.model_source))
+    if config is None:
+        return  # a Hub id or a GGUF file: run_worker and the loader say what is wrong with those
+    check_model_family(config, str(Path(job.model_source) / "config.json"), "training")
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from training.backends import resolve_lora_targets
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(job.model_source))
+    resolve_lora_targets(model, job.hp.lora_target_modules)
+
+
 def run(job: TrainJob) -> dict[str, Any]:
+    check_base_model(job)
     env = neuron_env(job.hp, dict(os.environ))
     workers = workers_per_node(job.cluster.instance_type, env)
     cmd = launch_command(job.hp, job.cluster, workers)

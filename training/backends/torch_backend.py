@@ -21,6 +21,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from training.backends import resolve_lora_targets
 from training.base_model import load_tokenizer
 from training.checkpoints import WriterLease, load_newest, save_checkpoint
 from training.cpu_precision import cpu_bf16_is_fast
@@ -98,6 +99,8 @@ def apply_lora(model: Any, job: TrainJob) -> Any:
     from peft import LoraConfig, get_peft_model
 
     hp = job.hp
+    resolved = resolve_lora_targets(model, hp.lora_target_modules)
+    log.info("LoRA adapts %d linear layers (%s)", sum(map(len, resolved.values())), ", ".join(resolved))
     config = LoraConfig(
         r=hp.lora_r,
         lora_alpha=hp.lora_alpha,
@@ -105,16 +108,7 @@ def apply_lora(model: Any, job: TrainJob) -> Any:
         target_modules=hp.lora_target_modules,
         task_type="CAUSAL_LM",
     )
-    try:
-        return get_peft_model(model, config)
-    except ValueError as exc:
-        linear_names = sorted(
-            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-        )
-        raise UserError(
-            f"lora_target_modules={hp.lora_target_modules} do not match this model ({exc}); "
-            f"its linear layers are: {', '.join(linear_names)}"
-        ) from None
+    return get_peft_model(model, config)
 
 
 Micro = tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]  # ids, labels, position ids, real tokens
