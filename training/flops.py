@@ -89,12 +89,22 @@ def parameter_count(shape: DecoderShape) -> int:
 
 
 def lora_parameters(shape: DecoderShape, rank: int, target_modules: Sequence[str]) -> int:
-    """Adapter weights: A (in × r) and B (r × out) for each targeted linear layer of every layer.
-
-    Names that are not linear layers of this architecture add nothing (peft would refuse them anyway)."""
+    """Adapter weights: A (in × r) and B (r × out) for each targeted linear layer of every layer, plus
+    ``embed_tokens`` (peft's embedding adapter: r × vocab and hidden × r) and ``lm_head`` when targeted
+    (the optimum-neuron Llama tutorial targets embed_tokens). Other names add nothing."""
+    targets = set(target_modules)
     linears = shape.linear_shapes()
-    per_layer = sum(rank * (linears[m][0] + linears[m][1]) for m in set(target_modules) if m in linears)
-    return shape.num_hidden_layers * per_layer
+    per_layer = sum(rank * (linears[m][0] + linears[m][1]) for m in targets if m in linears)
+    edges = sum(
+        rank * (shape.vocab_size + shape.hidden_size) for m in ("embed_tokens", "lm_head") if m in targets
+    )
+    return shape.num_hidden_layers * per_layer + edges
+
+
+def lora_matmul_parameters(shape: DecoderShape, rank: int, target_modules: Sequence[str]) -> int:
+    """The adapter weights a token is multiplied by: an embedding adapter's A is a lookup, not a matmul."""
+    lookup = rank * shape.vocab_size if "embed_tokens" in set(target_modules) else 0
+    return lora_parameters(shape, rank, target_modules) - lookup
 
 
 def attention_forward_flops(shape: DecoderShape, sequence_length: int) -> int:
@@ -125,7 +135,7 @@ def flops_per_token(
     gradient_checkpointing: bool,
 ) -> FlopsPerToken:
     n = matmul_parameters(shape)
-    n_lora = lora_parameters(shape, lora_rank, lora_target_modules)
+    n_lora = lora_matmul_parameters(shape, lora_rank, lora_target_modules)
     attention = attention_forward_flops(shape, sequence_length)
     forward = 2 * (n + n_lora) + attention
     lora = 4 * n + 6 * n_lora + 3 * attention

@@ -20,7 +20,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from config import ConfigError
-from pipelines.cli import config, cost, endpoint, model, models, pipeline, run, ui
+from pipelines.cli import config, cost, endpoint, model, models, pipeline, plan, run, ui
 from pipelines.cli.options import err, say, warn
 from pipelines.operate.aws_errors import AwsError, NothingThere
 from training.errors import UserError
@@ -79,6 +79,7 @@ app.add_typer(cost.app, name="cost")
 app.command("train")(run.train)
 app.command("run")(run.run)
 app.command("ui")(ui.ui)
+app.command("plan")(plan.plan)
 
 
 def main() -> None:

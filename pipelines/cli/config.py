@@ -19,6 +19,8 @@ def show(config: ConfigFiles = [], set_: SetItems = []) -> None:
 
 @app.command("validate")
 def validate(config: ConfigFiles = [], set_: SetItems = []) -> None:
-    """Check the configuration; exit 2 listing every problem."""
-    load(config, set_)
-    typer.echo("configuration is valid")
+    """Check the configuration and that it fits the hardware (`mlops plan`); exit 2 listing every problem."""
+    from config.plan import enforce_plan
+
+    plan = enforce_plan(load(config, set_))
+    typer.echo("configuration is valid" + ("" if plan.fits else " (but does not fit: plan.enforce=false)"))

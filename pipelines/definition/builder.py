@@ -566,8 +566,15 @@ def build_pipeline(cfg: ProjectConfig) -> Any:
 
 
 def pipeline_definition(cfg: ProjectConfig) -> str:
-    """The definition JSON, indented for readable diffs; identical bytes for an identical config."""
+    """The definition JSON, indented for readable diffs; identical bytes for an identical config.
+
+    A config whose training or serving does not fit the hardware is refused first (config/plan.py), so
+    neither `cdk synth` nor a local run starts from one; plan.enforce=false turns that into a warning."""
     import logging
+
+    from config.plan import enforce_plan
+
+    enforce_plan(cfg)
     import warnings
 
     # Expected SDK chatter, once per step: job names dropped from the definition, role validation
