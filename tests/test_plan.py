@@ -176,7 +176,7 @@ def test_a_70b_served_on_inf2_xlarge_does_not_fit_and_the_fix_is_a_bigger_instan
     )
 
 
-def test_serving_tp_beyond_the_instance_cores_is_refused_with_a_lower_tp():
+def test_serving_tp_beyond_the_instance_cores_is_refused():
     shape = dataclasses.replace(BENCHMARK_8B_SERVING, instance_type="ml.inf2.8xlarge", tensor_parallel_size=8)
     plan = make_plan(LLAMA_8B_ARCH, TUTORIAL_8B_TRAINING, shape).serving
     failed = {c.name: c.reason for c in plan.failures}
