@@ -2,7 +2,8 @@
 
 Metrics per model: ``eval_loss`` (mean loss per assistant token, packed blocks at one shape),
 ``perplexity`` (exp of it) and ``exact_match`` (batched greedy generation at one shape; the answer
-must equal the last assistant turn after trimming whitespace). With a base model, the same metrics
+must equal the last assistant turn after trimming whitespace; a reasoning block before it is not part
+of the answer, see ``answer_text``). With a base model, the same metrics
 prefixed ``base_`` and the improvements. Output: ``evaluation.json`` in the pipeline's format,
 ``{"metrics": {"<name>": {"value": float}}, ...}``, read by the quality gate.
 """
@@ -54,8 +55,15 @@ def exact_match_cases(examples: list[dict[str, Any]]) -> list[tuple[list[dict[st
     return cases
 
 
-def _normalize(text: str) -> str:
-    return text.strip()
+def answer_text(text: str) -> str:
+    """The answer in a reply: what follows its last ``</think>``, whitespace trimmed.
+
+    Qwen3's chat template renders the last assistant turn as ``<think>\n\n</think>\n\n`` + answer (its
+    ``enable_thinking`` switch, Qwen/Qwen3-0.6B tokenizer_config.json ``chat_template``), so a Qwen3 model
+    fine-tuned on our data replies with that empty block first, and ``<think>`` is no special token that
+    decoding drops. The template itself reads a turn this way (``content.split('</think>')[-1]``). A reply
+    without the tag (Llama, ChatML) is unchanged but for the trim."""
+    return text.rsplit("</think>", 1)[-1].strip()
 
 
 def _round_up(n: int, multiple: int = 16) -> int:
@@ -99,7 +107,8 @@ def evaluate_one(
     shape = Shape(settings.batch_size, prompt_length, settings.max_new_tokens)
     outputs = generate(model, tokenizer, prompts, shape)
     hits = [
-        _normalize(o.text) == _normalize(expected) for o, (_, expected, _) in zip(outputs, cases, strict=True)
+        answer_text(o.text) == answer_text(expected)
+        for o, (_, expected, _) in zip(outputs, cases, strict=True)
     ]
     samples = [
         {"source": src, "expected": expected, "predicted": o.text, "correct": hit}
