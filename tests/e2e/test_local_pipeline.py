@@ -1,6 +1,11 @@
-"""`mlops run --local` end to end on the 2-layer model: the generated definition runs every step,
-registers in the local MLflow registry and serves; a second run comes from the cache; the gate's
-Fail path; `mlops endpoint stop --local`."""
+"""`mlops run --local` end to end on a 2-layer random Qwen3 (``tiny_qwen3_model``): the generated definition
+runs every step, registers in the local MLflow registry and serves; a second run comes from the cache; the
+gate's Fail path; `mlops endpoint stop --local`.
+
+This is the one whole-pipeline run, and it runs the Qwen3 family: the Llama family (SmolLM2 is one) goes
+through the same entrypoints in tests/e2e/test_train.py, test_packed_training.py and test_lifecycle.py
+(train, evaluate, compile cpu, serve) and in `make demo`, so both families cover every step without a
+second four-minute run."""
 
 import json
 import subprocess
@@ -16,14 +21,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory, tiny_model):
+def settings(tmp_path_factory, tiny_qwen3_model):
     tmp = tmp_path_factory.mktemp("local_pipeline")
     (tmp / "train.jsonl").write_text("\n".join((TASK / "train.jsonl").read_text().splitlines()[:48]) + "\n")
     (tmp / "validation.jsonl").write_text(
         "\n".join((TASK / "validation.jsonl").read_text().splitlines()[:8]) + "\n"
     )
     sets = {
-        "model.local_source": tiny_model,
+        "model.local_source": tiny_qwen3_model,
         "local.store_dir": tmp / "store",
         "data.train": tmp / "train.jsonl",
         "data.validation": tmp / "validation.jsonl",
@@ -44,10 +49,15 @@ def mlops(*argv, timeout=600):
 
 @pytest.fixture(scope="module")
 def first_run(settings):
-    # The random 2-layer model answers nothing right: exact_match is 0, so the threshold is 0 here.
+    # The random 2-layer Qwen3 answers nothing right: exact_match is 0, so the threshold is 0 here.
     proc = mlops("run", "--local", "--param", "QualityThreshold=0", *settings["args"])
     yield proc
     mlops("endpoint", "stop", "--local", *settings["args"])
+
+
+def stored(settings, uri):
+    """The local store's folder for an s3:// URI."""
+    return settings["store"] / "s3" / uri[len("s3://") :]
 
 
 def report_of(proc):
@@ -77,13 +87,17 @@ def test_first_run_executes_registers_and_serves(first_run, settings):
 
     # Training output packed as SageMaker does, and the checkpoint prefix keyed by the inputs.
     assert report["artifacts"]["FineTune.model"].endswith("-FineTune/output/model.tar.gz")
+    # Every step ran on the Qwen3 model, and what was compiled and registered is still one.
+    compiled = stored(settings, report["artifacts"]["CompileForInferentia.compiled"]) / "compile_report.json"
+    assert json.loads(compiled.read_text())["model_class"] == "Qwen3ForCausalLM"
     # The registry holds what the cloud package holds.
     from pipelines.local.registry import model_versions
 
     version = model_versions(settings["store"], "llm-neuron-mlops-models")[0]
     tags = version["tags"]
-    stats_uri = report["artifacts"]["Prepare.stats"]
-    stats = json.loads((settings["store"] / "s3" / stats_uri[len("s3://") :] / "data_stats.json").read_text())
+    stats = json.loads(
+        (stored(settings, report["artifacts"]["Prepare.stats"]) / "data_stats.json").read_text()
+    )
     assert tags["meta.data_sha256"] == stats["content_sha256"]
     assert tags["approval_status"] == "PendingManualApproval"
     assert json.loads(tags["environment"])["SM_ON_BATCH_SIZE"] == "2"
@@ -154,7 +168,9 @@ def test_local_twins_of_the_operator_commands(first_run, settings):
         "--max-tokens",
         "8",
     )
-    assert invoked.returncode == 0 and invoked.stdout.strip(), invoked.stderr
+    # A reply of at least one token. Not necessarily visible text: a random model with tied embeddings (as
+    # Qwen3-0.6B ties them) tends to repeat the prompt's last token, here the newline after "assistant".
+    assert invoked.returncode == 0 and len(invoked.stdout) > len("\n"), invoked.stderr
 
 
 def test_endpoint_stop(first_run, settings):
