@@ -31,6 +31,7 @@ from pipelines.operate.aws_errors import AwsError, explained
 from training.errors import UserError
 from training.files import write_text_atomic
 from training.fingerprints import folder_sha256
+from training.neuron_sdk import SUPPORTED_MODEL_TYPES
 
 # The files of a save_pretrained() folder that loading and compiling read. Pickles are left out on
 # purpose (see the module's docstring); so is anything in a subfolder (Meta's `original/*.pth`).
@@ -54,12 +55,9 @@ IGNORE_PATTERNS = ["*/*"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
 
-# model_type -> the causal-LM class that optimum-neuron 0.4.5 implements for both training and inference:
-# training registers llama, granite and qwen3 (optimum/neuron/models/training/auto_models.py, v0.4.5),
-# inference registers llama, qwen3 and others (optimum/neuron/models/inference/auto_models.py, v0.4.5;
-# both listed in docs/source/supported_architectures.mdx). This project supports the two families
-# whose LoRA targets and chat templates it tests: Llama (SmolLM2 is one) and Qwen3.
-SUPPORTED = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+# model_type -> causal-LM class: the families this project fine-tunes and serves, kept in one place with
+# their optimum-neuron 0.4.5 sources (training/neuron_sdk.py).
+SUPPORTED = SUPPORTED_MODEL_TYPES
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # A Hub repo id: `name` or `owner/name` (huggingface_hub's validate_repo_id allows [\w.-] in each part).
