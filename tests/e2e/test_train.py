@@ -46,6 +46,10 @@ def test_train_writes_model_report_and_metric_lines(tmp_path, tiny_model):
     report = json.loads((model / "training_report.json").read_text())
     assert report["steps_completed"] == 6 and report["distinct_input_shapes"] == 1
     assert report["resumed_from_checkpoint"] is None
+    # MFU against the planner's FLOPs per token and a peak measured on this machine (training/mfu.py).
+    mfu = report["mfu"]
+    assert 0 < mfu["mfu"] < 1 and mfu["model_flops_per_token"] > 0 and mfu["peak_flops"] > 0
+    assert mfu["mfu"] == round(mfu["tokens_per_second"] * mfu["model_flops_per_token"] / mfu["peak_flops"], 4)
 
 
 def test_bad_hyperparameter_fails_with_reason_and_no_traceback(tmp_path, tiny_model):

@@ -30,6 +30,7 @@ from training.export import save_merged
 from training.job import BlockSampler, TrainJob
 from training.loss import mean_token_loss, token_loss_sum
 from training.metrics import MetricsSink, progress_wanted
+from training.mfu import PROBE_SIZE, measured_matmul_peak, mfu_report
 from training.packing import PackedBlocks, PreparedData
 from training.prepare import prepare_for_training
 from training.report import build_report, write_report
@@ -38,6 +39,22 @@ from training.tokenize import IGNORE_INDEX
 log = logging.getLogger(__name__)
 
 name = "torch"
+
+
+def _mfu(job: TrainJob, parts: TrainSetup, state: TrainState) -> dict[str, Any]:
+    """MFU against the planner's FLOPs per token and a matmul peak measured here (training/mfu.py)."""
+    dtype = parts.amp or torch.float32
+    peak = measured_matmul_peak(parts.device, dtype)
+    return mfu_report(
+        parts.model.get_base_model().config,
+        sequence_length=job.hp.max_seq_length,
+        lora_rank=job.hp.lora_r,
+        lora_target_modules=list(job.hp.lora_target_modules),
+        tokens_per_second=state.real_tokens / state.train_seconds if state.train_seconds else None,
+        peak_flops=peak,
+        peak_source=f"{PROBE_SIZE}x{PROBE_SIZE} {str(dtype).removeprefix('torch.')} matmul timed on "
+        f"{parts.device.type}, this run",
+    )
 
 
 def _pick_device_and_dtype(precision: str) -> tuple[torch.device, torch.dtype | None]:
@@ -500,6 +517,7 @@ def save(
 ) -> dict[str, Any]:
     """The merged model, then the training report beside it."""
     hp = job.hp
+    mfu = _mfu(job, parts, state)
     save_merged(parts.model, parts.tokenizer, job.model_dir, hp.save_dtype)
     report = build_report(
         job=job,
@@ -516,6 +534,7 @@ def save(
             "device": str(parts.device),
             "precision": parts.precision,
             "trainable_params": parts.n_trainable,
+            "mfu": mfu,
         },
         mlflow_run_id=sink.run_id,
     )
