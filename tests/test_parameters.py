@@ -124,3 +124,26 @@ def test_a_float_parameter_must_be_a_plain_decimal_number(raw):
     )
     for good, value in [("0.5", 0.5), ("5e-1", 0.5), ("-2.5E+3", -2500.0), (".5", 0.5), ("3", 3.0)]:
         assert coerce_parameters(declared(), {"Threshold": good})["Threshold"] == value
+
+
+def test_a_parameter_that_makes_the_run_not_fit_is_refused_before_any_call():
+    """The plan holds for the run as started, not only for the config: a larger batch must fit too."""
+    from config import load_config
+    from pipelines.definition.parameters import (
+        checks_definition,
+        coerce_parameters,
+        enforce_plan_with_parameters,
+    )
+    from training.errors import UserError
+
+    cfg = load_config()
+    values = coerce_parameters(checks_definition(cfg), {"PerDeviceTrainBatchSize": "1024"})
+    with pytest.raises(UserError) as refused:
+        enforce_plan_with_parameters(cfg, values, {"PerDeviceTrainBatchSize": "1024"})
+    message = str(refused.value)
+    assert message.startswith(
+        "with --param PerDeviceTrainBatchSize=1024: the config does not fit the hardware"
+    )
+    assert "smallest change that fits: --param PerDeviceTrainBatchSize=" in message
+    fits = coerce_parameters(checks_definition(cfg), {"MaxSteps": "20"})
+    enforce_plan_with_parameters(cfg, fits, {"MaxSteps": "20"})  # nothing the plan sizes changed

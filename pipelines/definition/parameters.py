@@ -285,3 +285,37 @@ def checks_definition(cfg: ProjectConfig) -> dict[str, Any]:
             {"Name": "FineTune", "Type": "Training", "Arguments": {"HyperParameters": hyperparameters}}
         ],
     }
+
+
+def config_with_parameters(cfg: ProjectConfig, values: dict[str, Any]) -> ProjectConfig:
+    """The config as a run with these parameter values trains it: the plan of that run (``mlops plan``
+    reads the config, and a run's parameters override part of it)."""
+    training = {key: values[param] for key, param in PARAMETER_HYPERPARAMETERS.items() if param in values}
+    instances = {"train_count": values["TrainInstanceCount"]} if "TrainInstanceCount" in values else {}
+    return cfg.model_copy(
+        update={
+            "training": cfg.training.model_copy(update=training),
+            "pipeline": cfg.pipeline.model_copy(
+                update={"instances": cfg.pipeline.instances.model_copy(update=instances)}
+            ),
+        }
+    )
+
+
+def enforce_plan_with_parameters(cfg: ProjectConfig, values: dict[str, Any], given: dict[str, str]) -> None:
+    """Refuse a run whose ``--param`` values make the config not fit (a larger batch, another LoRA rank,
+    fewer instances to shard ZeRO-1 over), as ``config validate`` refuses the config itself. The base
+    model (``BaseModelS3Uri``) is not seen by the plan: ``model.architecture`` describes it."""
+    from config.plan import enforce_plan
+
+    planned = config_with_parameters(cfg, values)
+    if planned == cfg:
+        return
+    try:
+        enforce_plan(planned)
+    except UserError as exc:
+        flags = " ".join(f"--param {name}={raw}" for name, raw in given.items())
+        message = str(exc)
+        for key, param in PARAMETER_HYPERPARAMETERS.items():  # the fix, said the way this run is set
+            message = message.replace(f"--set training.{key}=", f"--param {param}=")
+        raise UserError(f"with {flags}: {message}") from None

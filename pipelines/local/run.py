@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from config.schema import ProjectConfig
-from pipelines.definition.parameters import coerce_parameters
+from pipelines.definition.parameters import coerce_parameters, enforce_plan_with_parameters
 from pipelines.local.executor import (
     DISK_FULL,
     Executor,
@@ -151,6 +151,7 @@ def _run_locked(
         seeded = seed_store(cfg, store, values["DataBucket"])
         local = {"TrainBackend": cfg.training.backend, "CompileTarget": "cpu", **seeded}
         parameters = coerce_parameters(definition, {**{k: str(v) for k, v in local.items()}, **overrides})
+        enforce_plan_with_parameters(cfg, parameters, overrides)
     executor = Executor(
         definition,
         store_root,

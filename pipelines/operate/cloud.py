@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 
 from config.schema import ProjectConfig
-from pipelines.definition.parameters import checks_definition, coerce_parameters
+from pipelines.definition.parameters import checks_definition, coerce_parameters, enforce_plan_with_parameters
 from pipelines.operate.aws_errors import NothingThere, aws_call, is_not_found
 from pipelines.operate.platform import (
     Approval,
@@ -45,7 +45,8 @@ def validate_parameters(cfg: ProjectConfig, overrides: dict[str, str]) -> list[d
     values and ranges, s3:// URIs, the fine-tune's hyperparameters as a whole); every problem at once
     (ParameterError). The text is sent as given: a number passes only in a plain ASCII spelling, so the
     text SageMaker gets means the value that was checked (not "1_000" or " 7 ", which Python reads too)."""
-    coerce_parameters(checks_definition(cfg), overrides)
+    values = coerce_parameters(checks_definition(cfg), overrides)
+    enforce_plan_with_parameters(cfg, values, overrides)  # a larger batch must still fit the cores
     return [{"Name": name, "Value": raw} for name, raw in overrides.items()]
 
 
