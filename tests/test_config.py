@@ -272,7 +272,8 @@ def test_a_file_nested_too_deeply_is_a_config_error(tmp_path):
 def test_model_architecture_defaults_are_smollm2_and_shape_errors_name_config_json():
     # issue 16: the planner sizes memory from model.architecture; the defaults are SmolLM2-135M's.
     a = load_config().model.architecture
-    assert (a.num_hidden_layers, a.hidden_size, a.num_attention_heads, a.num_key_value_heads) == (30, 576, 9, 3)
+    layers_and_heads = (a.num_hidden_layers, a.hidden_size, a.num_attention_heads, a.num_key_value_heads)
+    assert layers_and_heads == (30, 576, 9, 3)
     assert (a.intermediate_size, a.vocab_size, a.max_position_embeddings) == (1536, 49152, 8192)
     with pytest.raises(ConfigError) as exc:
         load_config(overrides=["model.architecture.num_key_value_heads=2"])
@@ -282,5 +283,6 @@ def test_model_architecture_defaults_are_smollm2_and_shape_errors_name_config_js
     ) in str(exc.value)
     with pytest.raises(ConfigError) as exc:
         load_config(overrides=["model.architecture.hidden_size=577"])
-    assert "hidden_size=577 is not a multiple of num_attention_heads=9 and head_dim is unset" in str(exc.value)
+    message = str(exc.value)
+    assert "hidden_size=577 is not a multiple of num_attention_heads=9 and head_dim is unset" in message
     assert load_config(overrides=["plan.enforce=false"]).plan.enforce is False
