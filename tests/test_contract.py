@@ -193,7 +193,12 @@ def neuron_job_folder(root: Path, hosts: list[str], current: str) -> None:
     (opt_ml.input_data("train")).mkdir(parents=True)
     (opt_ml.input_data("train") / "a.jsonl").write_text('{"prompt": "p", "completion": "c"}\n')
     (opt_ml.input_data("model")).mkdir(parents=True)
-    (opt_ml.input_data("model") / "config.json").write_text("{}")
+    # A Llama's config.json: the launcher checks the family and the LoRA targets before torchrun.
+    from transformers import LlamaConfig
+
+    tiny = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=8)
+    tiny.architectures = ["LlamaForCausalLM"]
+    tiny.save_pretrained(opt_ml.input_data("model"))
     opt_ml.resource_config_file(TRAINING).write_text(
         json.dumps({"current_host": current, "hosts": hosts, "current_instance_type": "ml.trn1.32xlarge"})
     )
