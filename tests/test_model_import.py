@@ -174,16 +174,83 @@ def test_write_override_sets_the_key_and_keeps_the_other_keys(aws, llama, tmp_pa
     written = yaml.safe_load(override.read_text())
     sha = _keys(aws)[0].split("/")[2]
     uri = f"s3://${{DataBucket}}/base-models/tiny-llama/{sha}/"
+    shape = _shape_of(llama)
     assert written == {
         "training": {"learning_rate": 0.0005},
         "pipeline": {"spot": True, "base_model_s3_uri": uri},
+        "model": {"architecture": shape},
     }
     assert override.stat().st_mode & 0o777 == 0o644
     assert load_config([override], []).pipeline.base_model_s3_uri == uri
-    assert f"pipeline.base_model_s3_uri set in {override}" in result.output
+    assert f"pipeline.base_model_s3_uri and model.architecture set in {override}" in result.output
     created = tmp_path / "new" / "model.yaml"
     assert mlops("model", "import", str(llama), "--write-override", str(created)).exit_code == 0
-    assert yaml.safe_load(created.read_text()) == {"pipeline": {"base_model_s3_uri": uri}}
+    assert yaml.safe_load(created.read_text()) == {
+        "pipeline": {"base_model_s3_uri": uri},
+        "model": {"architecture": shape},
+    }
+
+
+ARCHITECTURE_KEYS = (
+    "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+    "vocab_size", "max_position_embeddings", "head_dim", "tie_word_embeddings",
+)  # fmt: skip
+
+
+def _shape_of(folder):
+    """model.architecture as the folder's config.json has it (head_dim only where it is set)."""
+    config = json.loads((folder / "config.json").read_text())
+    return {key: config[key] for key in ARCHITECTURE_KEYS if key in config}
+
+
+def test_write_override_gives_the_planner_the_imported_models_architecture(llama, tmp_path):
+    # Before: only pipeline.base_model_s3_uri was written, so `mlops plan` with the override still sized
+    # the default model.architecture (SmolLM2-135M's) instead of the model imported.
+    override = tmp_path / "override.yaml"
+    store = f"local.store_dir={tmp_path / 'store'}"
+    result = mlops(
+        "model", "import", str(llama), "--local", "--set", store, "--write-override", str(override)
+    )
+    assert result.exit_code == 0, result.output
+    shape = _shape_of(llama)
+    assert shape["head_dim"] == 8 and shape["tie_word_embeddings"] is False  # the default's are None, true
+    assert load_config([override], []).model.architecture.model_dump() == shape
+    printed = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in shape.items())
+    assert f"model.architecture: {printed}" in result.output
+
+
+def test_head_dim_is_left_out_where_config_json_has_none(llama, tmp_path):
+    config = json.loads((llama / "config.json").read_text())
+    del config["head_dim"]
+    (llama / "config.json").write_text(json.dumps(config))
+    override = tmp_path / "override.yaml"
+    # head_dim from a model imported before into the same file must not stay beside this one's shape.
+    override.write_text("model:\n  architecture:\n    head_dim: 128\n")
+    store = f"local.store_dir={tmp_path / 'store'}"
+    result = mlops(
+        "model", "import", str(llama), "--local", "--set", store, "--write-override", str(override)
+    )
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(override.read_text())["model"]["architecture"]
+    assert "head_dim" not in written and written == _shape_of(llama)
+    architecture = load_config([override], []).model.architecture
+    assert architecture.head_dim is None and architecture.num_hidden_layers == config["num_hidden_layers"]
+
+
+def test_without_write_override_the_architecture_is_printed_with_what_to_set(llama, tmp_path):
+    result = mlops("model", "import", str(llama), "--local", "--set", f"local.store_dir={tmp_path}")
+    assert result.exit_code == 0, result.output
+    assert "model.architecture: num_hidden_layers=1, hidden_size=16, num_attention_heads=2" in result.output
+    assert "and model.architecture to the values above, for mlops plan" in result.output
+
+
+def test_a_shape_outside_the_schema_is_refused_naming_the_key(llama):
+    config = json.loads((llama / "config.json").read_text())
+    config["num_hidden_layers"] = 5000
+    (llama / "config.json").write_text(json.dumps(config))
+    message = _refused(str(llama))
+    assert f"{llama / 'config.json'}: the model's shape is outside what model.architecture takes" in message
+    assert "num_hidden_layers: Input should be less than or equal to 1024" in message
 
 
 def test_write_override_refuses_a_file_that_is_no_override(aws, llama, tmp_path):
@@ -191,7 +258,10 @@ def test_write_override_refuses_a_file_that_is_no_override(aws, llama, tmp_path)
     override.write_text("- a\n- b\n")
     result = mlops("model", "import", str(llama), "--write-override", str(override))
     assert result.exit_code == 2
-    assert f"--write-override {override}: expected a YAML mapping with a `pipeline:` mapping" in result.output
+    assert (
+        f"--write-override {override}: expected a YAML mapping with `pipeline:` and `model:` mappings"
+        in " ".join(result.output.split())
+    )
     assert override.read_text() == "- a\n- b\n"
 
 
@@ -216,7 +286,7 @@ def test_import_local_publishes_into_the_local_store(llama, tmp_path):
     assert "already stored (same content)" in again.output
 
 
-def test_a_qwen3_model_is_accepted(tmp_path):
+def _save_qwen3(tmp_path):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     folder = tmp_path / "tiny-qwen3"
@@ -231,9 +301,28 @@ def test_a_qwen3_model_is_accepted(tmp_path):
     )
     Qwen3ForCausalLM(config).save_pretrained(folder, safe_serialization=True)
     _save_tokenizer(folder)
-    result = mlops("model", "import", str(folder), "--local", "--set", f"local.store_dir={tmp_path / 's'}")
+    return folder
+
+
+def test_a_qwen3_model_is_accepted(tmp_path):
+    folder = _save_qwen3(tmp_path)
+    override = tmp_path / "override.yaml"
+    result = mlops(
+        "model", "import", str(folder), "--local", "--set", f"local.store_dir={tmp_path / 's'}",
+        "--write-override", str(override),
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Qwen3ForCausalLM tiny-qwen3: " in result.output
+    assert load_config([override], []).model.architecture.model_dump() == _shape_of(folder)
+
+
+@pytest.mark.parametrize("dot", [".", "./"])
+def test_the_current_folder_is_named_after_itself(llama, tmp_path, monkeypatch, dot):
+    # Before: Path('.').name is '', so `mlops model import .` failed with "--name '': not usable".
+    monkeypatch.chdir(llama)
+    result = mlops("model", "import", dot, "--local", "--set", f"local.store_dir={tmp_path / 'store'}")
+    assert result.exit_code == 0, result.output
+    assert "LlamaForCausalLM tiny-llama: " in result.output
 
 
 # ---- refusals of the source ---------------------------------------------------------------------------
@@ -272,8 +361,19 @@ def test_an_unsupported_architecture_is_refused_naming_what_was_found_and_what_i
     config.update(model_type="mistral", architectures=["MistralForCausalLM"])
     (llama / "config.json").write_text(json.dumps(config))
     message = _refused(str(llama))
-    assert "model_type 'mistral', architectures ['MistralForCausalLM'] is not supported" in message
+    assert f"{llama / 'config.json'}: model_type 'mistral' is not supported for training on Neuron" in message
     assert "LlamaForCausalLM (model_type llama), Qwen3ForCausalLM (model_type qwen3)" in message
+
+
+def test_a_qwen3_with_sliding_window_is_refused_as_training_would(tmp_path):
+    # Before: import accepted it, and the fine-tune refused it only once launched on Trainium.
+    folder = _save_qwen3(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["use_sliding_window"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    message = _refused(str(folder))
+    assert f"{folder / 'config.json'}: use_sliding_window is true" in message
+    assert "set use_sliding_window to false in that config.json" in message
 
 
 def test_a_llama_that_is_no_causal_lm_is_refused(llama):
@@ -410,6 +510,11 @@ def test_a_hub_repo_without_safetensors_is_refused(hub, monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kwargs: str(folder))
     message = _refused("owner/pickled")
     assert "Hub repo owner/pickled: no *.safetensors weights (only safetensors are imported" in message
+    # The conversion loads from the Hub: the cached snapshot has no weights (pickles were not downloaded).
+    assert "AutoModelForCausalLM.from_pretrained('owner/pickled').save_pretrained('converted'" in message
+    assert str(folder) not in message
+    message = _refused("owner/pickled", "--revision", "v2")
+    assert "AutoTokenizer.from_pretrained('owner/pickled', revision='v2').save_pretrained(" in message
 
 
 # ---- AWS -------------------------------------------------------------------------------------------------

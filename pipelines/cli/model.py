@@ -88,7 +88,8 @@ def import_(
     write_override_file: Annotated[
         Path | None,
         typer.Option(
-            "--write-override", help=f"Set {CONFIG_KEY} in this YAML override file (kept otherwise)."
+            "--write-override",
+            help=f"Set {CONFIG_KEY} and model.architecture in this YAML override file (kept otherwise).",
         ),
     ] = None,
     local: Annotated[
@@ -113,11 +114,16 @@ def import_(
         progress.stop()
     _report(imported, local)
     if write_override_file is not None:
-        write_override(write_override_file, imported.config_value)
-        say(f"{CONFIG_KEY} set in {write_override_file}: use it with --config {write_override_file}")
+        write_override(write_override_file, imported.config_value, imported.shape)
+        say(
+            f"{CONFIG_KEY} and model.architecture set in {write_override_file}: use it with "
+            f"--config {write_override_file} (mlops plan sizes this model then)"
+        )
     else:
         say(f"set {CONFIG_KEY} to {imported.config_value}")
         say(f"  e.g. --set '{CONFIG_KEY}={imported.config_value}', or rerun with --write-override FILE")
+        # Without them the planner sizes the default model.architecture (SmolLM2-135M), not this one.
+        say("and model.architecture to the values above, for mlops plan (--write-override sets both)")
 
 
 def _report(imported: Imported, local: bool) -> None:
@@ -127,7 +133,13 @@ def _report(imported: Imported, local: bool) -> None:
         f"sha256 {imported.sha256}"
     )
     say(f"{verb} at {imported.stored_at}")
+    say("model.architecture: " + ", ".join(f"{key}={_yaml(value)}" for key, value in imported.shape.items()))
     if local:
         # A local run seeds BaseModelS3Uri from model.local_source (pipelines/local/run.py seed_store);
         # a --param given on the command line wins over it.
         say(f"for a local run: mlops run --local --param BaseModelS3Uri={imported.stored_at}")
+
+
+def _yaml(value: Any) -> str:
+    """As --set and YAML write it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)

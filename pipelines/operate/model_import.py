@@ -25,13 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from config.loader import yaml_load
-from config.schema import ProjectConfig
+from config.schema import ArchitectureSection, ProjectConfig
 from pipelines.operate.aws_errors import AwsError, explained
 from training.errors import UserError
 from training.files import write_text_atomic
 from training.fingerprints import folder_sha256
-from training.neuron_sdk import SUPPORTED_MODEL_TYPES
+from training.neuron_sdk import check_model_family
 
 # The files of a save_pretrained() folder that loading and compiling read. Pickles are left out on
 # purpose (see the module's docstring); so is anything in a subfolder (Meta's `original/*.pth`).
@@ -54,10 +56,6 @@ IGNORE_PATTERNS = ["*/*"]
 # Any one of these is a tokenizer transformers can load as a fast one (the fine-tune needs a fast one).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
-
-# model_type -> causal-LM class: the families this project fine-tunes and serves, kept in one place with
-# their optimum-neuron 0.4.5 sources (training/neuron_sdk.py).
-SUPPORTED = SUPPORTED_MODEL_TYPES
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # A Hub repo id: `name` or `owner/name` (huggingface_hub's validate_repo_id allows [\w.-] in each part).
@@ -93,6 +91,8 @@ class Imported:
     name: str
     sha256: str
     architecture: str
+    # model.architecture for `mlops plan`: the schema's keys, as the model's config.json gives them
+    shape: dict[str, Any]
     stored_at: str  # where the files are: s3://<the bucket's real name>/base-models/<name>/<sha>/
     config_value: str  # for pipeline.base_model_s3_uri: the same prefix, with ${DataBucket}
     files: int
@@ -110,7 +110,8 @@ def is_local(source: str) -> bool:
 
 
 def default_name(source: str) -> str:
-    return Path(source.rstrip("/")).expanduser().name if is_local(source) else source.rsplit("/", 1)[-1]
+    # resolve(): `.` and `./` have no name of their own (Path('.').name == ''); the folder they mean has.
+    return Path(source).expanduser().resolve().name if is_local(source) else source.rsplit("/", 1)[-1]
 
 
 def check_name(name: str) -> str:
@@ -180,9 +181,10 @@ def _matches(name: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
 
 
-def model_files(folder: Path, described: str) -> list[Path]:
+def model_files(folder: Path, described: str, pretrained: str) -> list[Path]:
     """The top-level files of ``folder`` worth importing; refuses a folder that is no safetensors
-    model. ``described`` names the source in messages (the folder, or the Hub repo)."""
+    model. ``described`` names the source in messages (the folder, or the Hub repo); ``pretrained`` is
+    the from_pretrained() arguments that load the whole source, for the conversion command."""
     if not folder.exists():
         raise UserError(f"{folder}: no such folder; give a save_pretrained() folder or a Hub id (owner/name)")
     if not folder.is_dir():
@@ -195,7 +197,7 @@ def model_files(folder: Path, described: str) -> list[Path]:
         )
     chosen = [p for p in present if _matches(p.name, ALLOW_PATTERNS)]
     if not any(p.name.endswith(".safetensors") for p in chosen):
-        raise UserError(_no_safetensors(folder, described, [p.name for p in present]))
+        raise UserError(_no_safetensors(described, pretrained, [p.name for p in present]))
     _check_shards(folder, described, {p.name for p in chosen})
     if not {p.name for p in chosen} & set(TOKENIZER_FILES):
         raise UserError(
@@ -205,13 +207,22 @@ def model_files(folder: Path, described: str) -> list[Path]:
     return chosen
 
 
-def _no_safetensors(folder: Path, described: str, names: list[str]) -> str:
+def from_pretrained_args(source: str, revision: str | None) -> str:
+    """How from_pretrained() loads the whole source: the Hub id (and revision) for a Hub repo, whose
+    cached snapshot holds no pickles (they were never downloaded); the folder otherwise."""
+    if revision:
+        return f"{source!r}, revision={revision!r}"
+    return repr(source)
+
+
+def _no_safetensors(described: str, pretrained: str, names: list[str]) -> str:
     pickles = [name for name in names if _matches(name, PICKLE_PATTERNS)]
     convert = (
         "Convert it on a machine you trust (loading a pickle runs any code it holds): "
-        f"python -c \"from transformers import AutoModelForCausalLM, AutoTokenizer; p='{folder}'; "
-        "AutoModelForCausalLM.from_pretrained(p).save_pretrained('converted', safe_serialization=True); "
-        "AutoTokenizer.from_pretrained(p).save_pretrained('converted')\", then import ./converted"
+        'python -c "from transformers import AutoModelForCausalLM, AutoTokenizer; '
+        f"AutoModelForCausalLM.from_pretrained({pretrained}).save_pretrained('converted', "
+        f"safe_serialization=True); AutoTokenizer.from_pretrained({pretrained}).save_pretrained('converted')\""
+        ", then import ./converted"
     )
     if pickles:
         return (
@@ -240,8 +251,7 @@ def _check_shards(folder: Path, described: str, names: set[str]) -> None:
             )
 
 
-def check_architecture(config_path: Path) -> str:
-    """The model's class, when this project and the Neuron stack support it; a UserError otherwise."""
+def read_config(config_path: Path) -> dict[str, Any]:
     text = config_path.read_text(encoding="utf-8")
     try:
         config = json.loads(text)
@@ -251,18 +261,48 @@ def check_architecture(config_path: Path) -> str:
         raise UserError(
             f"{config_path}: expected a JSON object (a model config), found {type(config).__name__}"
         )
-    model_type = config.get("model_type")
+    return config
+
+
+def check_architecture(config: dict[str, Any], config_path: Path) -> str:
+    """The model's class, when the fine-tune and the Neuron compile both take it; a UserError otherwise.
+    The family rules (which model_types, Qwen3 without sliding window) are training/neuron_sdk.py's,
+    the ones training and compiling apply later; here only that the checkpoint is that family's causal LM."""
+    where = str(config_path)
+    expected = check_model_family(config, where, "training")
+    check_model_family(config, where, "inference")
     architectures = config.get("architectures") or []
-    supported = ", ".join(f"{cls} (model_type {kind})" for kind, cls in SUPPORTED.items())
-    expected = SUPPORTED.get(str(model_type))
-    if expected is None or (architectures and expected not in architectures):
-        found = f"model_type {model_type!r}, architectures {architectures}"
+    if expected not in architectures and architectures:
         raise UserError(
-            f"{config_path}: {found} is not supported; the fine-tune and the Neuron compile support "
-            f"{supported} (optimum-neuron 0.4.5 implements these for both training on Trainium and "
-            "inference on Inferentia). Pick a model of one of these families"
+            f"{where}: architectures {architectures} is not supported; a {config['model_type']} model is "
+            f"fine-tuned and compiled as {expected}: import the causal-LM checkpoint of that model"
         )
     return expected
+
+
+def architecture_shape(config: dict[str, Any], config_path: Path) -> dict[str, Any]:
+    """``model.architecture`` (config/schema.py ArchitectureSection) as ``config`` gives it: what `mlops plan`
+    sizes memory and FLOPs from. A key config.json leaves out takes the value transformers gives it for the
+    family (a Llama without num_key_value_heads has as many as heads), except head_dim, which is then left
+    out: the planner derives it from hidden_size / num_attention_heads, as transformers does."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        resolved = CONFIG_MAPPING[config["model_type"]].from_dict(config)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise UserError(f"{config_path}: transformers cannot read this model config ({exc})") from None
+    shape = {
+        key: getattr(resolved, key)
+        for key in ArchitectureSection.model_fields
+        if key != "head_dim" or config.get("head_dim") is not None
+    }
+    try:
+        return ArchitectureSection.model_validate(shape).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(
+            f"{config_path}: the model's shape is outside what model.architecture takes ({problems})"
+        ) from None
 
 
 # ---- the content, staged as links --------------------------------------------------------------------
@@ -308,11 +348,15 @@ def import_model(
             raise UserError(f"--revision {revision!r} applies to a Hub id; {source!r} is a local folder")
         folder = Path(source).expanduser().resolve()
         described = str(folder)
+        pretrained = from_pretrained_args(str(folder), None)
     else:
         folder = hub_snapshot(source, revision)
         described = f"Hub repo {source}" + (f"@{revision}" if revision else "")
-    files = model_files(folder, described)
-    architecture = check_architecture(folder / "config.json")
+        pretrained = from_pretrained_args(source, revision)
+    files = model_files(folder, described, pretrained)
+    config = read_config(folder / "config.json")
+    architecture = check_architecture(config, folder / "config.json")
+    shape = architecture_shape(config, folder / "config.json")
     with staged(files) as content:
         sha256 = folder_sha256(content)
         prefix = prefix_of(name, sha256)
@@ -325,6 +369,7 @@ def import_model(
         name=name,
         sha256=sha256,
         architecture=architecture,
+        shape=shape,
         stored_at=stored_at,
         config_value="s3://${DataBucket}/" + prefix,
         files=len(files),
@@ -412,9 +457,11 @@ def _listed(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
 # ---- the config override -----------------------------------------------------------------------------
 
 
-def write_override(path: Path, uri: str) -> None:
-    """Set ``pipeline.base_model_s3_uri`` in the YAML override ``path`` (created if missing), keeping its
-    other keys; written atomically. Comments are not kept (PyYAML does not read them)."""
+def write_override(path: Path, uri: str, shape: dict[str, Any]) -> None:
+    """Set ``pipeline.base_model_s3_uri`` and ``model.architecture`` in the YAML override ``path`` (created
+    if missing), keeping its other keys; written atomically. Comments are not kept (PyYAML does not read
+    them). ``model.architecture`` is replaced whole: keys of a model imported before (its head_dim) must
+    not stay beside this one's."""
     import yaml
 
     data: Any = {}
@@ -425,13 +472,18 @@ def write_override(path: Path, uri: str) -> None:
             raise UserError(f"--write-override {path}: not valid YAML ({exc}); fix or remove it") from None
         except OSError as exc:
             raise UserError(f"--write-override {path}: cannot be read ({exc.strerror or exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("pipeline", {}), dict):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("pipeline", {}), dict)
+        or not isinstance(data.get("model", {}), dict)
+    ):
         raise UserError(
-            f"--write-override {path}: expected a YAML mapping with a `pipeline:` mapping, as config "
-            "overrides are; give another file"
+            f"--write-override {path}: expected a YAML mapping with `pipeline:` and `model:` mappings, as "
+            "config overrides are; give another file"
         )
     mode = path.stat().st_mode & 0o777 if path.exists() else None
     data.setdefault("pipeline", {})["base_model_s3_uri"] = uri
+    data.setdefault("model", {})["architecture"] = dict(shape)
     write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     if mode is not None:
         path.chmod(mode)  # write_text_atomic creates 0600; an existing file keeps its mode
