@@ -80,7 +80,8 @@ def test_a_misspelt_target_beside_good_ones_is_named_not_skipped(family):
         resolve_lora_targets(_model(family), ["q_proj", "gate_prj"])
     assert str(caught.value) == (
         f"lora_target_modules=['q_proj', 'gate_prj'] do not match this model ({arch} has no module named "
-        f"gate_prj); its linear layers are: {LINEAR}. Set training.lora_target_modules to some of those"
+        f"gate_prj); its linear layers are: {LINEAR}, and its embedding: embed_tokens. Set "
+        "training.lora_target_modules to some of those"
     )
 
 
@@ -88,8 +89,8 @@ def test_qwen3_norms_are_refused_as_targets_naming_what_they_are():
     with pytest.raises(UserError) as caught:
         resolve_lora_targets(_model("qwen3"), ["q_proj", "q_norm", "k_norm"])
     message = str(caught.value)
-    assert "q_norm is a Qwen3RMSNorm in Qwen3ForCausalLM, not a linear layer" in message
-    assert "k_norm is a Qwen3RMSNorm in Qwen3ForCausalLM, not a linear layer" in message
+    assert "q_norm is a Qwen3RMSNorm in Qwen3ForCausalLM, not a linear or embedding layer" in message
+    assert "k_norm is a Qwen3RMSNorm in Qwen3ForCausalLM, not a linear or embedding layer" in message
     assert f"its linear layers are: {LINEAR}" in message
     # The same names on Llama do not exist at all.
     with pytest.raises(UserError, match="LlamaForCausalLM has no module named q_norm"):
@@ -115,6 +116,35 @@ def test_lm_head_is_refused_where_it_shares_the_embedding_weights():
     assert resolve_lora_targets(_model("llama", tie_word_embeddings=False), ["lm_head"]) == {
         "lm_head": ["lm_head"]
     }
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_embed_tokens_is_a_target_where_the_embeddings_are_not_tied(family):
+    # Before: refused as "an Embedding, not a linear layer", though peft adapts nn.Embedding and the
+    # optimum-neuron Llama example targets embed_tokens; the planner and flops.py count it.
+    from training.backends.torch_backend import apply_lora
+
+    model = _model(family, tie_word_embeddings=False)
+    targets = ["embed_tokens", "q_proj"]
+    assert resolve_lora_targets(model, targets)["embed_tokens"] == ["model.embed_tokens"]
+    peft_model = apply_lora(model, _job(TrainHyperparameters(lora_r=2, lora_target_modules=targets)))
+    adapted = {
+        n.split(".lora_embedding_A")[0] for n, _ in peft_model.named_parameters() if "lora_embedding_A" in n
+    }
+    assert adapted == {"base_model.model.model.embed_tokens"}
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_embed_tokens_is_refused_where_it_shares_its_weights_with_the_output_layer(family):
+    arch = "Qwen3ForCausalLM" if family == "qwen3" else "LlamaForCausalLM"
+    with pytest.raises(UserError) as caught:
+        resolve_lora_targets(_model(family, tie_word_embeddings=True), ["q_proj", "embed_tokens"])
+    assert str(caught.value) == (
+        f"lora_target_modules=['q_proj', 'embed_tokens']: embed_tokens is the input embedding of this {arch}, "
+        "which shares its weights with the output layer (lm_head) (tie_word_embeddings=true), so merging a "
+        "LoRA on it would change the output layer (lm_head) as well; leave embed_tokens out of "
+        "training.lora_target_modules"
+    )
 
 
 # ---- the Neuron side: families and targets checked before torchrun ------------------------------------

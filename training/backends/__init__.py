@@ -54,52 +54,70 @@ def _matches(module_name: str, target: str) -> bool:
 
 
 def resolve_lora_targets(model: Any, targets: list[str]) -> dict[str, list[str]]:
-    """The linear layers each of ``targets`` adapts, by module name; each target must name at least one.
+    """The layers each of ``targets`` adapts, by module name; each target must name at least one.
 
     Llama and Qwen3 share the projection names (q/k/v/o_proj, gate/up/down_proj); Qwen3 adds the norms
     q_norm/k_norm. peft fails only when no target matches anything, so a misspelt name beside correct
     ones (``gate_prj``) would train without that layer and say nothing, and it refuses a norm with a
     message that does not say which target was wrong. Checked here, before training, on either backend.
+
+    Linear layers and the token embedding (``embed_tokens``) are adaptable: peft has a LoRA layer for
+    ``nn.Embedding`` (peft 0.17 peft/tuners/lora/layer.py, class Embedding), and the optimum-neuron Llama
+    fine-tuning example targets embed_tokens beside the projections (optimum-neuron v0.4.5
+    examples/training/llama/finetune_llama.py L70-77, docs/research/issue16-neuron-facts.md 4.1);
+    training/flops.py and config/plan.py count it.
     """
     import torch
 
     arch = type(model).__name__
     modules = dict(model.named_modules())
-    linear = sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, torch.nn.Linear)})
+    adaptable = (torch.nn.Linear, torch.nn.Embedding)
+    linear = _leaf_names(modules, torch.nn.Linear)
+    embeddings = _leaf_names(modules, torch.nn.Embedding)
     resolved: dict[str, list[str]] = {}
     problems = []
     for target in targets:
         found = [n for n in modules if n and _matches(n, target)]
-        kinds = sorted(
-            {type(modules[n]).__name__ for n in found if not isinstance(modules[n], torch.nn.Linear)}
-        )
+        kinds = sorted({type(modules[n]).__name__ for n in found if not isinstance(modules[n], adaptable)})
         if not found:
             problems.append(f"{arch} has no module named {target}")
         elif kinds:
-            problems.append(f"{target} is a {', '.join(kinds)} in {arch}, not a linear layer")
+            problems.append(f"{target} is a {', '.join(kinds)} in {arch}, not a linear or embedding layer")
         else:
             resolved[target] = found
     if problems:
         raise UserError(
             f"lora_target_modules={targets} do not match this model ({'; '.join(problems)}); its linear layers "
-            f"are: {', '.join(linear)}. Set training.lora_target_modules to some of those"
+            f"are: {', '.join(linear)}, and its embedding: {', '.join(embeddings)}. Set "
+            "training.lora_target_modules to some of those"
         )
-    _refuse_tied_output_layer(model, targets, resolved)
+    _refuse_tied_layers(model, targets, resolved)
     return resolved
 
 
-def _refuse_tied_output_layer(model: Any, targets: list[str], resolved: dict[str, list[str]]) -> None:
-    """Merging a LoRA on an output layer that shares its weight with the input embeddings (SmolLM2 and the
-    small Qwen3 checkpoints set tie_word_embeddings) adds the update to that one weight, so the merged
-    model's embeddings change too. peft only warns; the merged model would be silently wrong."""
+def _leaf_names(modules: dict[str, Any], kind: type) -> list[str]:
+    return sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, kind)})
+
+
+def _refuse_tied_layers(model: Any, targets: list[str], resolved: dict[str, list[str]]) -> None:
+    """Merging a LoRA into the output layer or the input embeddings when the two share one weight
+    (SmolLM2 and the small Qwen3 checkpoints set tie_word_embeddings) adds the update to that one
+    weight, so the merged model's other layer changes too. peft only warns; the merged model would be
+    silently wrong."""
     output = model.get_output_embeddings()
-    if output is None or output.weight is not model.get_input_embeddings().weight:
+    embedding = model.get_input_embeddings()
+    if output is None or output.weight is not embedding.weight:
         return
     modules = dict(model.named_modules())
-    on_output = [t for t, names in resolved.items() if any(modules[n] is output for n in names)]
-    if on_output:
+    for target, names in resolved.items():
+        if any(modules[n] is output for n in names):
+            this, other = "the output layer", "the input embeddings"
+        elif any(modules[n] is embedding for n in names):
+            this, other = "the input embedding", "the output layer (lm_head)"
+        else:
+            continue
         raise UserError(
-            f"lora_target_modules={targets}: {on_output[0]} is the output layer of this {type(model).__name__}, "
-            "which shares its weights with the input embeddings (tie_word_embeddings=true), so merging a LoRA "
-            f"on it would change the embeddings as well; leave {on_output[0]} out of training.lora_target_modules"
+            f"lora_target_modules={targets}: {target} is {this} of this {type(model).__name__}, which shares "
+            f"its weights with {other} (tie_word_embeddings=true), so merging a LoRA on it would change "
+            f"{other} as well; leave {target} out of training.lora_target_modules"
         )
