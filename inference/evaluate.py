@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,10 @@ from inference.generation import Shape, chat_prompt_ids, generate, load_for_infe
 from training.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# A reply's opening reasoning block: <think>, the shortest text up to the first </think>, and the
+# whitespace around it.
+LEADING_REASONING = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -56,14 +61,15 @@ def exact_match_cases(examples: list[dict[str, Any]]) -> list[tuple[list[dict[st
 
 
 def answer_text(text: str) -> str:
-    """The answer in a reply: what follows its last ``</think>``, whitespace trimmed.
+    """The answer in a reply: what follows a reasoning block the reply opens with, whitespace trimmed.
 
     Qwen3's chat template renders the last assistant turn as ``<think>\n\n</think>\n\n`` + answer (its
     ``enable_thinking`` switch, Qwen/Qwen3-0.6B tokenizer_config.json ``chat_template``), so a Qwen3 model
     fine-tuned on our data replies with that empty block first, and ``<think>`` is no special token that
-    decoding drops. The template itself reads a turn this way (``content.split('</think>')[-1]``). A reply
-    without the tag (Llama, ChatML) is unchanged but for the trim."""
-    return text.rsplit("</think>", 1)[-1].strip()
+    decoding drops. Only a block at the start is reasoning: a ``</think>`` later in the reply is part of
+    the answer, and scoring what follows it would credit a wrong answer with a right tail. A reply
+    without the block (Llama, ChatML) is unchanged but for the trim."""
+    return LEADING_REASONING.sub("", text, count=1).strip()
 
 
 def _round_up(n: int, multiple: int = 16) -> int:

@@ -7,7 +7,7 @@ import tarfile
 import pytest
 import torch
 
-from inference.evaluate import EvalSettings, exact_match_cases
+from inference.evaluate import EvalSettings, answer_text, exact_match_cases
 from inference.generation import Shape, chat_prompt_ids, generate
 from inference.model_files import model_folder
 from training.errors import UserError
@@ -28,6 +28,17 @@ def test_exact_match_case_is_the_last_assistant_turn():
     )
     assert cases[0] == (msgs[:3], " d ", "v.jsonl:1")
     assert cases[1] == ([{"role": "user", "content": "p"}], "q", "v.jsonl:2")
+
+
+def test_only_a_leading_reasoning_block_is_stripped_from_an_answer():
+    # Before: everything up to the last </think> was dropped wherever it stood, so a wrong answer with a
+    # stray tag and the right tail scored as a match.
+    assert answer_text("2020-12-31</think>1990-05-01") == "2020-12-31</think>1990-05-01"
+    assert answer_text("2020-12-31</think>1990-05-01") != answer_text("1990-05-01")
+    assert answer_text("\n <think>\nMay\n</think>\n\n1990-05-01 ") == "1990-05-01"
+    # The first block only: an answer that itself holds a tag keeps it.
+    assert answer_text("<think></think>a</think>b") == "a</think>b"
+    assert answer_text("x <think>\n</think> y") == "x <think>\n</think> y"
 
 
 @pytest.fixture(scope="module")
