@@ -66,7 +66,25 @@ def test_a_hugging_face_config_maps_to_the_planners_shape():
             tie_word_embeddings=True,
         )
     )
-    assert shape == DecoderShape(2, 64, 4, 2, 128, 100, head_dim=32, tie_word_embeddings=True)
+    assert shape == DecoderShape(2, 64, 4, 2, 128, 100, head_dim=32, tie_word_embeddings=True, qk_norm=True)
+
+
+def test_a_llama_config_with_head_dim_has_no_qk_norm():
+    # Llama-3.2-1B's config.json sets head_dim (64) too; q_norm/k_norm are Qwen3's, keyed on the family.
+    from transformers import LlamaConfig
+
+    shape = decoder_shape(
+        LlamaConfig(
+            num_hidden_layers=2,
+            hidden_size=64,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=128,
+            vocab_size=100,
+            head_dim=16,
+        )
+    )
+    assert shape.head_dim == 16 and shape.qk_norm is False
 
 
 def test_the_peak_is_measured_on_this_device():

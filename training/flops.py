@@ -46,6 +46,9 @@ class DecoderShape:
     # Llama derives it. None: derive it.
     head_dim: int | None = None
     tie_word_embeddings: bool = False
+    # Qwen3 normalises each head's queries and keys (q_norm, k_norm: head_dim weights each a layer); Llama does
+    # not. A family trait, not a consequence of head_dim: Llama-3.2-1B's config.json sets head_dim too.
+    qk_norm: bool = False
 
     @property
     def head_size(self) -> int:
@@ -79,9 +82,9 @@ def matmul_parameters(shape: DecoderShape) -> int:
 def parameter_count(shape: DecoderShape) -> int:
     """Every stored weight: embedding, layers (with their norms), final norm, and the head unless tied.
 
-    This is what memory holds; Qwen3's per-head q_norm/k_norm weights are included (2·head_dim a layer)."""
+    This is what memory holds; Qwen3's q_norm/k_norm weights are included (2·head_dim a layer, ``qk_norm``)."""
     d = shape.hidden_size
-    norms_per_layer = 2 * d + (2 * shape.head_size if shape.head_dim is not None else 0)
+    norms_per_layer = 2 * d + (2 * shape.head_size if shape.qk_norm else 0)
     layers = shape.num_hidden_layers * (layer_matmul_parameters(shape) + norms_per_layer)
     embedding = shape.vocab_size * d
     head = 0 if shape.tie_word_embeddings else shape.vocab_size * d

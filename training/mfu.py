@@ -30,6 +30,7 @@ def decoder_shape(config: Any) -> DecoderShape:
         vocab_size=config.vocab_size,
         head_dim=getattr(config, "head_dim", None),
         tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+        qk_norm=getattr(config, "model_type", None) == "qwen3",  # Qwen3's q_norm/k_norm (training/flops.py)
     )
 
 
