@@ -26,6 +26,20 @@ Sources (AWS Neuron documentation, aws-neuron/aws-neuron-sdk at 81ce03a, and the
   m5.24xlarge 384 GiB). Other families are not listed: their RAM is "unknown", and the plan says it did not
   check it.
 
+* Tensor-parallel degrees the Neuron runtime supports for serving (``SERVING_TP_DEGREES``): the NxD Inference
+  feature guide, libraries/nxd-inference/developer_guides/feature-guide.rst L154-158 (the same list in
+  libraries/nxd-inference/api-guides/api-guide.rst L139-145): "Trn2: 1, 2, 4, 8, 16, 32, and 64 (with LNC2);
+  Inf2: 1, 2, 4, 8, and 24; Trn1: 1, 2, 8, 16, and 32". The older about-neuron/transformers/
+  generative-llm-inference-with-neuron.rst L237-238 gives Inf2 2, 4, 8, 12 and 24 instead; we take the
+  NxD Inference list, the one for the backend optimum-neuron 0.4.5 adapts (its models/inference/backend/
+  config.py says "Adapted from ... neuronx-distributed-inference"), which leaves out 12 on inf2.24xlarge.
+  optimum-neuron itself only checks TP against the cores it sees (optimum/neuron/vllm/model_loader.py
+  L70-76), so nothing stops a degree outside the list before the device: the planner refuses it, since
+  the runtime is documented not to support it. Training has no such list: no Neuron or optimum-neuron page restricts the training TP
+  beyond dividing the cores and the heads (optimum-neuron 0.4.5 tests TP 2, 8 and 32 on trn1,
+  tests/training/test_overfit.py L229 and L271-273, and publishes TP 4 on trn2, examples/training/llama/
+  finetune_llama.sh L23), so config/plan.py applies this list to serving only.
+
 Runtime overhead (HBM the Neuron runtime keeps for itself) is not published as a figure; the planner
 does not model it, and says so.
 """
@@ -83,6 +97,16 @@ _NEURON_TYPES: dict[str, tuple[str, int, int]] = {
     "ml.inf2.48xlarge": ("inf2", 12, 768),
 }
 
+# Serving TP degrees by instance family (module docstring: NxD Inference feature-guide.rst L154-158). trn1n has
+# trn1's Trainium chips (trn1-arch.rst, "Trn1/Trn1n Architecture"), so it takes trn1's list; trn2's is for LNC=2, the only
+# setting optimum-neuron 0.4.5 supports (optimum/neuron/utils/system.py L54-61).
+SERVING_TP_DEGREES: dict[str, tuple[int, ...]] = {
+    "inf2": (1, 2, 4, 8, 24),
+    "trn1": (1, 2, 8, 16, 32),
+    "trn1n": (1, 2, 8, 16, 32),
+    "trn2": (1, 2, 4, 8, 16, 32, 64),
+}
+
 # Host RAM of CPU processing types (EC2 general purpose instance table, m5 rows).
 CPU_HOST_GIB: dict[str, int] = {
     "ml.m5.large": 8,
@@ -119,3 +143,14 @@ def host_gib(instance_type: str) -> int | None:
         return CPU_HOST_GIB[instance_type]
     known = _NEURON_TYPES.get(instance_type)
     return known[2] if known else None
+
+
+def serving_tp_degrees(inst: NeuronInstance) -> tuple[int, ...]:
+    """The serving TP degrees the Neuron runtime supports on this instance: its family's list, up to its cores."""
+    return tuple(tp for tp in SERVING_TP_DEGREES[inst.family] if tp <= inst.cores)
+
+
+def training_tp_degrees(inst: NeuronInstance) -> tuple[int, ...]:
+    """The training TP degrees this instance takes: those that divide its cores (no published list narrows
+    them further; see the module docstring)."""
+    return tuple(tp for tp in range(1, inst.cores + 1) if inst.cores % tp == 0)

@@ -18,7 +18,8 @@ turns on whenever TP > 1; eager attention, since the backend does not ask for fl
   ``repeat_kv``, the attention output, gate, up and SiLU(gate): ``8·h + 8·q + 6·I`` bytes) plus eager
   attention's fp32 softmax and its bf16 copy (``6·heads·seq`` bytes), all divided by TP (sequence
   parallelism shards what TP does not); with ``lora_dropout > 0`` each adapter also keeps its dropped-out
-  input and mask (3 bytes an input feature, the full input for column-parallel layers: an upper bound).
+  input in fp32 and its mask (5 bytes an input feature, 1/TP of the input a rank; fused layers share one:
+  ``lora_dropout_inputs``).
   Without gradient checkpointing every layer keeps them; with it, each layer keeps only its input
   (``2·h/TP`` bytes a token) and one layer at a time is recomputed (Korthikanti et al. 2022, "Reducing
   Activation Recomputation in Large Transformer Models", section 4, counts the same way for GPT);
@@ -44,7 +45,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from config.hardware import GIB, NeuronInstance, host_gib, neuron_instance, neuron_types
+from config.hardware import (
+    CPU_HOST_GIB,
+    GIB,
+    SERVING_TP_DEGREES,
+    NeuronInstance,
+    host_gib,
+    neuron_instance,
+    neuron_types,
+    serving_tp_degrees,
+    training_tp_degrees,
+)
 from training.errors import UserError
 from training.flops import DecoderShape, FlopsPerToken, flops_per_token
 
@@ -128,6 +139,11 @@ class SidePlan:
         return all(c.ok is not False for c in self.checks)
 
     @property
+    def comfortable(self) -> bool:
+        """Memory below the near-limit line, where the runtime's unmodelled share has room."""
+        return self.gib_per_core <= NEAR_LIMIT * self.limit_gib_per_core
+
+    @property
     def failures(self) -> list[Check]:
         return [c for c in self.checks if c.ok is False]
 
@@ -157,13 +173,13 @@ def _gib(n_bytes: float) -> float:
     return n_bytes / GIB
 
 
-def _unknown_instance(instance_type: str, key: str, family: str) -> Check:
+def _unknown_instance(instance_type: str, key: str, family: str, note: str = "") -> Check:
     known = ", ".join(i.instance_type for i in neuron_types(family))
     return Check(
         "instance",
         False,
         f"{key}={instance_type}: the planner has no published figures for it (it knows {known}); "
-        "pick one of those, or set plan.enforce=false to go ahead unchecked",
+        "pick one of those, or set plan.enforce=false to go ahead unchecked" + (f" ({note})" if note else ""),
     )
 
 
@@ -233,6 +249,7 @@ def training_weights_per_core(s: DecoderShape, tp: int) -> float:
         + s.num_attention_heads * q * d / tp  # o_proj
         + 3 * d * s.intermediate_size / tp  # gate, up, down
         + 2 * d  # two RMSNorms, replicated
+        + (2 * q if s.qk_norm else 0)  # Qwen3's q_norm and k_norm, replicated
     )
     vocab = s.vocab_size * d / tp * (1 if s.tie_word_embeddings else 2)
     return HALF * (s.num_hidden_layers * per_layer + vocab + d)
@@ -256,6 +273,33 @@ def lora_parameters_per_core(s: DecoderShape, rank: int, targets: Sequence[str],
     return s.num_hidden_layers * per_layer + edges
 
 
+# A LoRA dropout keeps its mask (1 byte a value) and its output, which lora_A keeps for backward in the
+# adapter's dtype: optimum-neuron 0.4.5 casts the input to lora_A's weight dtype before the dropout
+# (optimum/neuron/peft/tuners/lora/layer.py L412-415, ``lora_B(lora_A(dropout(x)))``; L742-744 for the fused
+# QKV layer), fp32 here (the module docstring).
+LORA_DROPOUT_BYTES = FLOAT + 1
+
+
+def lora_dropout_inputs(s: DecoderShape, targets: Sequence[str], tp: int) -> float:
+    """Features per token of the inputs one layer's LoRA dropouts keep, on one rank.
+
+    Each adapted layer drops out its own input x (layer.py L415), so layers optimum-neuron 0.4.5 fuses share
+    one: gate_proj and up_proj are one ``gate_up_proj`` (models/training/llama/modeling_llama.py L196-228),
+    and q/k/v are one ``qkv_proj`` when ``qkv_linear`` is set, that is when TP does not divide the KV heads
+    (L316-328; Qwen3's attention is Llama's). Every input is 1/TP a rank: a column-parallel layer's x is
+    split over the sequence by sequence parallelism (lora_A is a plain Linear on it, lora_B the
+    ColumnParallelLinear that gathers, layer.py L182-189), a row-parallel layer's over its features."""
+    targeted = set(targets)
+    d, q = s.hidden_size, s.num_attention_heads * s.head_size
+    qkv = targeted & {"q_proj", "k_proj", "v_proj"}
+    qkv_linear = s.num_key_value_heads < tp or s.num_key_value_heads % tp != 0
+    features = d * (min(len(qkv), 1) if qkv_linear else len(qkv))
+    features += d if targeted & {"gate_proj", "up_proj"} else 0
+    features += q if "o_proj" in targeted else 0
+    features += s.intermediate_size if "down_proj" in targeted else 0
+    return features / tp
+
+
 def activation_bytes_per_token_layer(s: DecoderShape, t: TrainingShape) -> float:
     """What one decoder layer keeps for backward, per token, on one rank (module docstring)."""
     tp, h, i = t.tensor_parallel_size, s.hidden_size, s.intermediate_size
@@ -263,15 +307,10 @@ def activation_bytes_per_token_layer(s: DecoderShape, t: TrainingShape) -> float
     kept = 8 * h + 8 * q + 6 * i
     if not t.flash_attention:
         kept += 6 * s.num_attention_heads * t.max_seq_length
-    lora = 0.0
+    dropout = 0.0
     if t.lora_dropout > 0:
-        linears = s.linear_shapes()
-        for name in set(t.lora_target_modules):
-            if name in COLUMN_PARALLEL:
-                lora += 3 * linears[name][0]
-            elif name in ROW_PARALLEL:
-                lora += 3 * linears[name][0] / tp
-    return kept / tp + lora
+        dropout = LORA_DROPOUT_BYTES * lora_dropout_inputs(s, t.lora_target_modules, tp)
+    return kept / tp + dropout
 
 
 def training_activations(s: DecoderShape, t: TrainingShape) -> dict[str, float]:
@@ -310,6 +349,8 @@ def plan_training(arch: Architecture, t: TrainingShape) -> TrainingPlan:
         check = _unknown_instance(t.instance_type, "pipeline.instances.train", "ml.trn")
         return TrainingPlan(t.instance_type, 0, 0.0, 0.0, {}, [check])
     checks = training_shape_checks(arch, t, inst)
+    if inst.family == "trn2":
+        checks.insert(0, _logical_core_check(inst))
     s, tp = arch.shape, t.tensor_parallel_size
     data_parallel = max(inst.cores * t.instance_count // tp, 1)
     breakdown, activations = training_memory(s, t, data_parallel)
@@ -328,6 +369,25 @@ def plan_training(arch: Architecture, t: TrainingShape) -> TrainingPlan:
         activations_gib=activations,
         flops=flops,
         tokens_per_second_ceiling=peak / flops.hardware_per_token,
+    )
+
+
+def _logical_core_check(inst: NeuronInstance) -> Check:
+    """optimum-neuron 0.4.5 runs trn2 at LNC=2 only: it counts 4 logical cores a Trainium2 device, "the
+    runtime can be configured to expose 8 cores per device, but it is not supported in optimum-neuron"
+    (optimum/neuron/utils/system.py L54-61). LNC=1 is modelled (12 GiB a core, config/hardware.py) so the
+    plan can say what it would hold, and refused."""
+    ok = inst.logical_core_size == 2
+    return Check(
+        "logical_cores",
+        ok,
+        f"LNC={inst.logical_core_size} on {inst.instance_type}"
+        + (
+            ": optimum-neuron 0.4.5's default"
+            if ok
+            else ": optimum-neuron 0.4.5 supports LNC=2 only (utils/system.py); leave "
+            "NEURON_LOGICAL_NC_CONFIG unset or set it to 2"
+        ),
     )
 
 
@@ -359,7 +419,8 @@ def serving_head_counts(s: DecoderShape, tp: int) -> tuple[int, int]:
 def serving_memory(s: DecoderShape, v: ServingShape) -> dict[str, float]:
     tp, d, q = v.tensor_parallel_size, s.hidden_size, s.head_size
     heads, kv = serving_head_counts(s, tp)
-    per_layer = (2 * d * heads * q + 2 * d * kv * q + 3 * d * s.intermediate_size) / tp + 2 * d
+    norms = 2 * d + (2 * q if s.qk_norm else 0)
+    per_layer = (2 * d * heads * q + 2 * d * kv * q + 3 * d * s.intermediate_size) / tp + norms
     vocab = s.vocab_size * d / tp * (1 if s.tie_word_embeddings else 2)
     weights = HALF * (s.num_hidden_layers * per_layer + vocab + d)
     cache = 2 * s.num_hidden_layers * (kv / tp) * q * v.batch_size * v.sequence_length * HALF
@@ -379,7 +440,16 @@ def serving_checks(arch: Architecture, v: ServingShape, inst: NeuronInstance) ->
         if (heads, kv) != (s.num_attention_heads, s.num_key_value_heads)
         else f"{heads} attention and {kv} KV heads shard evenly"
     )
+    supported = SERVING_TP_DEGREES[inst.family]
     return [
+        _serving_family_check(inst),
+        Check(
+            "tp_supported",
+            tp in supported,
+            f"serving.tensor_parallel_size={tp}: the Neuron runtime serves {inst.family} at TP "
+            + ", ".join(map(str, supported))
+            + ("" if tp in supported else " (NxD Inference feature guide); pick one of them"),
+        ),
         Check(
             "tp_within_cores",
             tp <= inst.cores,
@@ -410,6 +480,24 @@ def serving_checks(arch: Architecture, v: ServingShape, inst: NeuronInstance) ->
     ]
 
 
+# Serving is planned on inf2 only, and why a trn2 endpoint is refused rather than planned.
+SERVING_FAMILY_NOTE = (
+    "the project serves on ml.inf2 only: the compile step exports for inf2 (inference/compile.py), "
+    "serving.instance_types takes ml.inf2 types only, and an inf2 artifact does not run on trn2 "
+    "(optimum-neuron docs/source/guides/export_model.mdx L47); trn2 serving is not planned yet"
+)
+
+
+def _serving_family_check(inst: NeuronInstance) -> Check:
+    on_inf2 = inst.family == "inf2"
+    return Check(
+        "serving_family",
+        on_inf2,
+        f"infra.endpoint.instance_type={inst.instance_type}"
+        + (" is an inf2 type" if on_inf2 else f": {SERVING_FAMILY_NOTE}; pick an ml.inf2 type"),
+    )
+
+
 def compile_host_check(s: DecoderShape, v: ServingShape) -> Check:
     from training.flops import parameter_count
 
@@ -435,7 +523,11 @@ def plan_serving(arch: Architecture, v: ServingShape) -> SidePlan:
             0.0,
             0.0,
             {},
-            [_unknown_instance(v.instance_type, "infra.endpoint.instance_type", "ml.inf2")],
+            [
+                _unknown_instance(
+                    v.instance_type, "infra.endpoint.instance_type", "ml.inf2.", SERVING_FAMILY_NOTE
+                )
+            ],
         )
     checks = serving_checks(arch, v, inst)
     breakdown = serving_memory(arch.shape, v)
@@ -447,6 +539,25 @@ def plan_serving(arch: Architecture, v: ServingShape) -> SidePlan:
 
 # --- the smallest change that fits ----------------------------------------------------------------
 
+# A candidate fix: (config key, value) pairs applied together, named in that order by ``_say``.
+Change = tuple[tuple[str, object], ...]
+
+_TRAINING_FIELDS = {
+    "training.gradient_checkpointing": "gradient_checkpointing",
+    "training.tensor_parallel_size": "tensor_parallel_size",
+    "training.per_device_train_batch_size": "micro_batch",
+    "training.max_seq_length": "max_seq_length",
+    "pipeline.instances.train": "instance_type",
+}
+_SERVING_FIELDS = {
+    "serving.instance_types": "supported_instance_types",
+    "serving.tensor_parallel_size": "tensor_parallel_size",
+    "serving.batch_size": "batch_size",
+    "serving.sequence_length": "sequence_length",
+    "infra.endpoint.instance_type": "instance_type",
+    "pipeline.instances.compile": "compile_instance_type",
+}
+
 
 def _halvings(value: int, floor: int) -> list[int]:
     out = []
@@ -456,123 +567,123 @@ def _halvings(value: int, floor: int) -> list[int]:
     return out
 
 
-def _nearest(current: int, cores: int) -> list[int]:
-    """Every other TP the instance allows, nearest first, the higher one first on a tie (more memory)."""
-    return sorted((n for n in range(1, cores + 1) if n != current), key=lambda n: (abs(n - current), -n))
+def _nearest(current: int, allowed: Sequence[int]) -> list[int]:
+    """The other allowed TP degrees, nearest first, the higher one first on a tie (more memory)."""
+    return sorted((n for n in allowed if n != current), key=lambda n: (abs(n - current), -n))
 
 
-def _first_fit(
-    candidates: list[tuple[str, object]], build: Callable[[str, object], SidePlan]
-) -> tuple[str, object] | None:
-    for key, value in candidates:
-        if build(key, value).fits:
-            return key, value
-    return None
+def _first_fit(candidates: list[Change], build: Callable[[Change], SidePlan]) -> Change | None:
+    """The first candidate that fits below the near-limit line; only when none does, the first that fits
+    at all (a fix at 97% of a core is no fix while a comfortable one exists)."""
+    tight: Change | None = None
+    for change in candidates:
+        plan = build(change)
+        if plan.fits and plan.comfortable:
+            return change
+        if plan.fits and tight is None:
+            tight = change
+    return tight
+
+
+def _apply(shape: Any, change: Change, fields: dict[str, str]) -> Any:
+    return dataclasses.replace(shape, **{fields[key]: value for key, value in change})
 
 
 def training_fix(arch: Architecture, t: TrainingShape) -> str | None:
-    """The first single change, in this order, that fits: gradient checkpointing on, a higher TP, a
-    smaller micro-batch, a shorter sequence, a bigger instance of the family. Cheapest first: the first
-    two change no result, the next two change the run, the last costs more."""
+    """The first change, in this order, that fits: gradient checkpointing on, another TP, a smaller
+    micro-batch, a shorter sequence, a bigger instance of the family, then a bigger instance with the TP
+    that spreads the model over it. Cheapest first: the first two change no result, the next two change
+    the run, the last cost more. A fix that fits comfortably wins over an earlier one near the limit."""
     inst = neuron_instance(t.instance_type, t.logical_core_size)
-    fields = {
-        "training.gradient_checkpointing": "gradient_checkpointing",
-        "training.tensor_parallel_size": "tensor_parallel_size",
-        "training.per_device_train_batch_size": "micro_batch",
-        "training.max_seq_length": "max_seq_length",
-        "pipeline.instances.train": "instance_type",
-    }
-    candidates: list[tuple[str, object]] = []
+    candidates: list[Change] = []
     if not t.gradient_checkpointing:
-        candidates.append(("training.gradient_checkpointing", True))
-    cores = inst.cores if inst else 0
-    candidates += [("training.tensor_parallel_size", n) for n in _nearest(t.tensor_parallel_size, cores)]
-    candidates += [("training.per_device_train_batch_size", n) for n in _halvings(t.micro_batch, 1)]
-    candidates += [("training.max_seq_length", n) for n in _halvings(t.max_seq_length, 16)]
+        candidates.append((("training.gradient_checkpointing", True),))
+    degrees = training_tp_degrees(inst) if inst else ()
+    candidates += [(("training.tensor_parallel_size", n),) for n in _nearest(t.tensor_parallel_size, degrees)]
+    candidates += [(("training.per_device_train_batch_size", n),) for n in _halvings(t.micro_batch, 1)]
+    candidates += [(("training.max_seq_length", n),) for n in _halvings(t.max_seq_length, 16)]
     family = t.instance_type.rsplit(".", 1)[0] + "."
+    cores, hbm = (inst.cores, inst.hbm_bytes_per_core) if inst else (0, 0)
+    bigger = [i for i in neuron_types(family) if i.cores > cores or i.hbm_bytes_per_core > hbm]
+    candidates += [(("pipeline.instances.train", i.instance_type),) for i in bigger]
     candidates += [
-        ("pipeline.instances.train", i.instance_type)
-        for i in neuron_types(family)
-        if i.cores > cores or i.hbm_bytes_per_core > (inst.hbm_bytes_per_core if inst else 0)
+        (("pipeline.instances.train", i.instance_type), ("training.tensor_parallel_size", tp))
+        for i in bigger
+        for tp in training_tp_degrees(i)
+        if tp > t.tensor_parallel_size
     ]
-
-    def build(key: str, value: object) -> SidePlan:
-        changed: dict[str, Any] = {fields[key]: value}
-        return plan_training(arch, dataclasses.replace(t, **changed))
-
-    found = _first_fit(candidates, build)
-    if found is None and inst is not None:
-        found = _bigger_with_tp(arch, t, family)
-    return _say(found)
+    return _say(_first_fit(candidates, lambda c: plan_training(arch, _apply(t, c, _TRAINING_FIELDS))))
 
 
-def _bigger_with_tp(arch: Architecture, t: TrainingShape, family: str) -> tuple[str, object] | None:
-    """A bigger instance alone is rarely enough: it also takes the TP that spreads the model over it."""
-    for i in neuron_types(family):
-        for tp in range(t.tensor_parallel_size, i.cores + 1):
-            if plan_training(
-                arch, dataclasses.replace(t, instance_type=i.instance_type, tensor_parallel_size=tp)
-            ).fits:
-                return (
-                    "pipeline.instances.train",
-                    f"{i.instance_type} with training.tensor_parallel_size={tp}",
-                )
-    return None
+def _holding_tp(v: ServingShape) -> tuple[str, ...]:
+    """serving.instance_types less the types with fewer NeuronCores than the TP (the compiled artifact cannot
+    run on them); the endpoint's type alone if none is left."""
+    kept = tuple(
+        t
+        for t in v.supported_instance_types
+        if (i := neuron_instance(t)) is None or i.cores >= v.tensor_parallel_size
+    )
+    return kept or (v.instance_type,)
+
+
+def _with_types_holding_tp(v: ServingShape, change: Change) -> Change:
+    """A serving change, plus narrowing serving.instance_types when the TP it leads to no longer fits some."""
+    changed = _apply(v, change, _SERVING_FIELDS)
+    kept = _holding_tp(changed)
+    if kept == changed.supported_instance_types:
+        return change
+    return (*change, ("serving.instance_types", kept))
 
 
 def serving_fix(arch: Architecture, v: ServingShape) -> str | None:
-    """As for training: a higher TP, a smaller batch, a shorter sequence, a bigger instance (with the TP
-    it needs), a compile host with more RAM."""
+    """As for training: the free change first (dropping from serving.instance_types the types that cannot
+    hold the TP), then another TP the runtime supports, a smaller batch, a shorter sequence, a bigger inf2
+    instance, a compile host with more RAM, then a bigger inf2 instance with the TP it needs. Any change
+    that raises the TP above a listed type's cores also drops that type. Serving is planned on inf2 only
+    (``_serving_family_check``), so every instance proposed is one."""
     inst = neuron_instance(v.instance_type)
-    fields = {
-        "serving.tensor_parallel_size": "tensor_parallel_size",
-        "serving.batch_size": "batch_size",
-        "serving.sequence_length": "sequence_length",
-        "infra.endpoint.instance_type": "instance_type",
-        "pipeline.instances.compile": "compile_instance_type",
-    }
-    cores = inst.cores if inst else 0
-    candidates: list[tuple[str, object]] = [
-        ("serving.tensor_parallel_size", n) for n in _nearest(v.tensor_parallel_size, cores)
-    ]
-    candidates += [("serving.batch_size", n) for n in _halvings(v.batch_size, 1)]
-    candidates += [("serving.sequence_length", n) for n in _halvings(v.sequence_length, 16)]
+    on_inf2 = inst is not None and inst.family == "inf2"
+    cores = inst.cores if inst is not None and on_inf2 else 0
+    candidates: list[Change] = []
+    if _holding_tp(v) != v.supported_instance_types:
+        candidates.append((("serving.instance_types", _holding_tp(v)),))
+    if inst is not None and on_inf2:
+        degrees = serving_tp_degrees(inst)
+        candidates += [
+            (("serving.tensor_parallel_size", n),) for n in _nearest(v.tensor_parallel_size, degrees)
+        ]
+    candidates += [(("serving.batch_size", n),) for n in _halvings(v.batch_size, 1)]
+    candidates += [(("serving.sequence_length", n),) for n in _halvings(v.sequence_length, 16)]
+    bigger = [i for i in neuron_types("ml.inf2.") if i.cores > cores]
+    candidates += [(("infra.endpoint.instance_type", i.instance_type),) for i in bigger]
+    candidates += [(("pipeline.instances.compile", name),) for name in CPU_HOST_GIB]
     candidates += [
-        ("infra.endpoint.instance_type", i.instance_type) for i in neuron_types("ml.inf2.") if i.cores > cores
+        (("infra.endpoint.instance_type", i.instance_type), ("serving.tensor_parallel_size", tp))
+        for i in bigger
+        for tp in serving_tp_degrees(i)
+        if tp > v.tensor_parallel_size
     ]
-    from config.hardware import CPU_HOST_GIB
-
-    candidates += [("pipeline.instances.compile", name) for name in CPU_HOST_GIB]
-
-    def build(key: str, value: object) -> SidePlan:
-        changed: dict[str, Any] = {fields[key]: value}
-        return plan_serving(arch, dataclasses.replace(v, **changed))
-
-    found = _first_fit(candidates, build)
-    if found is None:
-        for i in neuron_types("ml.inf2."):
-            for tp in range(v.tensor_parallel_size, i.cores + 1):
-                if plan_serving(
-                    arch, dataclasses.replace(v, instance_type=i.instance_type, tensor_parallel_size=tp)
-                ).fits:
-                    return _say(
-                        (
-                            "infra.endpoint.instance_type",
-                            f"{i.instance_type} with serving.tensor_parallel_size={tp}",
-                        )
-                    )
-    return _say(found)
+    candidates = [_with_types_holding_tp(v, c) for c in candidates]
+    return _say(_first_fit(candidates, lambda c: plan_serving(arch, _apply(v, c, _SERVING_FIELDS))))
 
 
-def _say(found: tuple[str, object] | None) -> str | None:
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):  # a YAML flow list, as --set reads it
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def _say(found: Change | None) -> str | None:
+    """The change as the --set flags that make it; a list is quoted, since a shell globs its brackets."""
     if found is None:
         return None
-    key, value = found
-    shown = str(value).lower() if isinstance(value, bool) else str(value)
-    if " with " in shown:
-        first, rest = shown.split(" with ", 1)
-        return f"--set {key}={first} --set {rest}"
-    return f"--set {key}={shown}"
+    flags = []
+    for key, value in found:
+        flag = f"{key}={_shown(value)}"
+        flags.append(f"--set '{flag}'" if isinstance(value, tuple) else f"--set {flag}")
+    return " ".join(flags)
 
 
 def make_plan(arch: Architecture, t: TrainingShape, v: ServingShape) -> Plan:
@@ -599,6 +710,9 @@ def architecture_of(cfg: ProjectConfig) -> Architecture:
         vocab_size=a.vocab_size,
         head_dim=a.head_dim,
         tie_word_embeddings=a.tie_word_embeddings,
+        # model.architecture does not name the family yet, so Qwen3's q_norm/k_norm (2·head_dim weights a
+        # layer, a few KiB) are left out here; training/mfu.py reads the family from config.json.
+        qk_norm=False,
     )
     return Architecture(shape, a.max_position_embeddings)
 
