@@ -70,6 +70,11 @@ HALF, FLOAT = 2, 4
 # shards (inference/compile.py, optimum-neuron's export): two copies at its peak. This factor is our
 # estimate of that peak, not a published figure; the compiler's own memory comes on top.
 COMPILE_HOST_FACTOR = 2.0
+# The endpoint loads the compiled model through host memory before it reaches the NeuronCores; how much
+# host RAM that takes is not published. Below this many times the weights the plan warns ("not checked",
+# never a refusal): the same estimate as the compile step's, no published figure. It matters on
+# inf2.xlarge: 16 GiB of host RAM (inf2-arch.rst) against 15 GiB of bf16 weights for an 8B.
+ENDPOINT_HOST_FACTOR = 2.0
 # Above this share of a core's HBM the plan warns: the runtime's own share is not modelled.
 NEAR_LIMIT = 0.9
 
@@ -514,6 +519,27 @@ def compile_host_check(s: DecoderShape, v: ServingShape) -> Check:
     )
 
 
+def endpoint_host_check(s: DecoderShape, v: ServingShape, inst: NeuronInstance) -> Check:
+    """A warning when the endpoint's host RAM is under ENDPOINT_HOST_FACTOR times the weights."""
+    from training.flops import parameter_count
+
+    weights = _gib(HALF * parameter_count(s))
+    where = f"infra.endpoint.instance_type={inst.instance_type} has {inst.host_gib} GiB of host RAM"
+    if inst.host_gib >= ENDPOINT_HOST_FACTOR * weights:
+        return Check(
+            "endpoint_host_ram",
+            True,
+            f"{where}, over {ENDPOINT_HOST_FACTOR:g} x the {weights:.1f} GiB of weights",
+        )
+    return Check(
+        "endpoint_host_ram",
+        None,
+        f"{where} for {weights:.1f} GiB of {v.dtype} weights: loading passes them through host memory and no "
+        f"published figure says how much it needs; under {ENDPOINT_HOST_FACTOR:g} x the weights it may run out "
+        "(a bigger inf2 type has more)",
+    )
+
+
 def plan_serving(arch: Architecture, v: ServingShape) -> SidePlan:
     inst = neuron_instance(v.instance_type)
     if inst is None:
@@ -534,6 +560,7 @@ def plan_serving(arch: Architecture, v: ServingShape) -> SidePlan:
     used, limit = sum(breakdown.values()), _gib(inst.hbm_bytes_per_core)
     checks.append(_memory_check("serving", used, limit, inst))
     checks.append(compile_host_check(arch.shape, v))
+    checks.append(endpoint_host_check(arch.shape, v, inst))
     return SidePlan(v.instance_type, inst.cores, used, limit, breakdown, checks)
 
 

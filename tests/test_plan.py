@@ -368,6 +368,25 @@ def test_the_compile_host_must_hold_the_model():
     assert check.ok is None and "not in the planner's table; not checked" in check.reason
 
 
+def test_an_8b_on_inf2_xlarge_warns_that_its_host_ram_may_not_load_the_weights():
+    shape = dataclasses.replace(
+        BENCHMARK_8B_SERVING,
+        instance_type="ml.inf2.xlarge",
+        supported_instance_types=("ml.inf2.xlarge",),
+        tensor_parallel_size=2,
+        batch_size=1,
+    )
+    check = next(c for c in plan_serving(LLAMA_8B_ARCH, shape).checks if c.name == "endpoint_host_ram")
+    assert check.ok is None  # a warning, not a refusal: no published figure
+    assert check.reason.startswith(
+        "infra.endpoint.instance_type=ml.inf2.xlarge has 16 GiB of host RAM for 15.0 GiB of bfloat16 weights"
+    )
+    roomy = next(
+        c for c in plan_serving(LLAMA_8B_ARCH, BENCHMARK_8B_SERVING).checks if c.name == "endpoint_host_ram"
+    )
+    assert roomy.ok is True and "768 GiB of host RAM" in roomy.reason
+
+
 def test_trn2_cores_follow_the_logical_core_setting_and_lnc1_is_refused():
     shape = dataclasses.replace(TUTORIAL_8B_TRAINING, instance_type="ml.trn2.48xlarge")
     default = plan_training(LLAMA_8B_ARCH, shape)  # LNC=2: 64 logical cores of 24 GiB
