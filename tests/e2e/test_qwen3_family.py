@@ -5,19 +5,6 @@ the final answer) is tokenized and scored as the model will answer."""
 
 import pytest
 
-# Qwen3's template, reduced to what our data exercises: ChatML turns, and the final assistant turn (after
-# the last user message) opened by an empty reasoning block, as Qwen/Qwen3-0.6B's tokenizer_config.json
-# chat_template renders it (``'<think>\n' + reasoning_content + '\n</think>\n\n' + content``); earlier
-# assistant turns are rendered without it.
-QWEN3_LIKE_TEMPLATE = (
-    "{%- for m in messages %}"
-    "{%- if m.role == 'assistant' and loop.last %}"
-    "{{ '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' + m.content + '<|im_end|>\\n' }}"
-    "{%- else %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}"
-)
-
 
 def _tiny_qwen3(**extra):
     import torch
@@ -64,12 +51,25 @@ def test_the_target_only_loss_equals_the_models_own_on_tied_qwen3():
 
 
 @pytest.fixture
-def qwen3_template_tokenizer(smollm2_tokenizer):
+def qwen3_template_tokenizer(smollm2_tokenizer, qwen3_chat_template):
     import copy
 
     tokenizer = copy.deepcopy(smollm2_tokenizer)
-    tokenizer.chat_template = QWEN3_LIKE_TEMPLATE
+    tokenizer.chat_template = qwen3_chat_template
     return tokenizer
+
+
+def test_the_tiny_qwen3_of_the_pipeline_run_renders_the_reasoning_block(tiny_qwen3_model):
+    # The whole local pipeline (tests/e2e/test_local_pipeline.py) loads this folder's tokenizer: what it
+    # trains on, evaluates and serves is Qwen3's rendering, not plain ChatML.
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen3_model)
+    messages = [{"role": "user", "content": "1 May 1990?"}, {"role": "assistant", "content": "1990-05-01"}]
+    assert tok.apply_chat_template(messages, tokenize=False) == (
+        "<|im_start|>user\n1 May 1990?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        "1990-05-01<|im_end|>\n"
+    )
 
 
 def test_qwen3_template_targets_the_reasoning_block_and_the_answer(qwen3_template_tokenizer):
