@@ -1,0 +1,50 @@
+"""`mlops pipeline definition`: wall time with the SDK config validated once, against the SDK's own
+behaviour (validated on every value it reads), side by side in one run (the machine's speed varies
+about 2x from day to day, so only the ratio and same-run times mean anything).
+
+    .venv/bin/python bench/definition_time.py [--repeat 2]
+
+Both runs must print the golden definition byte for byte (tests/golden/pipeline.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "golden" / "pipeline.json"
+RUN_CLI = (
+    "from pipelines.cli.app import main; import sys; sys.argv = ['mlops', 'pipeline', 'definition']; main()"
+)
+# The reference: the SDK as shipped, every lookup validating the whole config against its schema.
+AS_SHIPPED = "import pipelines.definition.sdk as sdk; sdk.validate_sdk_config_once = lambda: None; " + RUN_CLI
+
+
+def timed(code: str) -> float:
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - start
+    if out.stdout != GOLDEN.read_text():
+        sys.exit("the definition differs from tests/golden/pipeline.json")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each; the best is kept")
+    args = parser.parse_args()
+    timed(RUN_CLI)  # warm the file cache: the first import of the SDK reads thousands of files
+    shipped = min(timed(AS_SHIPPED) for _ in range(args.repeat))
+    once = min(timed(RUN_CLI) for _ in range(args.repeat))
+    print(f"mlops pipeline definition, best of {args.repeat}, byte-identical to the golden file:")
+    print(f"  SDK as shipped (validates its config on every lookup): {shipped:6.2f} s")
+    print(f"  config validated once (pipelines/definition/sdk.py):   {once:6.2f} s")
+    print(f"  speed-up: {shipped / once:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
