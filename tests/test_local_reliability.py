@@ -671,3 +671,13 @@ def test_a_nan_metric_does_not_stop_the_report(tmp_path):
     executor.ctx.properties["Evaluate"] = state.properties
     report = json.loads(executor.write_report("Failed").read_text())  # strict JSON: no NaN token
     assert report["metrics"] == {"eval_loss": None, "exact_match": 0.5}
+
+
+def test_a_run_ended_by_a_fail_step_leaves_no_disk_reserve(tmp_path):
+    import pipelines.local.executor as executor_module
+    from pipelines.local.executor import ExecutionFailed
+
+    executor = _executor(tmp_path, [{"Name": "Gate", "Type": "Fail", "Arguments": {"ErrorMessage": "no"}}])
+    with pytest.raises(ExecutionFailed):
+        executor.run()
+    assert not (executor.run_dir / executor_module.RESERVE_FILE).exists()

@@ -403,7 +403,8 @@ class Executor:
             self._changed()
             try:
                 self._run_step(step, state)
-            except ExecutionFailed:
+            except ExecutionFailed:  # a Fail step: its report is written; the reserve is not needed
+                self._release_disk()
                 raise
             except (
                 JobFailed,
