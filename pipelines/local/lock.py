@@ -35,8 +35,8 @@ class StoreBusy(UserError):
 @contextmanager
 def store_lock(store_root: Path, command: str, execution_id: str | None = None) -> Iterator[None]:
     store_root.mkdir(parents=True, exist_ok=True)
-    # Opened without O_CLOEXEC being cleared (Python's default): jobs and the endpoint started under
-    # the lock do not inherit it, so a long-lived endpoint never keeps the store locked.
+    # Python opens files non-inheritable (PEP 446: O_CLOEXEC), so jobs and the endpoint started under the
+    # lock do not inherit it, and a long-lived endpoint never keeps the store locked.
     handle = open(store_root / LOCK_FILE, "a+")
     try:
         try:

@@ -43,9 +43,8 @@ def is_running(pid: int, marker: bytes, started: int | None = None) -> bool:
     return started is None or start_ticks(pid) == started
 
 
-PR_SET_PDEATHSIG = (
-    1  # linux/prctl.h; prctl(2): "the signal the calling process will get when its parent dies"
-)
+# linux/prctl.h; prctl(2): "the signal that the calling process will get when its parent dies".
+PR_SET_PDEATHSIG = 1
 
 
 def prctl() -> Any:
