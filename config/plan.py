@@ -57,7 +57,7 @@ from config.hardware import (
     training_tp_degrees,
 )
 from training.errors import UserError
-from training.flops import DecoderShape, FlopsPerToken, flops_per_token
+from training.flops import DecoderShape, FlopsPerToken, decoder_shape, flops_per_token
 
 if TYPE_CHECKING:
     from config.schema import ProjectConfig
@@ -728,20 +728,7 @@ def make_plan(arch: Architecture, t: TrainingShape, v: ServingShape) -> Plan:
 
 def architecture_of(cfg: ProjectConfig) -> Architecture:
     a = cfg.model.architecture
-    shape = DecoderShape(
-        num_hidden_layers=a.num_hidden_layers,
-        hidden_size=a.hidden_size,
-        num_attention_heads=a.num_attention_heads,
-        num_key_value_heads=a.num_key_value_heads,
-        intermediate_size=a.intermediate_size,
-        vocab_size=a.vocab_size,
-        head_dim=a.head_dim,
-        tie_word_embeddings=a.tie_word_embeddings,
-        # model.architecture does not name the family yet, so Qwen3's q_norm/k_norm (2·head_dim weights a
-        # layer, a few KiB) are left out here; training/mfu.py reads the family from config.json.
-        qk_norm=False,
-    )
-    return Architecture(shape, a.max_position_embeddings)
+    return Architecture(decoder_shape(a), a.max_position_embeddings)
 
 
 def shapes_of(cfg: ProjectConfig) -> tuple[TrainingShape, ServingShape]:

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import torch
 
-from training.flops import DecoderShape, flops_per_token
-from training.mfu import decoder_shape, measured_matmul_peak, mfu_report
+from training.flops import DecoderShape, decoder_shape, flops_per_token
+from training.mfu import measured_matmul_peak, mfu_report
 
 # SmolLM2-135M's config.json values (the planner's default, config/default.yaml model.architecture).
 SMOLLM2 = SimpleNamespace(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,24 @@ class DecoderShape:
             "up_proj": (d, self.intermediate_size),
             "down_proj": (self.intermediate_size, d),
         }
+
+
+def decoder_shape(config: Any) -> DecoderShape:
+    """The shape of anything named as a Hugging Face ``config.json`` names it: a transformers config
+    (the training report's MFU) or the project config's ``model.architecture`` (the planner), so both
+    build it one way. Qwen3's q_norm/k_norm come with ``model_type == "qwen3"``; ``model.architecture``
+    does not name the family, so the planner leaves them out (2·head_dim weights a layer)."""
+    return DecoderShape(
+        num_hidden_layers=config.num_hidden_layers,
+        hidden_size=config.hidden_size,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        vocab_size=config.vocab_size,
+        head_dim=getattr(config, "head_dim", None),
+        tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+        qk_norm=getattr(config, "model_type", None) == "qwen3",  # Qwen3's q_norm/k_norm (training/flops.py)
+    )
 
 
 def layer_matmul_parameters(shape: DecoderShape) -> int:

@@ -13,25 +13,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from training.flops import DecoderShape, flops_per_token, model_flops_utilization
+from training.flops import decoder_shape, flops_per_token, model_flops_utilization
 
 PROBE_SIZE = 1024  # 2.1 GFLOP per matmul: ~40 ms at 50 GFLOP/s, enough to time, cheap next to training
 PROBE_SECONDS = 0.5
-
-
-def decoder_shape(config: Any) -> DecoderShape:
-    """The architecture of a Hugging Face Llama/Qwen3 config, as the planner names it."""
-    return DecoderShape(
-        num_hidden_layers=config.num_hidden_layers,
-        hidden_size=config.hidden_size,
-        num_attention_heads=config.num_attention_heads,
-        num_key_value_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
-        intermediate_size=config.intermediate_size,
-        vocab_size=config.vocab_size,
-        head_dim=getattr(config, "head_dim", None),
-        tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
-        qk_norm=getattr(config, "model_type", None) == "qwen3",  # Qwen3's q_norm/k_norm (training/flops.py)
-    )
 
 
 def measured_matmul_peak(device: Any, dtype: Any) -> float:
