@@ -205,7 +205,7 @@ def test_resume_names_a_running_step_whose_runner_died(tmp_path, monkeypatch):
 
 def test_resume_refuses_while_the_earlier_job_still_runs(tmp_path):
     from pipelines.local.executor import ExecutorError
-    from pipelines.local.processes import start_ticks
+    from training.process_start import start_ticks
 
     orphan = subprocess.Popen(
         [
@@ -372,7 +372,7 @@ def test_a_garbage_endpoint_file_is_set_aside_with_a_note(tmp_path, capsys):
 def test_a_server_pid_reused_by_another_server_process_is_not_ours(tmp_path):
     """A live process whose command line looks like the server, started at another time, is not it."""
     from pipelines.local.endpoint import server_alive
-    from pipelines.local.processes import start_ticks
+    from training.process_start import start_ticks
 
     other = subprocess.Popen(
         [

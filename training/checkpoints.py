@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from training.errors import UserError
+from training.process_start import started_at
 
 log = logging.getLogger(__name__)
 
@@ -270,24 +271,8 @@ def _alive(pid: int, since: float) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
-    started = _process_start(pid)
+    started = started_at(pid)
     return started is None or started <= since + 1.0  # 1 s: clock-tick rounding of the start time
-
-
-def _process_start(pid: int) -> float | None:
-    """When ``pid`` started (epoch seconds), from /proc (proc(5): /proc/stat ``btime``, and field 22 of
-    /proc/<pid>/stat in clock ticks since boot); None without /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(
-            int(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime")
-        )
-    except (OSError, StopIteration, ValueError):
-        return None
-    ticks = int(stat.rsplit(")", 1)[1].split()[19])
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 # ---- the writer lease ------------------------------------------------------------------------------------

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from containers.contract import ENTRYPOINT, SERVING, OptMl, job_environment
-from pipelines.local.processes import is_running, start_ticks
+from pipelines.local.processes import is_running
 from pipelines.local.store import REPO_ROOT, copy_file
 from training.errors import UserError
 from training.files import UnreadableFile, read_json_object, write_json_atomic
+from training.process_start import start_ticks
 
 STATE = "endpoint.json"
 SERVER_MARKER = b"containers.entrypoint"

@@ -38,9 +38,10 @@ from containers.contract import (
     job_environment,
 )
 from pipelines.local.expressions import to_text
-from pipelines.local.processes import die_with_parent, prctl, start_ticks
+from pipelines.local.processes import die_with_parent, prctl
 from pipelines.local.store import REPO_ROOT, LocalStore
 from training.job import Cluster
+from training.process_start import start_ticks
 
 # SageMaker starts a training image as `<image> train`; the image's ENTRYPOINT is ours.
 TRAIN_COMMAND = [*ENTRYPOINT, "train"]

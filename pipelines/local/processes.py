@@ -1,8 +1,8 @@
 """Which local process is which: pids outlive nothing, so a pid alone never identifies a job.
 
 A saved pid can be reused by an unrelated process once ours is gone. So with each pid we keep the
-process's start time (field 22 of ``/proc/<pid>/stat``, in clock ticks since boot; proc(5)) and a
-marker its command line must hold. Where there is no ``/proc`` (macOS), only existence is checked.
+process's start time (``training/process_start.start_ticks``) and a marker its command line must
+hold. Where there is no ``/proc`` (macOS), only existence is checked.
 """
 
 from __future__ import annotations
@@ -13,15 +13,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-
-def start_ticks(pid: int) -> int | None:
-    """The process's start time since boot, or None without /proc (or when the pid is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces; fields count after its ')'.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+from training.process_start import start_ticks
 
 
 def is_running(pid: int, marker: bytes, started: int | None = None) -> bool:
