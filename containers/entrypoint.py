@@ -16,7 +16,6 @@ for ``train`` (the training job's FailureReason), ``/opt/ml/output/message`` for
 from __future__ import annotations
 
 import argparse
-import errno
 import hashlib
 import logging
 import os
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from containers.contract import PROCESSING_JOB, SERVING, TRAINING, ContainerKind, OptMl
 from training.errors import UserError
+from training.files import DISK_FULL
 
 if TYPE_CHECKING:
     from training.job import TrainJob
@@ -476,9 +476,7 @@ def disk_full(exc: BaseException, opt_ml: OptMl) -> str | None:
     while seen is not None and seen not in chain:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
-    by_errno = next(
-        (e for e in chain if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)), None
-    )
+    by_errno = next((e for e in chain if isinstance(e, OSError) and e.errno in DISK_FULL), None)
     where = [Path(by_errno.filename)] if by_errno is not None and by_errno.filename else []
     where += [opt_ml.checkpoint_dir, opt_ml.model_dir, opt_ml.output_dir, opt_ml.root]
     usage = [(path, shutil.disk_usage(path).free) for path in where if path.exists()]

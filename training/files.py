@@ -8,11 +8,15 @@ folder (so the rename stays on one file system), is flushed to disk, and is rena
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+# What "the disk is full" looks like in an OSError: no space left, or the user's quota spent (errno(3)).
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

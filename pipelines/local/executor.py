@@ -26,7 +26,6 @@ and keeps its log and partial outputs in place.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import hashlib
 import json
 import math
@@ -63,7 +62,7 @@ from pipelines.local.jobs import (
 from pipelines.local.processes import is_running
 from pipelines.local.store import LOCAL_ACCOUNT, LocalStore
 from training.errors import UserError
-from training.files import UnreadableFile, read_json_object, write_json_atomic
+from training.files import DISK_FULL, UnreadableFile, read_json_object, write_json_atomic
 
 SUPPORTED_TYPES = ("Processing", "Training", "Condition", "Fail", "RegisterModel")
 CACHE_FIELDS = {
@@ -85,7 +84,6 @@ JOB_MARKER = b"containers.entrypoint"
 # failed step's state, its traceback and report.json can still be written (ENOSPC would stop them too).
 RESERVE_FILE = ".disk-reserve"
 RESERVE_BYTES = 4 << 20
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class ExecutorError(UserError):

@@ -22,7 +22,6 @@ from typing import Any
 from config.schema import ProjectConfig
 from pipelines.definition.parameters import coerce_parameters, enforce_plan_with_parameters
 from pipelines.local.executor import (
-    DISK_FULL,
     Executor,
     disk_full_message,
     new_execution_id,
@@ -38,7 +37,7 @@ from pipelines.local.store import (
     sweep_partials,
 )
 from training.errors import UserError
-from training.files import write_json_atomic
+from training.files import DISK_FULL, write_json_atomic
 
 
 @dataclass

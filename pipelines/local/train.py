@@ -20,7 +20,7 @@ from pathlib import Path
 from config.schema import ProjectConfig
 from containers.contract import TRAINING, OptMl
 from pipelines.local.base_model import local_base_model
-from pipelines.local.executor import DISK_FULL, disk_full_message
+from pipelines.local.executor import disk_full_message
 from pipelines.local.jobs import (
     FILE_CHANNEL,
     TRAIN_COMMAND,
@@ -34,6 +34,7 @@ from pipelines.local.lock import store_lock
 from pipelines.local.registry import tracking_uri
 from pipelines.local.store import private_store, run_folder
 from training.errors import UserError
+from training.files import DISK_FULL
 from training.hyperparameters import to_sagemaker_strings
 from training.job import Cluster
 
