@@ -5,7 +5,7 @@ one the planner cannot judge, and says so rather than guessing.
 Sources (AWS Neuron documentation, aws-neuron/aws-neuron-sdk at 81ce03a, and the AWS EC2 pages):
 
 * Trainium (trn1) and Inferentia2 (inf2) devices each hold 2 NeuronCore-v2 and 32 GiB of HBM, and deliver
-  190 BF16 TFLOPS per device: about-neuron/arch/neuron-hardware/trainium.rst and inferentia2.rst
+  190 BF16 TFLOPS per device (the cores and TFLOPS live in training/neuron_peaks.py, with these sources): about-neuron/arch/neuron-hardware/trainium.rst and inferentia2.rst
   (https://awsdocs-neuron.readthedocs-hosted.com/en/latest/general/arch/neuron-hardware/trainium.html,
   .../inferentia2.html; "32 GiB of device memory", "Two NeuronCore-v2 ... 190 FP16/BF16/cFP8/TF32 TFLOPS").
   So 16 GiB and 95 TFLOPS per NeuronCore.
@@ -49,6 +49,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from training.neuron_cores import DEFAULT_LNC
+from training.neuron_peaks import BF16_TFLOPS_PER_DEVICE, PHYSICAL_CORES_PER_DEVICE
 
 GIB = 1024**3
 
@@ -80,10 +81,10 @@ class NeuronInstance:
         return self.bf16_tflops_per_device * 1e12 * self.devices / self.cores
 
 
-# Trainium / Inferentia2 device: 2 cores, 32 GiB, 190 BF16 TFLOPS (trainium.rst, inferentia2.rst).
-_V2 = {"physical_cores_per_device": 2, "hbm_gib_per_device": 32, "bf16_tflops_per_device": 190.0}
-# Trainium2 device: 8 cores, 96 GiB, 667 BF16 TFLOPS (trainium2.rst).
-_V3 = {"physical_cores_per_device": 8, "hbm_gib_per_device": 96, "bf16_tflops_per_device": 667.0}
+# HBM per device: 32 GiB per Trainium / Inferentia2 device (trainium.rst, inferentia2.rst), 96 GiB per
+# Trainium2 device (trainium2.rst). Cores and peak BF16 TFLOPS per device: training/neuron_peaks.py, the one
+# copy of those figures (the neuron backend's MFU reads them too).
+_HBM_GIB_PER_DEVICE = {"trn1": 32, "trn1n": 32, "inf2": 32, "trn2": 96}
 
 # (family, devices, host GiB) per instance type, from trn1-arch.rst, inf2-arch.rst and trn2-arch.rst.
 _NEURON_TYPES: dict[str, tuple[str, int, int]] = {
@@ -126,9 +127,17 @@ def neuron_instance(instance_type: str, logical_core_size: int | None = None) ->
     if known is None:
         return None
     family, devices, host = known
-    device = _V3 if family == "trn2" else _V2
     lnc = (logical_core_size or DEFAULT_LNC[family]) if family in DEFAULT_LNC else 1
-    return NeuronInstance(instance_type, family, devices, host_gib=host, logical_core_size=lnc, **device)  # type: ignore[arg-type]
+    return NeuronInstance(
+        instance_type,
+        family,
+        devices,
+        physical_cores_per_device=PHYSICAL_CORES_PER_DEVICE[family],
+        hbm_gib_per_device=_HBM_GIB_PER_DEVICE[family],
+        bf16_tflops_per_device=BF16_TFLOPS_PER_DEVICE[family],
+        host_gib=host,
+        logical_core_size=lnc,
+    )
 
 
 def neuron_types(family_prefix: str) -> list[NeuronInstance]:

@@ -268,3 +268,90 @@ def test_a_bad_logical_core_setting_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tools}:/usr/bin:/bin")
     with pytest.raises(UserError, match="NEURON_LOGICAL_NC_CONFIG='4': Trn2 takes 1 or 2"):
         workers_per_node("ml.trn2.48xlarge", {"NEURON_LOGICAL_NC_CONFIG": "4"}, dev=tmp_path)
+
+
+# --- MFU against the published peak (training/neuron_peaks.py) ------------------------------------------
+
+LLAMA_8B_CONFIG = {  # meta-llama/Llama-3.1-8B-Instruct config.json, the shape fields
+    "model_type": "llama",
+    "num_hidden_layers": 32,
+    "hidden_size": 4096,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "intermediate_size": 14336,
+    "vocab_size": 128256,
+    "tie_word_embeddings": False,
+}
+
+
+def _mfu_job(tmp_path, instance_type, config=LLAMA_8B_CONFIG):
+    import json
+
+    from training.job import TrainJob
+
+    model = tmp_path / "base"
+    model.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        (model / "config.json").write_text(json.dumps(config))
+    hp = TrainHyperparameters(max_seq_length=2048, lora_r=64, lora_target_modules=["q_proj", "v_proj"])
+    return TrainJob(
+        hp=hp,
+        train_path=tmp_path,
+        validation_path=None,
+        model_source=str(model),
+        gguf_file=None,
+        model_dir=tmp_path / "model",
+        checkpoint_dir=tmp_path / "ckpt",
+        cluster=Cluster.single(instance_type),
+    )
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "env", "world", "tflops_per_core"),
+    [
+        ("ml.trn1.32xlarge", {}, 32, 95.0),  # 190 per Trainium device of 2 cores
+        ("ml.trn2.48xlarge", {}, 64, 166.75),  # 667 per Trainium2 device of 8, 2 per logical core
+        ("ml.trn2.48xlarge", {"NEURON_LOGICAL_NC_CONFIG": "1"}, 128, 83.375),
+    ],
+)
+def test_neuron_mfu_is_the_planners_flops_over_the_published_peak_of_the_workers(
+    tmp_path, instance_type, env, world, tflops_per_core
+):
+    from training.backends.neuron_backend import neuron_mfu
+    from training.flops import decoder_shape, flops_per_token
+
+    job = _mfu_job(tmp_path, instance_type)
+    block = neuron_mfu(job, world, 20000.0, env)
+    flops = flops_per_token(
+        decoder_shape(type("C", (), LLAMA_8B_CONFIG)), 2048, 64, ["q_proj", "v_proj"], False
+    ).model_flops
+    peak = tflops_per_core * 1e12 * world
+    assert block["peak_flops"] == round(peak)
+    assert block["model_flops_per_token"] == flops
+    assert block["mfu"] == round(20000.0 * flops / peak, 4)
+    assert 0 < block["mfu"] < 1
+    assert "BF16 TFLOPS" in block["peak_source"] and f"x {world} workers" in block["peak_source"]
+
+
+def test_neuron_mfu_without_a_published_peak_or_a_config_says_why_instead_of_guessing(tmp_path):
+    from training.backends.neuron_backend import neuron_mfu
+
+    block = neuron_mfu(_mfu_job(tmp_path, ""), 2, 100.0, {})
+    assert (
+        block["mfu"] is None
+        and "no published BF16 peak for instance type '(unknown)'" in block["peak_source"]
+    )
+    block = neuron_mfu(_mfu_job(tmp_path / "x", "ml.trn1.2xlarge", config=None), 2, 100.0, {})
+    assert block["mfu"] is None and "no config.json in" in block["peak_source"]
+
+
+def test_the_planner_and_the_backend_read_one_copy_of_the_peaks():
+    from config.hardware import neuron_instance
+    from training.neuron_peaks import bf16_peak_flops_per_core
+
+    for instance_type, family in (("ml.trn1.32xlarge", "trn1"), ("ml.inf2.48xlarge", "inf2")):
+        inst = neuron_instance(instance_type)
+        assert inst is not None and inst.peak_flops_per_core == bf16_peak_flops_per_core(family)
+    trn2 = neuron_instance("ml.trn2.48xlarge")
+    assert trn2 is not None and trn2.peak_flops_per_core == bf16_peak_flops_per_core("trn2", 2)
+    assert bf16_peak_flops_per_core("p5") is None

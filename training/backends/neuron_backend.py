@@ -27,6 +27,9 @@ Known differences from the torch backend, all imposed by optimum-neuron 0.4.5:
 * Packed examples attend to earlier examples in their block (see ``StackBlocks``).
 * No ``eval_loss``: NeuronTrainer has no evaluation loop; the validation channel is still validated.
 * ``tokens_per_second`` is estimated from the mean real tokens per block (callbacks see no batches).
+* MFU (``neuron_mfu``) is stated against the published BF16 peak per (logical) NeuronCore
+  (training/neuron_peaks.py) times the workers, not a measured one: the torch backend times a matmul
+  because a CPU's vendor peak is rarely reached (training/mfu.py); a NeuronCore's is its data sheet.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from training.checkpoints import WriterLease
 from training.errors import UserError
 from training.hyperparameters import TrainHyperparameters
 from training.job import Cluster, TrainJob
-from training.neuron_cores import workers_per_node
+from training.neuron_cores import instance_family, logical_core_size, workers_per_node
+from training.neuron_peaks import PEAK_SOURCE, bf16_peak_flops_per_core
 from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS, check_model_family, read_model_config
 
 if TYPE_CHECKING:
@@ -434,12 +438,55 @@ def _write_report(
             "world_size": worker.world,
             "tensor_parallel_size": job.hp.tensor_parallel_size,
             "restarted_despite_checkpoints": [str(p) for p in stale],
+            "mfu": neuron_mfu(
+                job,
+                worker.world,
+                metrics.tokens_per_step * steps / metrics.train_seconds if metrics.train_seconds else None,
+                os.environ,
+            ),
         },
         mlflow_run_id=metrics.sink.run_id if metrics.sink else None,
     )
     write_report(job.model_dir, report)
     if metrics.sink:
         metrics.sink.finish(report["final_metrics"])
+
+
+def neuron_mfu(
+    job: TrainJob, world: int, tokens_per_second: float | None, env: Mapping[str, str]
+) -> dict[str, Any]:
+    """The report's ``mfu`` block: real tokens per second (all ranks) x the planner's FLOPs per token, over
+    the published BF16 peak of one (logical) NeuronCore times the ``world`` workers, one per core
+    (training/neuron_cores.py). Where the instance family or the model's config.json is unknown, ``mfu`` is
+    None and ``peak_source`` says why: never a guessed peak."""
+    from types import SimpleNamespace
+
+    from training.mfu import mfu_report
+
+    family = instance_family(job.cluster.instance_type) if job.cluster.instance_type else ""
+    lnc = logical_core_size(family, env)
+    per_core = bf16_peak_flops_per_core(family, lnc)
+    config = read_model_config(Path(job.model_source))
+    unknown = []
+    if per_core is None:
+        unknown.append(
+            f"no published BF16 peak for instance type {job.cluster.instance_type or '(unknown)'!r}"
+        )
+    if config is None:
+        unknown.append(f"no config.json in {job.model_source} to count FLOPs per token from")
+    if unknown:
+        return {"mfu": None, "tokens_per_second": tokens_per_second, "peak_source": "; ".join(unknown)}
+    assert per_core is not None and config is not None  # for mypy: `unknown` is empty
+    lnc_note = f", LNC={lnc}: one logical core is {lnc} physical ones" if family == "trn2" else ""
+    return mfu_report(
+        SimpleNamespace(**config),
+        sequence_length=job.hp.max_seq_length,
+        lora_rank=job.hp.lora_r,
+        lora_target_modules=list(job.hp.lora_target_modules),
+        tokens_per_second=tokens_per_second,
+        peak_flops=per_core * world,
+        peak_source=f"{PEAK_SOURCE[family]}{lnc_note}; {per_core / 1e12:g} TFLOPS per core x {world} workers",
+    )
 
 
 def _export_on_rank0(job: TrainJob, final_dir: Path, tokenizer: Any) -> None:  # pragma: no cover - Neuron SDK
