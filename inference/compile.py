@@ -1,9 +1,13 @@
 """`compile`: turn the merged model into what an endpoint serves, at static shapes.
 
-* ``--target inf2``: optimum-neuron export for Inferentia 2 with static batch size, sequence length,
-  tensor-parallel degree and dtype. NOT EXECUTED IN CI OR LOCALLY: it needs the Neuron SDK (host
-  RAM and the compiler, no Neuron device). Kept small and import-guarded; the arguments, the
-  artifact layout check and the error when the SDK is missing are tested.
+* ``--target inf2`` / ``--target trn2``: optimum-neuron export for Inferentia 2 or Trainium 2 with static
+  batch size, sequence length, tensor-parallel degree and dtype. NOT EXECUTED IN CI OR LOCALLY: it needs
+  the Neuron SDK (host RAM and the compiler, no Neuron device). Kept small and import-guarded; the
+  arguments, the environment, the artifact layout check and the error when the SDK is missing are tested.
+  The two targets are different hardware: "Models compiled for trn2 (NeuronCore-v3) are not compatible
+  with inf2 (NeuronCore-v2), and vice versa" (optimum-neuron v0.4.5 docs/source/guides/export_model.mdx
+  L47), and ``optimum-cli neuron serve`` refuses an artifact compiled for another target than the
+  instance it runs on (optimum/commands/neuron/serve.py L144-146).
 * ``--target cpu``: packaging, not compilation. The merged model cast to the serving dtype plus
   ``serving_config.json`` with the same static limits, verified by loading it back and generating once.
 
@@ -40,12 +44,26 @@ log = logging.getLogger(__name__)
 # checkpoint/weights/tp{rank}_sharded_checkpoint.safetensors (checked separately, one per rank).
 INF2_REQUIRED_FILES = ("config.json", "neuron_config.json", "model.pt")
 DTYPES = ("bfloat16", "float16", "float32")
-TARGETS = ("inf2", "cpu")
+# The Neuron targets, each named for the endpoint family it runs on, and the cpu packaging.
+NEURON_TARGETS = ("inf2", "trn2")
+TARGETS = (*NEURON_TARGETS, "cpu")
+# What optimum-neuron 0.4.5 compiles each for: inf2, trn1 and trn1n share NeuronCore-v2 and so one
+# compilation target, "trn1"; trn2 is its own (optimum/neuron/utils/instance.py L24-30,
+# ``INSTANCE_VALUE_MAP``). The export writes it as ``target`` in neuron_config.json (models/inference/
+# backend/config.py L71 ``target: str | None = None,  # set to "trn2" for trn2``).
+PLATFORM_TARGET = {"inf2": "trn1", "trn2": "trn2"}
+# optimum-neuron reads the compilation target from this variable. On a host without a Neuron device (our
+# compile step's CPU instance) importing optimum.neuron sets it to "trn1" unless it is set already
+# (optimum/neuron/__init__.py L26-32), and the export then refuses any other target: "The compilation
+# target is {neuron_config.target} but the NEURON_PLATFORM_TARGET_OVERRIDE environment variable is set to
+# {compilation_target}" (models/inference/backend/pretrained_model.py L331-337). optimum-cli sets it before
+# exporting (optimum/commands/export/neuronx.py L344-346); so do we (``export_environment``).
+PLATFORM_TARGET_ENV = "NEURON_PLATFORM_TARGET_OVERRIDE"
 
 
 @dataclass(frozen=True)
 class CompileSettings:
-    target: str  # "inf2" | "cpu"
+    target: str  # "inf2" | "trn2" | "cpu"
     batch_size: int = 4
     sequence_length: int = 512
     tensor_parallel_size: int = 2  # inf2.xlarge and inf2.8xlarge have 2 NeuronCores
@@ -55,14 +73,14 @@ class CompileSettings:
     def check(self) -> None:
         problems = []
         if self.target not in TARGETS:
-            problems.append(f"--target {self.target!r}: choose inf2 or cpu")
+            problems.append(f"--target {self.target!r}: choose one of {', '.join(TARGETS)}")
         for key in ("batch_size", "sequence_length", "tensor_parallel_size", "max_new_tokens"):
             if getattr(self, key) <= 0:
                 problems.append(f"--{key.replace('_', '-')}={getattr(self, key)}: must be > 0")
         if self.dtype not in DTYPES:
             problems.append(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
-        # The cap on one completion applies to the cpu server only (vLLM on inf2 takes max_tokens per request).
-        if self.target != "inf2" and self.max_new_tokens >= self.sequence_length:
+        # The cap on one completion applies to the cpu server only (vLLM on Neuron takes max_tokens per request).
+        if self.target not in NEURON_TARGETS and self.max_new_tokens >= self.sequence_length:
             problems.append(
                 f"--max-new-tokens={self.max_new_tokens} must be smaller than --sequence-length={self.sequence_length}"
             )
@@ -79,7 +97,7 @@ def compile_model(
     t0 = time.perf_counter()
     family = model_family(model_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if settings.target == "inf2":
+    if settings.target in NEURON_TARGETS:
         details = _compile_inf2(model_dir, output_dir, settings)
     else:
         details = _package_cpu(model_dir, output_dir, settings)
@@ -89,7 +107,7 @@ def compile_model(
         "target": settings.target,
         "batch_size": settings.batch_size,
         "sequence_length": settings.sequence_length,
-        "tensor_parallel_size": settings.tensor_parallel_size if settings.target == "inf2" else None,
+        "tensor_parallel_size": settings.tensor_parallel_size if settings.target in NEURON_TARGETS else None,
         "dtype": settings.dtype,
         "source_model": str(model_dir),
         "model_class": family,
@@ -102,7 +120,7 @@ def compile_model(
     # with JsonGet), so the package cannot disagree with the artifact it points at. A cpu artifact gets
     # the same keys (one core, no tensor parallelism) so that the local executor registers the same
     # record; the vLLM Neuronx container is never given a cpu artifact (serve checks neuron_config.json).
-    if settings.target == "inf2":
+    if settings.target in NEURON_TARGETS:
         report["serving_env"] = {k: v for k, v in serving_env(report).items() if k != SM_ON_MODEL}
     else:
         report["serving_env"] = {
@@ -229,27 +247,45 @@ def _package_cpu(model_dir: Path, output_dir: Path, settings: CompileSettings) -
     }
 
 
-# ---- inf2: optimum-neuron export ------------------------------------------------------------------
+# ---- inf2 / trn2: optimum-neuron export -------------------------------------------------------------
+# The functions keep their inf2 names (tests/conftest.py stands in for ``_compile_inf2``); each serves both
+# Neuron targets.
 
 
 def inf2_export_kwargs(settings: CompileSettings) -> dict[str, Any]:
     """Keyword arguments of ``NeuronModelForCausalLM.get_neuron_config`` (optimum-neuron 0.4.5).
 
     In 0.4.5 ``export()`` takes no shapes: they go into a neuron config built by ``get_neuron_config``,
-    and the dtype is the one on the transformers config passed alongside (see ``_compile_inf2``). The
-    same export from a shell: ``optimum-cli export neuron --model M --instance_type inf2 --batch_size B
-    --sequence_length S --tensor_parallel_size TP OUT``.
+    and the dtype is the one on the transformers config passed alongside (see ``_compile_inf2``).
+    ``instance_type`` is the target, one of optimum-neuron's ``SUPPORTED_INSTANCE_TYPES`` ("trn1", "inf2",
+    "trn1n", "trn2"; optimum/neuron/utils/instance.py L24), normalised by ``get_neuron_config``
+    (models/inference/modeling_utils.py L109-112); without it a CPU host compiles for trn1 (instance.py
+    L85-91). On trn2 the export compiles at LNC=2, the only logical-core setting optimum-neuron 0.4.5 takes
+    (models/inference/backend/config.py L156-158: ``return 2 if self.target == "trn2" else 1``). The same
+    export from a shell: ``optimum-cli export neuron --model M --instance_type trn2 --batch_size B
+    --sequence_length S --tensor_parallel_size TP OUT`` (docs/source/guides/export_model.mdx L113: "You can
+    also compile the model on a CPU-only instance. In this case, specify the target instance type by passing
+    `--instance_type` from `{inf2, trn1, trn1n, trn2}`.").
     """
+    if settings.target not in NEURON_TARGETS:
+        raise ValueError(f"no Neuron export for target {settings.target!r}")
     return {
-        "instance_type": "inf2",
+        "instance_type": settings.target,
         "batch_size": settings.batch_size,
         "sequence_length": settings.sequence_length,
         "tensor_parallel_size": settings.tensor_parallel_size,
     }
 
 
+def export_environment(settings: CompileSettings) -> dict[str, str]:
+    """What the export's process environment must hold before optimum.neuron is imported
+    (``PLATFORM_TARGET_ENV``): the compilation target, so a CPU host compiles for trn2 when asked."""
+    return {PLATFORM_TARGET_ENV: PLATFORM_TARGET[settings.target]}
+
+
 def check_inf2_artifact(folder: Path, settings: CompileSettings) -> dict[str, Any]:
-    """The exported folder has what the vLLM Neuronx container loads, at the shapes we asked for."""
+    """The exported folder has what the vLLM Neuronx container loads, at the shapes and for the target we
+    asked for (``target`` in neuron_config.json, where the export wrote one)."""
     missing = [name for name in INF2_REQUIRED_FILES if not (folder / name).is_file()]
     missing += [
         f"checkpoint/weights/tp{rank}_sharded_checkpoint.safetensors"
@@ -268,8 +304,13 @@ def check_inf2_artifact(folder: Path, settings: CompileSettings) -> dict[str, An
         "tensor_parallel_size": settings.tensor_parallel_size,
     }
     differ = {k: (compiled.get(k), v) for k, v in wanted.items() if compiled.get(k) != v}
+    platform = PLATFORM_TARGET.get(settings.target)
+    if "target" in neuron_config and neuron_config["target"] != platform:
+        differ["target"] = (neuron_config["target"], platform)
     if differ:
-        raise RuntimeError(f"the Neuron export in {folder} has other shapes than requested: {differ}")
+        raise RuntimeError(
+            f"the Neuron export in {folder} has other shapes or target than requested: {differ}"
+        )
     return compiled
 
 
@@ -295,10 +336,23 @@ def _compile_inf2(
     # Never executed here (no Neuron SDK); the arguments and the artifact check around it are tested.
     if not neuron_sdk_available(EXPORT_SDK):
         raise UserError(
-            "--target inf2 needs the Neuron SDK (optimum-neuron with neuronx-distributed), which is not installed "
+            f"--target {settings.target} needs the Neuron SDK (optimum-neuron with neuronx-distributed), which is not installed "
             "here; run `compile` in the training image (containers/Dockerfile.train) on a memory-rich CPU or trn1 "
             "instance, or use --target cpu for a local deployable artifact"
         )
+    import os
+    import sys
+
+    if (
+        "optimum.neuron" in sys.modules
+        and os.environ.get(PLATFORM_TARGET_ENV) != PLATFORM_TARGET[settings.target]
+    ):
+        raise UserError(
+            f"optimum.neuron was imported in this process before the compilation target was set "
+            f"({PLATFORM_TARGET_ENV}={os.environ.get(PLATFORM_TARGET_ENV)!r}); run `compile --target "
+            f"{settings.target}` in a fresh process"
+        )
+    os.environ.update(export_environment(settings))
     import torch
     from optimum.neuron import NeuronModelForCausalLM
     from transformers import AutoConfig
@@ -309,8 +363,9 @@ def _compile_inf2(
         str(model_dir), config=config, **inf2_export_kwargs(settings)
     )
     log.info(
-        "exporting %s for inf2 with %s, dtype %s (a multi-minute compile)",
+        "exporting %s for %s with %s, dtype %s (a multi-minute compile)",
         model_dir,
+        settings.target,
         inf2_export_kwargs(settings),
         settings.dtype,
     )
@@ -328,10 +383,12 @@ def _compile_inf2(
 
 
 def serving_env(report: dict[str, Any], model_path: str = "/opt/ml/model") -> dict[str, str]:
-    """Environment for the HF vLLM Neuronx container, from a compile report."""
-    if report.get("target") != "inf2":
+    """Environment for the HF vLLM Neuronx container, from a compile report of a Neuron target."""
+    if report.get("target") not in NEURON_TARGETS:
         raise UserError(
-            f"serving on inf2 needs a compile report with target=inf2, got target={report.get('target')!r}"
+            "serving on Neuron needs a compile report with target="
+            + " or ".join(NEURON_TARGETS)
+            + f", got target={report.get('target')!r}"
         )
     return {
         SM_ON_MODEL: model_path,

@@ -4,8 +4,8 @@ THIS PATH CANNOT RUN ON OUR MACHINES: there is no Neuron hardware or SDK here, n
 optimum-neuron. It is tested at its edges only (the command and environment built from an artifact
 folder, the refusals, the exec call), never by starting the server. Nothing Neuron is imported here.
 
-When ``<model dir>/neuron_config.json`` exists (the output of ``compile --target inf2``), ``serve``
-execs the same command the base image of containers/Dockerfile.inference would have run, configured
+When ``<model dir>/neuron_config.json`` exists (the output of ``compile --target inf2`` or ``--target
+trn2``), ``serve`` execs the same command the base image of containers/Dockerfile.inference would have run, configured
 the same way, so the endpoint behaves as if the DLC's own entrypoint had started it.
 
 How that DLC starts its server (sources read for this module):
@@ -28,7 +28,18 @@ How that DLC starts its server (sources read for this module):
   (``vllm.entrypoints.openai.api_server.run_server``) with ``--max-num-seqs <batch_size>``,
   ``--max-model-len <sequence_length>``, ``--tensor-parallel-size``, ``--dtype`` from config.json.
   The documented SM_ON_* set (v0.4.5 ``docs/source/guides/export_model.mdx``): SM_ON_MODEL,
-  SM_ON_BATCH_SIZE, SM_ON_SEQUENCE_LENGTH, SM_ON_TENSOR_PARALLEL_SIZE.
+  SM_ON_BATCH_SIZE, SM_ON_SEQUENCE_LENGTH, SM_ON_TENSOR_PARALLEL_SIZE. It also refuses an artifact
+  compiled for another target than the instance it runs on (L131 ``current_instance_type()``, L144-146:
+  "The neuron model is compiled for {neuron_config.target} and cannot run on a {instance_type}
+  instance"), so a trn2 artifact starts on trn2 and an inf2 one on inf2 (the deployer checks the pair
+  before it creates the endpoint: infra/deploy/runtime/service_rules.py).
+* trn2: the same image and command serve there. optimum-neuron v0.4.5's own benchmarks run this server on
+  trn2.48xlarge (benchmark/vllm/single-instance/llama-3.1-8b-trn2/.env: Llama-3.1-8B-Instruct, TP 4,
+  batch 32, 4096 tokens, through ``optimum-cli neuron serve``, serve.sh; data-parallel/llama3-70B-trn2/
+  docker-compose.yaml: the optimum-neuron-vllm image configured by the same SM_ON_*), although its vLLM
+  plugin guide still says "Trn2 instances are not supported by the `optimum-neuron` platform yet."
+  (docs/source/guides/vllm_plugin.mdx L22, written 2025-07-10, before those benchmarks of 2025-10). The
+  planner says so beside every trn2 endpoint (config/plan.py, ``TRN2_SERVING_NOTE``).
 * ``GET|POST /ping`` and ``POST /invocations`` are vLLM's own routes (``api_server.py``: ``/ping`` calls
   the health check; ``/invocations`` validates the JSON body against ChatCompletionRequest, then
   CompletionRequest, ... and dispatches to that handler), so OpenAI chat bodies sent to /invocations
@@ -59,7 +70,7 @@ SHAPES = ("batch_size", "sequence_length", "tensor_parallel_size")
 
 
 def is_neuron_artifact(model_dir: Path) -> bool:
-    """True for the output of ``compile --target inf2`` (an optimum-neuron export)."""
+    """True for the output of ``compile --target inf2|trn2`` (an optimum-neuron export)."""
     return (model_dir / NEURON_CONFIG).is_file()
 
 
@@ -67,9 +78,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; recompile with `compile --target inf2`") from exc
+        raise UserError(f"cannot read {path}: {exc}; recompile with `compile --target inf2|trn2`") from exc
     if not isinstance(data, dict):
-        raise UserError(f"{path} is not a JSON object; recompile with `compile --target inf2`")
+        raise UserError(f"{path} is not a JSON object; recompile with `compile --target inf2|trn2`")
     return data
 
 
@@ -82,17 +93,21 @@ def compiled_report(model_dir: Path) -> tuple[dict[str, Any], str]:
     if not is_neuron_artifact(model_dir):
         raise UserError(
             f"{model_dir} has no {NEURON_CONFIG}: it is not a compiled Neuron artifact "
-            "(the output of `compile --target inf2`)"
+            "(the output of `compile --target inf2|trn2`)"
         )
-    shapes = compiled_shapes(_read_json(model_dir / NEURON_CONFIG))
+    neuron_config = _read_json(model_dir / NEURON_CONFIG)
+    shapes = compiled_shapes(neuron_config)
     missing = [key for key in SHAPES if key not in shapes]
     if missing:
         raise UserError(
             f"{model_dir / NEURON_CONFIG} lacks {', '.join(missing)} (expected batch_size, "
-            "sequence_length, tp_degree); recompile with `compile --target inf2`"
+            "sequence_length, tp_degree); recompile with `compile --target inf2|trn2`"
         )
     if not (model_dir / REPORT).is_file():
-        return {"target": "inf2", **shapes}, NEURON_CONFIG
+        # neuron_config.json names optimum-neuron's compilation target: "trn2", or "trn1" for inf2
+        # (inference/compile.py PLATFORM_TARGET); an export without one is the default, trn1.
+        target = "trn2" if neuron_config.get("target") == "trn2" else "inf2"
+        return {"target": target, **shapes}, NEURON_CONFIG
     report = _read_json(model_dir / REPORT)
     differ = [
         f"{key}: {REPORT} says {report.get(key)!r}, {NEURON_CONFIG} says {shapes[key]!r}"
@@ -102,7 +117,7 @@ def compiled_report(model_dir: Path) -> tuple[dict[str, Any], str]:
     if differ:
         raise UserError(
             f"{model_dir} is inconsistent ({'; '.join(differ)}); the report belongs to another "
-            "compile. Recompile with `compile --target inf2` into an empty folder"
+            "compile. Recompile with `compile --target inf2|trn2` into an empty folder"
         )
     return report, REPORT
 
@@ -195,7 +210,8 @@ def exec_neuron_server(
         raise UserError(
             f"{model_dir} is a compiled Neuron artifact; serving it needs the Hugging Face vLLM Neuronx container "
             f"(optimum-cli with optimum-neuron and vLLM), and this machine lacks {', '.join(missing)}. Run `serve` in "
-            "the image built from containers/Dockerfile.inference on an ml.inf2 endpoint, or compile with "
+            "the image built from containers/Dockerfile.inference on an ml.inf2 (or, for a trn2 artifact, "
+            "ml.trn2) endpoint, or compile with "
             "`--target cpu` and serve that folder here"
         )
     log.info("handing over to the vLLM Neuronx server: %s", " ".join(argv))

@@ -26,7 +26,7 @@ def test_settings_errors_name_each_flag():
         ).check()
     message = str(info.value)
     for needle in (
-        "--target 'gpu': choose inf2 or cpu",
+        "--target 'gpu': choose one of inf2, trn2, cpu",
         "--batch-size=0: must be > 0",
         "--dtype 'int8'",
         "--max-new-tokens=64 must be smaller than --sequence-length=64",
@@ -84,7 +84,9 @@ def test_inf2_artifact_check(tmp_path):
     (tmp_path / "neuron_config.json").write_text(
         json.dumps({"batch_size": 1, "sequence_length": 2048, "tp_degree": 2})
     )
-    with pytest.raises(RuntimeError, match=r"other shapes than requested: \{'batch_size': \(1, 4\)\}"):
+    with pytest.raises(
+        RuntimeError, match=r"other shapes or target than requested: \{'batch_size': \(1, 4\)\}"
+    ):
         check_inf2_artifact(tmp_path, settings)
     assert compiled_shapes({"seq_len": 7}) == {"sequence_length": 7}
 
@@ -100,8 +102,54 @@ def test_serving_env_comes_from_the_report_and_mismatches_are_refused():
     check_serving_env(env, INF2_REPORT)
     with pytest.raises(UserError, match=r"SM_ON_BATCH_SIZE='8' but the model was compiled with 4"):
         check_serving_env({**env, "SM_ON_BATCH_SIZE": "8"}, INF2_REPORT)
-    with pytest.raises(UserError, match="needs a compile report with target=inf2, got target='cpu'"):
+    with pytest.raises(UserError, match="needs a compile report with target=inf2 or trn2, got target='cpu'"):
         serving_env({**INF2_REPORT, "target": "cpu"})
+    assert serving_env({**INF2_REPORT, "target": "trn2"}) == env  # the same SM_ON_* for a trn2 artifact
+
+
+def test_trn2_exports_for_trn2_with_the_target_set_before_optimum_neuron_is_imported():
+    """optimum-neuron 0.4.5 on a CPU host compiles for trn1 unless told otherwise (utils/instance.py
+    L85-91, __init__.py L26-32); the kwargs name the target and the environment carries it."""
+    from inference.compile import export_environment
+
+    trn2 = CompileSettings(target="trn2", batch_size=32, sequence_length=4096, tensor_parallel_size=4)
+    assert inf2_export_kwargs(trn2) == {
+        "instance_type": "trn2",
+        "batch_size": 32,
+        "sequence_length": 4096,
+        "tensor_parallel_size": 4,
+    }
+    assert export_environment(trn2) == {"NEURON_PLATFORM_TARGET_OVERRIDE": "trn2"}
+    # inf2 shares NeuronCore-v2 with trn1: optimum-neuron compiles it for "trn1" (INSTANCE_VALUE_MAP).
+    assert export_environment(CompileSettings(target="inf2")) == {"NEURON_PLATFORM_TARGET_OVERRIDE": "trn1"}
+    with pytest.raises(ValueError, match="no Neuron export for target 'cpu'"):
+        inf2_export_kwargs(CompileSettings(target="cpu"))
+
+
+def test_trn2_without_the_sdk_says_where_to_run_it(tmp_path):
+    (tmp_path / "m").mkdir()
+    with pytest.raises(UserError, match=r"--target trn2 needs the Neuron SDK"):
+        compile_model(
+            tmp_path / "m", tmp_path / "out", CompileSettings(target="trn2", tensor_parallel_size=4)
+        )
+
+
+def test_an_artifact_compiled_for_the_other_target_is_refused(tmp_path):
+    """neuron_config.json's `target` is optimum-neuron's compilation target: trn1 for inf2, trn2 for trn2."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.pt").write_bytes(b"")
+    (tmp_path / "checkpoint" / "weights").mkdir(parents=True)
+    for rank in range(4):
+        (tmp_path / "checkpoint" / "weights" / f"tp{rank}_sharded_checkpoint.safetensors").write_bytes(b"")
+    shapes = {"batch_size": 4, "sequence_length": 2048, "tp_degree": 4}
+    trn2 = CompileSettings(target="trn2", batch_size=4, sequence_length=2048, tensor_parallel_size=4)
+    (tmp_path / "neuron_config.json").write_text(json.dumps({**shapes, "target": "trn2"}))
+    assert check_inf2_artifact(tmp_path, trn2)["tensor_parallel_size"] == 4
+    (tmp_path / "neuron_config.json").write_text(json.dumps({**shapes, "target": "trn1"}))
+    with pytest.raises(
+        RuntimeError, match=r"other shapes or target than requested: \{'target': \('trn1', 'trn2'\)\}"
+    ):
+        check_inf2_artifact(tmp_path, trn2)
 
 
 def test_serve_limits_and_port_errors(tmp_path):

@@ -163,3 +163,22 @@ def test_exec_gets_the_built_argv_and_env(artifact, monkeypatch):
     with pytest.raises(SystemExit):
         exec_neuron_server(artifact, serve_port(env), env, served_model_name="m")
     assert calls == [("optimum-cli", expected[0], expected[1])]
+
+
+def test_a_trn2_artifact_hands_over_the_same_way_and_its_target_comes_from_neuron_config(artifact):
+    """compile --target trn2 writes target=trn2 into the report and optimum-neuron writes "trn2" into
+    neuron_config.json; serve derives the same SM_ON_* from either (optimum-cli neuron serve then checks
+    the target against the instance itself, optimum/commands/neuron/serve.py L144-146)."""
+    from inference.neuron_serve import compiled_report
+
+    trn2_shapes = {"batch_size": 32, "sequence_length": 4096, "tensor_parallel_size": 4}
+    (artifact / "neuron_config.json").write_text(
+        json.dumps({"batch_size": 32, "sequence_length": 4096, "tp_degree": 4, "target": "trn2"})
+    )
+    (artifact / "compile_report.json").write_text(json.dumps({"target": "trn2", **trn2_shapes}))
+    argv, _ = neuron_launch(artifact, 8080, {})
+    assert argv[-6:] == ["--batch_size", "32", "--sequence_length", "4096", "--tensor_parallel_size", "4"]
+    (artifact / "compile_report.json").unlink()
+    assert compiled_report(artifact)[0]["target"] == "trn2"
+    (artifact / "neuron_config.json").write_text(json.dumps({**SHAPES, "tp_degree": 2, "target": "trn1"}))
+    assert compiled_report(artifact)[0]["target"] == "inf2"
