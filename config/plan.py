@@ -26,7 +26,9 @@ turns on whenever TP > 1; eager attention, since the backend does not ask for fl
 * logits: vocab-parallel, bf16 plus the fp32 copy the loss takes and its gradient (10 bytes a token and
   vocabulary entry ÷ TP).
 
-**Serving** (optimum-neuron 0.4.5's NxD inference backend): weights ÷ TP in the serving dtype, with the
+**Serving** (optimum-neuron 0.4.5's NxD inference backend, on inf2 or on trn2 at LNC=2, the only
+logical-core setting its inference code compiles for: models/inference/backend/config.py L156-158):
+weights ÷ TP in the serving dtype, with the
 heads padded as ``get_shardable_head_counts`` pads them (optimum/neuron/models/inference/backend/modules/
 attention/gqa.py: attention heads up to a multiple of TP; KV heads replicated to TP when TP is a multiple
 of them, else converted to one per attention head), plus the KV cache
@@ -77,6 +79,13 @@ COMPILE_HOST_FACTOR = 2.0
 ENDPOINT_HOST_FACTOR = 2.0
 # Above this share of a core's HBM the plan warns: the runtime's own share is not modelled.
 NEAR_LIMIT = 0.9
+# The evaluate step generates on a CPU with the merged model, and with the base model after it (one at a
+# time: inference/evaluate.py evaluate_one). It loads in fp32 wherever the CPU does not multiply bf16 faster
+# than fp32, a choice made at run time by timing (inference/generation.py load_for_inference,
+# training/cpu_precision.py), so the plan counts fp32, the larger. This factor on the fp32 weights covers
+# the bf16 shard being read while they are cast, and the Python/torch process: our estimate, not a
+# published figure (as COMPILE_HOST_FACTOR).
+EVALUATE_HOST_FACTOR = 1.25
 
 COLUMN_PARALLEL = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
 ROW_PARALLEL = ("o_proj", "down_proj")
@@ -105,6 +114,7 @@ class TrainingShape:
     lora_dropout: float
     flash_attention: bool = False  # the optimum-neuron tutorials ask for it; our backend does not
     logical_core_size: int | None = None  # trn2's NEURON_LOGICAL_NC_CONFIG; None: its default (2)
+    evaluate_instance_type: str | None = None  # pipeline.instances.evaluate; None: not checked
 
 
 @dataclass(frozen=True)
@@ -178,8 +188,9 @@ def _gib(n_bytes: float) -> float:
     return n_bytes / GIB
 
 
-def _unknown_instance(instance_type: str, key: str, family: str, note: str = "") -> Check:
-    known = ", ".join(i.instance_type for i in neuron_types(family))
+def _unknown_instance(instance_type: str, key: str, family: str | tuple[str, ...], note: str = "") -> Check:
+    families = (family,) if isinstance(family, str) else family
+    known = ", ".join(i.instance_type for f in families for i in neuron_types(f))
     return Check(
         "instance",
         False,
@@ -361,6 +372,8 @@ def plan_training(arch: Architecture, t: TrainingShape) -> TrainingPlan:
     breakdown, activations = training_memory(s, t, data_parallel)
     used, limit = sum(breakdown.values()), _gib(inst.hbm_bytes_per_core)
     checks.append(_memory_check("training", used, limit, inst))
+    if t.evaluate_instance_type is not None:
+        checks.append(evaluate_host_check(s, t.evaluate_instance_type))
     flops = flops_per_token(s, t.max_seq_length, t.lora_r, t.lora_target_modules, t.gradient_checkpointing)
     peak = inst.peak_flops_per_core * inst.cores * t.instance_count
     return TrainingPlan(
@@ -485,22 +498,40 @@ def serving_checks(arch: Architecture, v: ServingShape, inst: NeuronInstance) ->
     ]
 
 
-# Serving is planned on inf2 only, and why a trn2 endpoint is refused rather than planned.
+# The families the project serves on: the compile step exports for each (inference/compile.py
+# NEURON_TARGETS, config/schema.py SERVING_TARGETS).
+SERVING_FAMILIES = ("inf2", "trn2")
 SERVING_FAMILY_NOTE = (
-    "the project serves on ml.inf2 only: the compile step exports for inf2 (inference/compile.py), "
-    "serving.instance_types takes ml.inf2 types only, and an inf2 artifact does not run on trn2 "
-    "(optimum-neuron docs/source/guides/export_model.mdx L47); trn2 serving is not planned yet"
+    "the project serves on ml.inf2 and ml.trn2 only, the two endpoint families the compile step exports for "
+    "(inference/compile.py; trn1 shares inf2's compile target, but serving.instance_types takes neither trn1 "
+    "type)"
+)
+# Said beside every trn2 endpoint, as a warning (not checked), never a refusal: what upstream says of it.
+TRN2_SERVING_NOTE = (
+    "optimum-neuron 0.4.5's vLLM plugin guide says \"Trn2 instances are not supported by the `optimum-neuron` "
+    'platform yet" (docs/source/guides/vllm_plugin.mdx L22, written 2025-07), while its own benchmarks serve '
+    "Llama-3.1-8B-Instruct on trn2.48xlarge through the same `optimum-cli neuron serve` at TP 4, batch 32, "
+    "4096 tokens (benchmark/vllm/single-instance/llama-3.1-8b-trn2/.env, 2025-10) and its CI does not serve "
+    "on trn2; rehearse the endpoint before relying on it"
 )
 
 
 def _serving_family_check(inst: NeuronInstance) -> Check:
-    on_inf2 = inst.family == "inf2"
+    served = inst.family in SERVING_FAMILIES
     return Check(
         "serving_family",
-        on_inf2,
+        served,
         f"infra.endpoint.instance_type={inst.instance_type}"
-        + (" is an inf2 type" if on_inf2 else f": {SERVING_FAMILY_NOTE}; pick an ml.inf2 type"),
+        + (
+            f" is an endpoint type of {inst.family}"
+            if served
+            else f": {SERVING_FAMILY_NOTE}; pick an ml.inf2 type or ml.trn2.48xlarge"
+        ),
     )
+
+
+def _trn2_serving_check(inst: NeuronInstance) -> Check:
+    return Check("trn2_serving_upstream", None, f"{inst.instance_type}: {TRN2_SERVING_NOTE}")
 
 
 def compile_host_check(s: DecoderShape, v: ServingShape) -> Check:
@@ -536,7 +567,35 @@ def endpoint_host_check(s: DecoderShape, v: ServingShape, inst: NeuronInstance) 
         None,
         f"{where} for {weights:.1f} GiB of {v.dtype} weights: loading passes them through host memory and no "
         f"published figure says how much it needs; under {ENDPOINT_HOST_FACTOR:g} x the weights it may run out "
-        "(a bigger inf2 type has more)",
+        f"(a bigger {inst.family} type has more)",
+    )
+
+
+def evaluate_host_check(s: DecoderShape, instance_type: str) -> Check:
+    """The evaluate step's host RAM against EVALUATE_HOST_FACTOR x the fp32 weights (see there)."""
+    from training.flops import parameter_count
+
+    need = _gib(EVALUATE_HOST_FACTOR * FLOAT * parameter_count(s))
+    ram = host_gib(instance_type)
+    where = f"pipeline.instances.evaluate={instance_type}"
+    if ram is None:
+        return Check(
+            "evaluate_host_ram", None, f"{where}: its RAM is not in the planner's table; not checked"
+        )
+    bigger = [t for t, gib in CPU_HOST_GIB.items() if gib >= need]
+    fits = need <= ram
+    return Check(
+        "evaluate_host_ram",
+        fits,
+        f"{where} has {ram} GiB; CPU generation holds about {need:.1f} GiB ({EVALUATE_HOST_FACTOR:g} x the "
+        "fp32 weights, an estimate: a CPU without fast bf16 evaluates in fp32)"
+        + (
+            ""
+            if fits
+            else f": does not fit; pick {bigger[0]} or larger"
+            if bigger
+            else ": no m5 type holds it"
+        ),
     )
 
 
@@ -551,11 +610,16 @@ def plan_serving(arch: Architecture, v: ServingShape) -> SidePlan:
             {},
             [
                 _unknown_instance(
-                    v.instance_type, "infra.endpoint.instance_type", "ml.inf2.", SERVING_FAMILY_NOTE
+                    v.instance_type,
+                    "infra.endpoint.instance_type",
+                    ("ml.inf2.", "ml.trn2."),
+                    SERVING_FAMILY_NOTE,
                 )
             ],
         )
     checks = serving_checks(arch, v, inst)
+    if inst.family == "trn2":
+        checks.insert(1, _trn2_serving_check(inst))
     breakdown = serving_memory(arch.shape, v)
     used, limit = sum(breakdown.values()), _gib(inst.hbm_bytes_per_core)
     checks.append(_memory_check("serving", used, limit, inst))
@@ -575,6 +639,7 @@ _TRAINING_FIELDS = {
     "training.per_device_train_batch_size": "micro_batch",
     "training.max_seq_length": "max_seq_length",
     "pipeline.instances.train": "instance_type",
+    "pipeline.instances.evaluate": "evaluate_instance_type",
 }
 _SERVING_FIELDS = {
     "serving.instance_types": "supported_instance_types",
@@ -639,6 +704,14 @@ def training_fix(arch: Architecture, t: TrainingShape) -> str | None:
         for tp in training_tp_degrees(i)
         if tp > t.tensor_parallel_size
     ]
+    if (
+        t.evaluate_instance_type is not None
+        and evaluate_host_check(arch.shape, t.evaluate_instance_type).ok is False
+    ):
+        # Nothing fits without a bigger evaluate host, which is independent of the rest: it alone first, then
+        # with each of the above (smallest host first).
+        evaluate: list[Change] = [(("pipeline.instances.evaluate", name),) for name in CPU_HOST_GIB]
+        candidates = evaluate + [c + e for c in candidates for e in evaluate]
     return _say(_first_fit(candidates, lambda c: plan_training(arch, _apply(t, c, _TRAINING_FIELDS))))
 
 
@@ -664,24 +737,26 @@ def _with_types_holding_tp(v: ServingShape, change: Change) -> Change:
 
 def serving_fix(arch: Architecture, v: ServingShape) -> str | None:
     """As for training: the free change first (dropping from serving.instance_types the types that cannot
-    hold the TP), then another TP the runtime supports, a smaller batch, a shorter sequence, a bigger inf2
-    instance, a compile host with more RAM, then a bigger inf2 instance with the TP it needs. Any change
-    that raises the TP above a listed type's cores also drops that type. Serving is planned on inf2 only
-    (``_serving_family_check``), so every instance proposed is one."""
+    hold the TP), then another TP the runtime supports, a smaller batch, a shorter sequence, a bigger
+    instance of the endpoint's family, a compile host with more RAM, then a bigger instance with the TP it
+    needs. Any change that raises the TP above a listed type's cores also drops that type. The family stays
+    the endpoint's when it is one the project serves on (inf2 or trn2: the artifact is compiled for one);
+    otherwise the fix is an inf2 type."""
     inst = neuron_instance(v.instance_type)
-    on_inf2 = inst is not None and inst.family == "inf2"
-    cores = inst.cores if inst is not None and on_inf2 else 0
+    served = inst is not None and inst.family in SERVING_FAMILIES
+    family = f"ml.{inst.family}." if inst is not None and served else "ml.inf2."
+    cores = inst.cores if inst is not None and served else 0
     candidates: list[Change] = []
     if _holding_tp(v) != v.supported_instance_types:
         candidates.append((("serving.instance_types", _holding_tp(v)),))
-    if inst is not None and on_inf2:
+    if inst is not None and served:
         degrees = serving_tp_degrees(inst)
         candidates += [
             (("serving.tensor_parallel_size", n),) for n in _nearest(v.tensor_parallel_size, degrees)
         ]
     candidates += [(("serving.batch_size", n),) for n in _halvings(v.batch_size, 1)]
     candidates += [(("serving.sequence_length", n),) for n in _halvings(v.sequence_length, 16)]
-    bigger = [i for i in neuron_types("ml.inf2.") if i.cores > cores]
+    bigger = [i for i in neuron_types(family) if i.cores > cores]
     candidates += [(("infra.endpoint.instance_type", i.instance_type),) for i in bigger]
     candidates += [(("pipeline.instances.compile", name),) for name in CPU_HOST_GIB]
     candidates += [
@@ -745,6 +820,7 @@ def shapes_of(cfg: ProjectConfig) -> tuple[TrainingShape, ServingShape]:
         lora_r=hp.lora_r,
         lora_target_modules=tuple(hp.lora_target_modules),
         lora_dropout=hp.lora_dropout,
+        evaluate_instance_type=instances.evaluate,
     )
     endpoint = ServingShape(
         instance_type=cfg.infra.endpoint.instance_type,

@@ -167,6 +167,28 @@ def _check_instance_type(value: str, shape: str, what: str) -> str:
 
 
 TRAINIUM_PREFIXES = ("ml.trn1.", "ml.trn1n.", "ml.trn2.")
+# Endpoint families the project serves on, and the compile target (inference/compile.py NEURON_TARGETS)
+# each needs: an artifact compiled for one does not run on the other ("Models compiled for trn2
+# (NeuronCore-v3) are not compatible with inf2 (NeuronCore-v2), and vice versa", optimum-neuron v0.4.5
+# docs/source/guides/export_model.mdx L47). Both are endpoint types in botocore's ProductionVariantInstanceType
+# enum (checked per value below). infra/deploy/runtime/service_rules.py keeps the Lambda's copy (it cannot
+# import this package); tests/test_deploy_rules.py holds the two equal.
+SERVING_TARGETS = {"ml.inf2.": "inf2", "ml.trn2.": "trn2"}
+
+
+def serving_target(instance_type: str) -> str | None:
+    """The compile target an endpoint of ``instance_type`` needs; None for a type the project does not serve on."""
+    return next((t for prefix, t in SERVING_TARGETS.items() if instance_type.startswith(prefix)), None)
+
+
+def _check_serving_type(value: str) -> str:
+    _check_instance_type(value, "ProductionVariantInstanceType", "endpoints")
+    if serving_target(value) is None:
+        raise ValueError(
+            f"{value!r}: the project serves a Neuron export on Inferentia 2 (ml.inf2.*) or Trainium 2 "
+            "(ml.trn2.48xlarge) only"
+        )
+    return value
 
 
 class InstancesSection(_Strict):
@@ -295,7 +317,7 @@ class EvaluationSection(_Strict):
 
 
 class ServingSection(_Strict):
-    """Static shapes the model is compiled for and served with on inf2 (the `compile` step, SM_ON_*)."""
+    """Static shapes the model is compiled for and served with on inf2 or trn2 (the `compile` step, SM_ON_*)."""
 
     batch_size: int = Field(
         CompileSettings.batch_size, ge=1, le=256, description="Static batch size of the compiled model."
@@ -307,7 +329,7 @@ class ServingSection(_Strict):
         CompileSettings.tensor_parallel_size,
         ge=1,
         le=64,
-        description="NeuronCores per replica (2 on inf2.xlarge).",
+        description="NeuronCores per replica (2 on inf2.xlarge; logical cores at LNC=2 on trn2).",
     )
     dtype: Literal["bfloat16", "float16"] = Field(
         CompileSettings.dtype,  # type: ignore[arg-type]  # a str there; this field narrows it to the inf2 dtypes
@@ -316,24 +338,31 @@ class ServingSection(_Strict):
     instance_types: list[str] = Field(
         default_factory=lambda: ["ml.inf2.xlarge", "ml.inf2.8xlarge", "ml.inf2.24xlarge", "ml.inf2.48xlarge"],
         min_length=1,
-        description="Endpoint instance types the registered package supports (ml.inf2.*).",
+        description="Endpoint instance types the registered package supports: ml.inf2.*, or ml.trn2.48xlarge "
+        "(one family: the artifact is compiled for one).",
     )
 
     @field_validator("instance_types")
     @classmethod
-    def _inf2_endpoint_types(cls, v: list[str]) -> list[str]:
+    def _neuron_endpoint_types(cls, v: list[str]) -> list[str]:
         for t in v:
-            _check_instance_type(t, "ProductionVariantInstanceType", "endpoints")
-            if not t.startswith("ml.inf2."):
-                raise ValueError(f"{t!r}: the compiled artifact runs on Inferentia 2 only (ml.inf2.*)")
+            _check_serving_type(t)
+        targets = sorted({serving_target(t) or "" for t in v})
+        if len(targets) > 1:
+            raise ValueError(
+                f"{v}: mixes {' and '.join(targets)} types, but one compiled artifact runs on one of them only "
+                "(optimum-neuron export_model.mdx: trn2 and inf2 artifacts are not compatible); list one family"
+            )
         return v
 
 
 class EndpointSection(_Strict):
-    """The inf2 endpoint the deployer creates from an approved model package."""
+    """The Neuron endpoint (inf2 or trn2) the deployer creates from an approved model package."""
 
     name: str | None = Field(None, description="Endpoint name; default `<project.name>-endpoint`.")
-    instance_type: str = Field("ml.inf2.xlarge", description="Endpoint instance type (ml.inf2.*).")
+    instance_type: str = Field(
+        "ml.inf2.xlarge", description="Endpoint instance type (ml.inf2.*, or ml.trn2.48xlarge)."
+    )
     initial_instance_count: int = Field(1, ge=1, le=20, description="Instances when the endpoint is created.")
     max_instance_count: int = Field(2, ge=1, le=40, description="Autoscaling ceiling.")
     invocations_per_instance: int = Field(
@@ -374,11 +403,8 @@ class EndpointSection(_Strict):
 
     @field_validator("instance_type")
     @classmethod
-    def _inf2(cls, v: str) -> str:
-        _check_instance_type(v, "ProductionVariantInstanceType", "endpoints")
-        if not v.startswith("ml.inf2."):
-            raise ValueError(f"{v!r}: the compiled artifact runs on Inferentia 2 only (ml.inf2.*)")
-        return v
+    def _neuron_endpoint(cls, v: str) -> str:
+        return _check_serving_type(v)
 
 
 class InfraSection(_Strict):
@@ -485,6 +511,11 @@ class ProjectConfig(_Strict):
     def endpoint_name(self) -> str:
         return self.infra.endpoint.name or f"{self.project.name}-endpoint"
 
+    @property
+    def compile_target(self) -> str:
+        """What the compile step exports for: the endpoint's family (inference/compile.py NEURON_TARGETS)."""
+        return serving_target(self.infra.endpoint.instance_type) or "inf2"
+
     @model_validator(mode="after")
     def _zones_in_region(self) -> ProjectConfig:
         wrong = [z for z in self.infra.availability_zones if not z.startswith(self.project.region)]
@@ -498,6 +529,15 @@ class ProjectConfig(_Strict):
             raise ValueError(
                 f"pipeline.subnet_count={self.pipeline.subnet_count} must equal the number of "
                 f"infra.availability_zones ({len(self.infra.availability_zones)}): one private subnet per AZ"
+            )
+        endpoint = self.infra.endpoint.instance_type
+        others = [t for t in self.serving.instance_types if serving_target(t) != serving_target(endpoint)]
+        if others:
+            raise ValueError(
+                f"infra.endpoint.instance_type={endpoint} needs an artifact compiled for {serving_target(endpoint)}, "
+                f"but serving.instance_types lists {', '.join(others)}, which need one compiled for "
+                f"{serving_target(others[0])}: "
+                "the compile step exports for one family; make serving.instance_types the endpoint's family"
             )
         return self
 

@@ -303,7 +303,9 @@ def check_inf2_artifact(folder: Path, settings: CompileSettings) -> dict[str, An
         "sequence_length": settings.sequence_length,
         "tensor_parallel_size": settings.tensor_parallel_size,
     }
-    differ = {k: (compiled.get(k), v) for k, v in wanted.items() if compiled.get(k) != v}
+    differ: dict[str, tuple[Any, Any]] = {
+        k: (compiled.get(k), v) for k, v in wanted.items() if compiled.get(k) != v
+    }
     platform = PLATFORM_TARGET.get(settings.target)
     if "target" in neuron_config and neuron_config["target"] != platform:
         differ["target"] = (neuron_config["target"], platform)

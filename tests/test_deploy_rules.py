@@ -173,3 +173,31 @@ def test_the_lambda_bundle_imports_the_rules_without_the_repository(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "service_rules"
+
+
+def test_the_lambdas_serving_targets_are_the_configs():
+    """The Lambda cannot import config/; its copy of the endpoint families and their compile targets must
+    equal config/schema.py's, and both are what inference/compile.py exports for."""
+    from config.schema import SERVING_TARGETS
+    from inference.compile import NEURON_TARGETS
+
+    assert rules.SERVING_TARGETS == SERVING_TARGETS
+    assert sorted(SERVING_TARGETS.values()) == sorted(NEURON_TARGETS)
+
+
+@pytest.mark.parametrize(
+    ("target", "instance_type", "broken"),
+    [
+        ("inf2", "ml.inf2.48xlarge", False),
+        ("trn2", "ml.trn2.48xlarge", False),
+        ("inf2", "ml.trn2.48xlarge", True),
+        ("trn2", "ml.inf2.xlarge", True),
+        ("cpu", "ml.inf2.xlarge", True),
+        ("inf2", "ml.trn1.32xlarge", True),
+    ],
+)
+def test_an_artifact_runs_only_on_its_targets_family(target, instance_type, broken):
+    found = rules.artifact_runs_on_the_instance(target, instance_type)
+    assert (found is not None) == broken
+    if found:
+        assert found.doc.endswith("optimum-neuron/blob/v0.4.5/docs/source/guides/export_model.mdx")

@@ -348,7 +348,6 @@ def test_an_older_version_is_refused_with_the_way_back_and_not_retried(world):
             "neuron_startup_timeouts",
         ),
         (lambda mp: mp.setattr(deployer, "MODEL_DOWNLOAD_TIMEOUT_SECONDS", 3601), "neuron_startup_timeouts"),
-        (lambda mp: mp.setenv("INSTANCE_TYPE", "ml.inf1.xlarge"), "guardrails_not_excluded"),
     ],
 )
 def test_an_endpoint_config_breaking_a_service_rule_is_refused_before_anything_is_created(
@@ -358,6 +357,20 @@ def test_an_endpoint_config_breaking_a_service_rule_is_refused_before_anything_i
     result = run(world, event(package(world)))
     assert result["status"] == "refused"
     assert f"{rule}: " in result["reason"] and "https://docs.aws.amazon.com/sagemaker/" in result["reason"]
+    assert world["sm"].list_models()["Models"] == []
+    assert world["sm"].list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def test_an_inf1_endpoint_is_refused_before_anything_is_created(world, monkeypatch):
+    """No compiled artifact runs on Inf1 (the package check refuses it first); guardrails_not_excluded, which
+    refuses Inf1 too, is checked at synth and in test_deploy_rules.py."""
+    monkeypatch.setenv("INSTANCE_TYPE", "ml.inf1.xlarge")
+    result = run(world, event(package(world)))
+    assert result["status"] == "refused"
+    assert (
+        "artifact_runs_on_the_instance: instance type ml.inf1.xlarge is neither an inf2 nor a trn2 type"
+        in (result["reason"])
+    )
     assert world["sm"].list_models()["Models"] == []
     assert world["sm"].list_endpoint_configs()["EndpointConfigs"] == []
 
@@ -530,3 +543,29 @@ def test_the_blue_green_timeout_covers_a_slow_green_fleet():
         + deployer.TERMINATION_WAIT_SECONDS
     )
     assert deployer.blue_green_timeout(86400) == 28800  # the API's maximum (API_BlueGreenUpdatePolicy)
+
+
+def test_an_artifact_compiled_for_trn2_is_refused_on_an_inf2_endpoint_before_anything_is_created(world):
+    """optimum-neuron v0.4.5 export_model.mdx L47: trn2 and inf2 artifacts do not run on each other; its server
+    would refuse at startup, after the endpoint exists (optimum/commands/neuron/serve.py L144-146)."""
+    arn = package(world, report={**REPORT, "target": "trn2"})
+    result = run(world, event(arn))
+    assert result["status"] == "refused"
+    assert (
+        "artifact_runs_on_the_instance: the artifact was compiled for target='trn2', but ml.inf2.xlarge runs inf2 "
+        "artifacts only; compile with --target inf2 (the endpoint's family) or serve on an endpoint of that family"
+    ) in result["reason"]
+    assert (
+        world["sm"].list_models()["Models"] == []
+        and world["sm"].list_endpoint_configs()["EndpointConfigs"] == []
+    )
+
+
+def test_a_trn2_endpoint_takes_a_trn2_artifact_and_refuses_an_inf2_one(world):
+    check_package = deployer.check_package
+    arn = package(world, report={**REPORT, "target": "trn2"})
+    described = world["sm"].describe_model_package(ModelPackageName=arn)
+    assert check_package(described, world["s3"], "ml.trn2.48xlarge") == GOOD_ENV
+    inf2 = world["sm"].describe_model_package(ModelPackageName=package(world, run="run2"))
+    with pytest.raises(deployer.Refused, match=r"compiled for target='inf2', but ml.trn2.48xlarge runs trn2"):
+        check_package(inf2, world["s3"], "ml.trn2.48xlarge")

@@ -279,7 +279,12 @@ LLAMA_8B_CONFIG = [
     *("--set", "model.architecture.max_position_embeddings=131072"),
     *("--set", "model.architecture.tie_word_embeddings=false"),
     *("--set", "pipeline.instances.train=ml.trn1.32xlarge", "--set", "training.tensor_parallel_size=8"),
-    *("--set", "pipeline.instances.compile=ml.m5.4xlarge"),
+    *(
+        "--set",
+        "pipeline.instances.compile=ml.m5.4xlarge",
+        "--set",
+        "pipeline.instances.evaluate=ml.m5.4xlarge",
+    ),
     *("--set", "infra.endpoint.instance_type=ml.inf2.48xlarge", "--set", "serving.tensor_parallel_size=8"),
     *("--set", "serving.batch_size=32", "--set", "serving.sequence_length=4096"),
 ]
@@ -318,26 +323,106 @@ def test_a_fix_near_the_limit_loses_to_a_later_comfortable_one():
     assert _first_fit([tight, roomy], plans.__getitem__) == tight
 
 
-def test_a_trn2_endpoint_is_refused_as_not_planned_and_the_fix_is_an_inf2_type():
-    shape = dataclasses.replace(BENCHMARK_8B_SERVING, instance_type="ml.trn2.48xlarge")
+# optimum-neuron v0.4.5's vLLM benchmark of Llama-3.1-8B-Instruct on trn2.48xlarge:
+# benchmark/vllm/single-instance/llama-3.1-8b-trn2/.env (BATCH_SIZE=32, SEQUENCE_LENGTH=4096,
+# TENSOR_PARALLEL_SIZE=4), served by `optimum-cli neuron serve` (serve.sh); 4 logical cores at LNC=2.
+BENCHMARK_8B_TRN2_SERVING = dataclasses.replace(
+    BENCHMARK_8B_SERVING,
+    instance_type="ml.trn2.48xlarge",
+    supported_instance_types=("ml.trn2.48xlarge",),
+    tensor_parallel_size=4,
+)
+
+
+def test_the_published_trn2_serving_config_fits_with_upstreams_caveat_as_a_warning():
+    plan = plan_serving(LLAMA_8B_ARCH, BENCHMARK_8B_TRN2_SERVING)
+    assert plan.fits and plan.cores == 64 and plan.limit_gib_per_core == 24.0
+    checks = {c.name: c for c in plan.checks}
+    assert checks["serving_family"].ok is True
+    assert (
+        checks["serving_family"].reason
+        == "infra.endpoint.instance_type=ml.trn2.48xlarge is an endpoint type of trn2"
+    )
+    caveat = checks["trn2_serving_upstream"]
+    assert caveat.ok is None  # said, never a refusal
+    assert "docs/source/guides/vllm_plugin.mdx L22" in caveat.reason
+    assert "benchmark/vllm/single-instance/llama-3.1-8b-trn2/.env" in caveat.reason
+    assert checks["tp_supported"].ok is True
+    # Weights / 4 (about 3.7 GiB) plus the KV cache at batch 32 x 4096 (2 KV heads a rank): about 8 GiB.
+    assert 7 < plan.gib_per_core < 9
+
+
+def test_a_trn2_endpoint_at_a_tp_the_runtime_does_not_list_is_fixed_on_trn2():
+    """NxD Inference feature guide: "Trn2: 1, 2, 4, 8, 16, 32, and 64 (with LNC2)"; 12 is not among them."""
+    shape = dataclasses.replace(BENCHMARK_8B_TRN2_SERVING, tensor_parallel_size=12)
+    plan = make_plan(LLAMA_8B_ARCH, TUTORIAL_8B_TRAINING, shape).serving
+    assert [c.name for c in plan.failures] == ["tp_supported"]
+    assert plan.fix == "--set serving.tensor_parallel_size=16"
+
+
+def test_a_trn1_endpoint_is_refused_and_the_fix_is_an_inf2_type():
+    shape = dataclasses.replace(BENCHMARK_8B_SERVING, instance_type="ml.trn1.32xlarge")
     plan = make_plan(LLAMA_8B_ARCH, TUTORIAL_8B_TRAINING, shape).serving
     failed = {c.name: c.reason for c in plan.failures}
     assert list(failed) == ["serving_family"]
     assert failed["serving_family"].startswith(
-        "infra.endpoint.instance_type=ml.trn2.48xlarge: the project serves"
+        "infra.endpoint.instance_type=ml.trn1.32xlarge: the project serves on ml.inf2 and ml.trn2 only"
     )
-    assert "trn2 serving is not planned yet; pick an ml.inf2 type" in failed["serving_family"]
+    assert failed["serving_family"].endswith("pick an ml.inf2 type or ml.trn2.48xlarge")
     assert plan.fix == "--set infra.endpoint.instance_type=ml.inf2.24xlarge"
 
 
-def test_an_unknown_endpoint_type_names_the_inf2_types_and_says_trn2_serving_is_not_planned():
+def test_an_unknown_endpoint_type_names_the_inf2_and_trn2_types():
     shape = dataclasses.replace(BENCHMARK_8B_SERVING, instance_type="ml.g5.xlarge")
     (check,) = plan_serving(LLAMA_8B_ARCH, shape).failures
     assert check.reason.startswith(
         "infra.endpoint.instance_type=ml.g5.xlarge: the planner has no published figures for it (it knows "
-        "ml.inf2.xlarge, ml.inf2.8xlarge, ml.inf2.24xlarge, ml.inf2.48xlarge); pick one of those"
+        "ml.inf2.xlarge, ml.inf2.8xlarge, ml.inf2.24xlarge, ml.inf2.48xlarge, ml.trn2.48xlarge); pick one of those"
     )
-    assert "trn2 serving is not planned yet" in check.reason
+    assert "the project serves on ml.inf2 and ml.trn2 only" in check.reason
+
+
+# ---- the evaluate step's host RAM -------------------------------------------------------------------
+
+
+def test_an_8b_does_not_fit_the_default_evaluate_host_and_the_fix_is_the_next_m5():
+    """CPU generation in fp32: 8.03e9 x 4 bytes = 29.9 GiB, x 1.25 = 37.4 GiB, over m5.2xlarge's 32 GiB (EC2
+    general purpose table); m5.4xlarge has 64."""
+    shape = dataclasses.replace(TUTORIAL_8B_TRAINING, evaluate_instance_type="ml.m5.2xlarge")
+    plan = make_plan(LLAMA_8B_ARCH, shape, BENCHMARK_8B_SERVING).training
+    assert [c.name for c in plan.failures] == ["evaluate_host_ram"]
+    (check,) = plan.failures
+    assert check.reason == (
+        "pipeline.instances.evaluate=ml.m5.2xlarge has 32 GiB; CPU generation holds about 37.4 GiB (1.25 x the "
+        "fp32 weights, an estimate: a CPU without fast bf16 evaluates in fp32): does not fit; pick ml.m5.4xlarge "
+        "or larger"
+    )
+    assert plan.fix == "--set pipeline.instances.evaluate=ml.m5.4xlarge"
+    roomy = dataclasses.replace(shape, evaluate_instance_type="ml.m5.4xlarge")
+    assert plan_training(LLAMA_8B_ARCH, roomy).fits
+
+
+def test_a_failing_evaluate_host_goes_with_the_training_fix():
+    shape = dataclasses.replace(
+        TUTORIAL_8B_TRAINING, evaluate_instance_type="ml.m5.2xlarge", tensor_parallel_size=1
+    )
+    plan = make_plan(LLAMA_8B_ARCH, shape, BENCHMARK_8B_SERVING).training
+    assert {c.name for c in plan.failures} == {"evaluate_host_ram", "training_memory"}
+    assert plan.fix is not None and plan.fix.endswith("--set pipeline.instances.evaluate=ml.m5.4xlarge")
+    assert plan.fix.startswith("--set training.")
+
+
+def test_a_1b_fits_the_default_evaluate_host_and_an_unknown_host_is_not_checked():
+    shape = dataclasses.replace(TUTORIAL_8B_TRAINING, evaluate_instance_type="ml.m5.2xlarge")
+    check = next(
+        c
+        for c in plan_training(Architecture(LLAMA_1B, 131072), shape).checks
+        if c.name == "evaluate_host_ram"
+    )
+    assert check.ok is True and "holds about 5.8 GiB" in check.reason
+    other = dataclasses.replace(shape, evaluate_instance_type="ml.c5.4xlarge")
+    check = next(c for c in plan_training(LLAMA_8B_ARCH, other).checks if c.name == "evaluate_host_ram")
+    assert check.ok is None and check.reason.endswith("its RAM is not in the planner's table; not checked")
 
 
 def test_serving_tp_beyond_the_instance_cores_is_refused():

@@ -229,3 +229,35 @@ def test_a_recipe_s_definition_carries_its_shapes(name):
     spec = step(steps, "RegisterModel")["Arguments"]["InferenceSpecification"]
     assert spec["SupportedRealtimeInferenceInstanceTypes"] == cfg.serving.instance_types
     assert cfg.infra.endpoint.instance_type in cfg.serving.instance_types
+
+
+# The trn2 recipe's published serving shape on trn2 (optimum-neuron v0.4.5 benchmark/vllm/single-instance/
+# llama-3.1-8b-trn2/.env: TP 4, batch 32, 4096 tokens), as its `serving` comment gives it.
+TRN2_SERVING = (
+    "serving.tensor_parallel_size=4",
+    "serving.batch_size=32",
+    "serving.sequence_length=4096",
+    "serving.instance_types=[ml.trn2.48xlarge]",
+    "infra.endpoint.instance_type=ml.trn2.48xlarge",
+)
+
+
+def test_the_trn2_recipe_served_on_trn2_fits_and_says_upstreams_caveat():
+    cfg = load_config([ROOT / "config/recipes/llama-3.1-8b-trn2.yaml"], TRN2_SERVING)
+    assert cfg.compile_target == "trn2"
+    plan = enforce_plan(cfg)
+    assert plan.fits and plan.serving.comfortable and plan.serving.cores == 64
+    unjudged = [c.name for c in (*plan.training.checks, *plan.serving.checks) if c.ok is None]
+    assert unjudged == ["trn2_serving_upstream"]
+
+
+def test_a_trn2_endpoint_is_refused_by_the_definition_while_compile_target_defaults_to_inf2():
+    """The compile step would export for inf2 (CompileTarget's default), which cannot run on trn2: the
+    definition is refused, saying why, rather than written."""
+    from training.errors import UserError
+
+    cfg = load_config([ROOT / "config/recipes/llama-3.1-8b-trn2.yaml"], TRN2_SERVING)
+    with pytest.raises(
+        UserError, match=r"needs an artifact compiled with --target trn2, but the CompileTarget"
+    ):
+        pipeline_definition(cfg)

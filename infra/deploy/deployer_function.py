@@ -87,7 +87,7 @@ def add_deployer_function(
         runtime=lambda_.Runtime.PYTHON_3_14,
         handler="deployer.handler",
         code=lambda_.Code.from_asset(str(RUNTIME), exclude=["__pycache__", "*.pyc"]),
-        description="Deploys an approved model package to the inf2 endpoint (blue/green, auto-rollback)",
+        description="Deploys an approved model package to the Neuron endpoint (blue/green, auto-rollback)",
         timeout=Duration.minutes(5),
         memory_size=256,
         role=deployer.role,

@@ -1,4 +1,4 @@
-"""Approval-driven deployment: an approved model package becomes the inf2 endpoint.
+"""Approval-driven deployment: an approved model package becomes the Neuron (inf2 or trn2) endpoint.
 
 An EventBridge rule matches "SageMaker Model Package State Change" events of this project's group
 with status Approved, and invokes the deployer Lambda (``runtime/deployer.py``, beside this file).

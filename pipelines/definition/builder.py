@@ -23,6 +23,7 @@ from inference.serving_contract import SHAPE_KEYS, SM_ON_MODEL
 from pipelines.definition.parameters import PARAMETER_HYPERPARAMETERS, parameter_specs
 from pipelines.definition.placeholders import MLFLOW_TRACKING, job_role_arn, ref, subnet_placeholders
 from pipelines.definition.service_rules import check_definition, has_local_storage
+from training.errors import UserError
 from training.hyperparameters import to_sagemaker_strings
 from training.metrics import METRIC_REGEXES
 from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS
@@ -405,6 +406,17 @@ class _Builder:
         from sagemaker.mlops.workflow.steps import ProcessingStep
 
         s = self.cfg.serving
+        target = self.cfg.compile_target
+        spec = next(p for p in parameter_specs(self.cfg) if p.name == "CompileTarget")
+        if spec.default != target:
+            # The endpoint's family decides the export (inf2 and trn2 artifacts do not run on each other:
+            # inference/compile.py); a definition that would compile for another one is never written.
+            raise UserError(
+                f"infra.endpoint.instance_type={self.cfg.infra.endpoint.instance_type} needs an artifact compiled "
+                f"with --target {target}, but the CompileTarget pipeline parameter defaults to {spec.default!r} "
+                f"(allowed: {', '.join(map(str, spec.enum or ()))}; pipelines/definition/parameters.py). "
+                "Serve on an ml.inf2 type until CompileTarget follows the endpoint's family"
+            )
         run = self.processor("compile", self.cfg.pipeline.instances.compile).run(
             inputs=[self.s3_input("model", finetune.properties.ModelArtifacts.S3ModelArtifacts)],
             outputs=[self.output(COMPILE, "compiled")],
@@ -428,7 +440,7 @@ class _Builder:
         step = ProcessingStep(
             name=COMPILE,
             step_args=run,
-            display_name="Compile for Inferentia 2",
+            display_name="Compile for Trainium 2" if target == "trn2" else "Compile for Inferentia 2",
             description=f"optimum-neuron export of the merged model at static batch_size={s.batch_size}, "
             f"sequence_length={s.sequence_length}, tensor_parallel_size={s.tensor_parallel_size}, {s.dtype}; "
             "needs host RAM, not a Neuron device (CompileTarget=cpu packages for a CPU endpoint instead). "
@@ -479,7 +491,7 @@ class _Builder:
                 )
             ),
             approval_status=self.params["ModelApprovalStatus"],
-            description=f"LoRA fine-tune of {self.cfg.training.base_model}, compiled for inf2.",
+            description=f"LoRA fine-tune of {self.cfg.training.base_model}, compiled for {self.cfg.compile_target}.",
             customer_metadata_properties={
                 "source_commit": ref("SourceCommit"),
                 "data_sha256": JsonGet(
@@ -500,7 +512,8 @@ class _Builder:
             step_args=run,
             display_name="Register in the Model Registry",
             description=f"Model package in {self.cfg.model_package_group}: inference image, compiled artifact, "
-            "SM_ON_* from the compile report, ml.inf2.* instance types, evaluation.json as model quality.",
+            f"SM_ON_* from the compile report, ml.{self.cfg.compile_target}.* instance types, evaluation.json as "
+            "model quality.",
         )
 
     def gate(self, evaluate: Any, evaluation: Any, if_steps: list[Any]) -> Any:
@@ -569,12 +582,18 @@ def pipeline_definition(cfg: ProjectConfig) -> str:
     """The definition JSON, indented for readable diffs; identical bytes for an identical config.
 
     A config whose training or serving does not fit the hardware is refused first (config/plan.py), so
-    neither `cdk synth` nor a local run starts from one; plan.enforce=false turns that into a warning."""
-    import logging
-
+    neither `cdk synth` nor a local run starts from one; plan.enforce=false turns that into a warning.
+    An identical config with identical code is answered from the definition cache
+    (pipelines/definition/cache.py) without importing the SDK."""
     from config.plan import enforce_plan
+    from pipelines.definition.cache import cached_definition
 
     enforce_plan(cfg)
+    return cached_definition(cfg, _build_definition)
+
+
+def _build_definition(cfg: ProjectConfig) -> str:
+    import logging
     import warnings
 
     # Expected SDK chatter, once per step: job names dropped from the definition, role validation

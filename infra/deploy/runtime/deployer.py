@@ -1,14 +1,16 @@
-"""Deploys an approved model package to the inf2 endpoint (the Lambda behind the Deploy stack's rule).
+"""Deploys an approved model package to the Neuron (inf2 or trn2) endpoint (the Lambda behind the Deploy
+stack's rule).
 
 Triggered by "SageMaker Model Package State Change" events. It deploys exactly the package ARN in
 the event, and only when that package belongs to this project's group and is Approved now (the event
 may be stale). Steps, each idempotent so a repeated event changes nothing:
 
 1. check the package: its serving settings (``SM_ON_*``) must equal the shapes in its compile report
-   (``compile_report.json`` beside ``model.tar.gz``) and its metadata, and the artifact must exist;
-   otherwise refuse, tell the alarm topic, and change nothing;
+   (``compile_report.json`` beside ``model.tar.gz``) and its metadata, its compile target must be the one
+   the endpoint's instance family runs (``service_rules.artifact_runs_on_the_instance``), and the artifact
+   must exist; otherwise refuse, tell the alarm topic, and change nothing;
 2. create the model ``<endpoint>-v<version>`` (VPC, network isolation) unless it exists;
-3. create the endpoint config ``<endpoint>-v<version>`` (inf2 variant, data capture to the KMS bucket)
+3. create the endpoint config ``<endpoint>-v<version>`` (one variant, data capture to the KMS bucket)
    unless it exists;
 4. create the endpoint, or update it with a blue/green canary deployment that rolls back on the
    CloudWatch alarms (5XX errors, model latency) and keeps the autoscaled fleet; nothing when it
@@ -117,8 +119,9 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def check_package(package: dict[str, Any], s3: Any) -> dict[str, str]:
-    """The container environment to deploy, after checking it against the compile report and metadata."""
+def check_package(package: dict[str, Any], s3: Any, instance_type: str) -> dict[str, str]:
+    """The container environment to deploy on ``instance_type``, after checking it against the compile
+    report and metadata."""
     container = package["InferenceSpecification"]["Containers"][0]
     env = dict(container.get("Environment", {}))
     data_url = container.get("ModelDataUrl", "")
@@ -151,8 +154,9 @@ def check_package(package: dict[str, Any], s3: Any) -> dict[str, str]:
                 f"metadata {METADATA[variable]}={metadata[METADATA[variable]]!r} disagrees with the "
                 f"compile report ({compiled!r})"
             )
-    if report.get("target") != "inf2":
-        problems.append(f"the artifact was compiled for target={report.get('target')!r}, not inf2")
+    wrong_target = service_rules.artifact_runs_on_the_instance(report.get("target"), instance_type)
+    if wrong_target:
+        problems.append(str(wrong_target))
     if problems:
         raise Refused(
             f"package {package['ModelPackageArn']} is inconsistent: "
@@ -218,7 +222,7 @@ def deploy(event: dict[str, Any], settings: Settings, sm: Any, s3: Any, autoscal
             "(a retry that finds it still busy ends in the dead-letter queue, which alarms)"
         )
 
-    env = check_package(package, s3)
+    env = check_package(package, s3, settings.instance_type)
     config = endpoint_config_request(settings, name, arn)
     _refuse_broken(service_rules.endpoint_config_problems(config, [container]), arn, "endpoint config")
     if endpoint is not None:
@@ -320,7 +324,7 @@ def _refuse_broken(broken: list[Any], arn: str, what: str) -> None:
 
 
 def endpoint_config_request(settings: Settings, name: str, arn: str) -> dict[str, Any]:
-    """The CreateEndpointConfig request for version ``name``: one inf2 variant, KMS, data capture."""
+    """The CreateEndpointConfig request for version ``name``: one Neuron variant, KMS, data capture."""
     config: dict[str, Any] = {
         "EndpointConfigName": name,
         "KmsKeyId": settings.kms_key_arn,

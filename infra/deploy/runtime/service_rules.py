@@ -18,6 +18,16 @@ CANARY_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Traf
 EXCLUSIONS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-exclusions.html"
 VARIANT_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProductionVariant.html"
 BLUE_GREEN_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_BlueGreenUpdatePolicy.html"
+EXPORT_DOC = "https://github.com/huggingface/optimum-neuron/blob/v0.4.5/docs/source/guides/export_model.mdx"
+
+# The compile target (compile_report.json ``target``) an endpoint family runs: "Models compiled for trn2
+# (NeuronCore-v3) are not compatible with inf2 (NeuronCore-v2), and vice versa" (optimum-neuron v0.4.5
+# EXPORT_DOC L47), and its server refuses the other one at startup, after the endpoint exists ("The neuron
+# model is compiled for {neuron_config.target} and cannot run on a {instance_type} instance",
+# optimum/commands/neuron/serve.py L144-146). Both families are endpoint types in botocore's
+# ProductionVariantInstanceType enum (ml.inf2.*, ml.trn2.48xlarge). config/schema.py SERVING_TARGETS is the
+# config's copy (this module ships alone in the Lambda); tests/test_deploy_rules.py holds them equal.
+SERVING_TARGETS = {"ml.inf2.": "inf2", "ml.trn2.": "trn2"}
 
 # The startup window a compiled Neuron model gets. Hugging Face's own SageMaker examples for its Neuron
 # serving DLCs give the container 1800 s on ml.inf2.xlarge (an 8B model; dacorvo/deploy-inference-image-
@@ -26,7 +36,9 @@ BLUE_GREEN_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_
 # containers download the model inside that window; ours is downloaded from S3 first, under
 # ModelDataDownloadTimeoutInSeconds, so both get the same floor. 3600 is the API's maximum for both
 # (API_ProductionVariant: "Valid Range: Minimum value of 60. Maximum value of 3600."), which botocore's
-# validator does not check (it checks minimums only).
+# validator does not check (it checks minimums only). No published example gives a trn2 endpoint its own
+# window; the same range applies there (an 8B at TP 4 loads a quarter of the weights a core that TP 8 on
+# inf2 does not, so the inf2 floor is no tighter on trn2).
 NEURON_STARTUP_SECONDS = (1800, 3600)
 STARTUP_TIMEOUTS = ("ModelDataDownloadTimeoutInSeconds", "ContainerStartupHealthCheckTimeoutInSeconds")
 
@@ -143,6 +155,24 @@ def neuron_startup_timeouts(variant: dict[str, Any]) -> Broken | None:
         f"use {low}-{high}; {high} is the API's maximum); set both within that range in "
         "infra/deploy/runtime/deployer.py",
     )
+
+
+def artifact_runs_on_the_instance(target: object, instance_type: str) -> Broken | None:
+    """The compile report's ``target`` is the one the endpoint's family runs (``SERVING_TARGETS``)."""
+    wanted = next((t for prefix, t in SERVING_TARGETS.items() if instance_type.startswith(prefix)), None)
+    if wanted is not None and target == wanted:
+        return None
+    if wanted is None:
+        problem = (
+            f"instance type {instance_type} is neither an inf2 nor a trn2 type, the families a compiled artifact "
+            "is served on; set infra.endpoint.instance_type to one"
+        )
+    else:
+        problem = (
+            f"the artifact was compiled for target={target!r}, but {instance_type} runs {wanted} artifacts only; "
+            f"compile with --target {wanted} (the endpoint's family) or serve on an endpoint of that family"
+        )
+    return Broken("artifact_runs_on_the_instance", EXPORT_DOC, problem)
 
 
 def deployment_timeout_covers_waits(deployment_config: dict[str, Any]) -> Broken | None:
