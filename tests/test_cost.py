@@ -364,21 +364,53 @@ def test_a_region_missing_from_the_table_says_how_to_fill_it():
     )
 
 
-def test_an_instance_type_without_a_price_names_its_config_key():
+def test_an_instance_type_without_a_price_is_no_price_named_by_its_config_key_never_a_guess():
+    """ml.trn2.48xlarge hosting, say, in a table that has no price for it: the line says "no price", the
+    total leaves it out and says so, and the note names the config key and how to fill the table."""
     cfg = load_config(
         overrides=[
             "pipeline.instances.train=ml.trn1.32xlarge",
-            "infra.endpoint.instance_type=ml.inf2.48xlarge",
+            "infra.endpoint.instance_type=ml.trn2.48xlarge",
+            "serving.instance_types=[ml.trn2.48xlarge]",
         ]
     )
-    with pytest.raises(UserError) as info:
-        estimate(cfg, PriceTable(regions={"us-east-1": region_prices()}), Path("p.yaml"))
-    message = str(info.value)
+    result = estimate(cfg, PriceTable(regions={"us-east-1": region_prices()}), Path("p.yaml"))
+    assert result.unpriced == [
+        "pipeline.instances.train=ml.trn1.32xlarge: no training price in us-east-1",
+        "infra.endpoint.instance_type=ml.trn2.48xlarge: no hosting price in us-east-1",
+    ]  # the initial and ceiling lines share one entry
+    finetune = next(line for line in result.run if line.item == "FineTune")
+    assert finetune.usd_per_hour is None and finetune.usd is None
+    assert all(line.usd is None for line in result.endpoint)
+    assert not result.run_complete and result.run_usd == sum(x.usd or 0.0 for x in result.run) > 0
+    assert result.notes[0].startswith(
+        "No price, so left out of the totals: pipeline.instances.train=ml.trn1.32xlarge: no training price in "
+        "us-east-1; infra.endpoint.instance_type=ml.trn2.48xlarge: no hosting price in us-east-1 (p.yaml, prices "
+        "published 2026-11-20T18:00:00Z)."
+    )
+    payload = result.as_json()
+    assert payload["pipeline_run_max"]["complete"] is False and payload["unpriced"] == result.unpriced
     assert (
-        "p.yaml (prices published 2026-11-20T18:00:00Z) lacks: pipeline.instances.train=ml.trn1.32xlarge: no "
-        "training price in us-east-1; infra.endpoint.instance_type=ml.inf2.48xlarge: no hosting price in us-east-1."
-    ) in message
-    assert message.count("ml.inf2.48xlarge") == 1  # the initial and ceiling lines share one problem
+        payload["endpoint_per_day"][0]["usd_per_hour"] is None
+        and payload["endpoint_per_day"][0]["usd"] is None
+    )
+
+
+def test_mlops_cost_shows_no_price_rather_than_a_figure(tmp_path):
+    path = write_table(tmp_path / "prices.yaml")
+    trn2 = [
+        "--set",
+        "infra.endpoint.instance_type=ml.trn2.48xlarge",
+        "--set",
+        "serving.instance_types=[ml.trn2.48xlarge]",
+    ]
+    result = runner.invoke(app, ["cost", "--prices", str(path), *trn2], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "no price" in result.output and "+ no price lines" not in result.output  # the run is fully priced
+    assert (
+        "warning: no price: infra.endpoint.instance_type=ml.trn2.48xlarge: no hosting price in us-east-1"
+        in (result.output)
+    )
 
 
 # ---- the commands -------------------------------------------------------------------------------------

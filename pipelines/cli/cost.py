@@ -27,8 +27,15 @@ Prices = Annotated[
 ]
 
 
-def _usd(value: float) -> str:
-    return f"{value:,.2f}"
+NO_PRICE = "no price"
+
+
+def _usd(value: float | None) -> str:
+    return NO_PRICE if value is None else f"{value:,.2f}"
+
+
+def _hourly(value: float | None) -> str:
+    return NO_PRICE if value is None else f"{value:g}"
 
 
 def _print_estimate(result: Estimate, pipeline_name: str, prices: Path) -> None:
@@ -38,17 +45,24 @@ def _print_estimate(result: Estimate, pipeline_name: str, prices: Path) -> None:
     title = f"One run of {pipeline_name}, every step to its max runtime"
     run = Table(*RUN_COLUMNS, title=title, title_justify="left")
     for line in result.run:
-        hourly = (f"{line.hours:g}", f"{line.usd_per_hour:g}", _usd(line.usd))
+        hourly = (f"{line.hours:g}", _hourly(line.usd_per_hour), _usd(line.usd))
         run.add_row(line.item, line.usage, line.instance_type, str(line.count), *hourly)
-    run.add_row("total", "", "", "", "", "", _usd(result.run_usd), style="bold")
+    total = _usd(result.run_usd) + ("" if result.run_complete else f" + {NO_PRICE} lines")
+    run.add_row("total", "", "", "", "", "", total, style="bold")
     out.print(run)
     endpoint = Table(*ENDPOINT_COLUMNS, title="The endpoint, per day", title_justify="left")
     for line in result.endpoint:
-        daily = (f"{line.usd_per_hour:g}", _usd(line.usd), _usd(line.usd * 30))
+        daily = (
+            _hourly(line.usd_per_hour),
+            _usd(line.usd),
+            _usd(None if line.usd is None else line.usd * 30),
+        )
         endpoint.add_row(Text(line.item), line.instance_type, str(line.count), *daily)
     out.print(endpoint)
     for note in result.notes:
         say(f"- {note}")
+    for missing in result.unpriced:
+        warn(f"warning: {NO_PRICE}: {missing}")
 
 
 @app.callback(invoke_without_command=True)

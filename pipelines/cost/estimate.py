@@ -3,7 +3,10 @@
 A pipeline run is priced at its ceiling: every step on its configured instances for its whole
 MaxRuntimeInSeconds. SageMaker bills the seconds a job runs, so a real run costs less, and a cached
 step costs nothing. The endpoint is priced per day at its initial size and at its autoscaling ceiling.
-Only instance time is counted; what is left out is listed with each estimate.
+Only instance time is counted; what is left out is listed with each estimate. A type the price table has
+no price for (ml.trn2.48xlarge hosting, say, in a table refreshed before AWS listed it, or in a region
+that does not offer it) is shown as "no price", never as a guessed figure, and the totals say they leave
+it out.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ class CostLine:
     instance_type: str
     count: int
     hours: float
-    usd_per_hour: float
+    usd_per_hour: float | None  # None: the table has no price for this type and use
     config_key: str  # the key that sets this line: its instance type, or for the endpoint its count
 
     @property
-    def usd(self) -> float:
-        return self.count * self.hours * self.usd_per_hour
+    def usd(self) -> float | None:
+        return None if self.usd_per_hour is None else self.count * self.hours * self.usd_per_hour
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,16 @@ class Estimate:
     run: list[CostLine]
     endpoint: list[CostLine]  # per day: initial size, then the autoscaling ceiling
     notes: list[str]
+    unpriced: list[str]  # "<config key>=<type>: no <use> price in <region>", once per type and use
 
     @property
     def run_usd(self) -> float:
-        return sum(line.usd for line in self.run)
+        """The priced steps' sum; it leaves out every line with no price (``unpriced``)."""
+        return sum(line.usd for line in self.run if line.usd is not None)
+
+    @property
+    def run_complete(self) -> bool:
+        return all(line.usd is not None for line in self.run)
 
     def as_json(self) -> dict[str, object]:
         def rows(lines: list[CostLine]) -> list[dict[str, object]]:
@@ -57,7 +66,7 @@ class Estimate:
                     "count": x.count,
                     "hours": x.hours,
                     "usd_per_hour": x.usd_per_hour,
-                    "usd": round(x.usd, 4),
+                    "usd": None if x.usd is None else round(x.usd, 4),
                     "config_key": x.config_key,
                 }
                 for x in lines
@@ -71,8 +80,13 @@ class Estimate:
                 "published": self.prices.published,
                 "fetched": self.prices.fetched,
             },
-            "pipeline_run_max": {"steps": rows(self.run), "usd": round(self.run_usd, 4)},
+            "pipeline_run_max": {
+                "steps": rows(self.run),
+                "usd": round(self.run_usd, 4),
+                "complete": self.run_complete,
+            },
             "endpoint_per_day": rows(self.endpoint),
+            "unpriced": self.unpriced,
             "notes": self.notes,
         }
 
@@ -102,7 +116,7 @@ def estimate(cfg: ProjectConfig, table: PriceTable, prices_path: Path, today: da
         usd = prices.usage(usage).get(instance_type)
         if usd is None:
             missing.append(f"{type_key}={instance_type}: no {usage} price in {region}")
-        return CostLine(item, usage, instance_type, count, hours, usd or 0.0, config_key or type_key)
+        return CostLine(item, usage, instance_type, count, hours, usd, config_key or type_key)
 
     p, inst, ep = cfg.pipeline, cfg.pipeline.instances, cfg.infra.endpoint
     processing_hours = p.processing_max_runtime_seconds / 3600
@@ -139,14 +153,16 @@ def estimate(cfg: ProjectConfig, table: PriceTable, prices_path: Path, today: da
             "infra.endpoint.max_instance_count",
         ),
     ]
-    if missing:
-        raise UserError(
-            f"{prices_path} (prices published {prices.published}) lacks: "
-            + "; ".join(dict.fromkeys(missing))
-            + f". Either SageMaker does not offer that type for that use in {region}, or the table predates it: "
-            f"`mlops cost refresh --region {region}`, or pick another type with --set"
+    unpriced = list(dict.fromkeys(missing))
+    notes = _notes(cfg, prices, today or date.today())
+    if unpriced:
+        notes.insert(
+            0,
+            f"No price, so left out of the totals: {'; '.join(unpriced)} ({prices_path}, prices published "
+            f"{prices.published}). Either SageMaker does not offer that type for that use in {region}, or the "
+            f"table predates it: `mlops cost refresh --region {region}`, or pick another type with --set.",
         )
-    return Estimate(region, prices, run, endpoint, _notes(cfg, prices, today or date.today()))
+    return Estimate(region, prices, run, endpoint, notes, unpriced)
 
 
 def _notes(cfg: ProjectConfig, prices: RegionPrices, today: date) -> list[str]:
