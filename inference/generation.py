@@ -9,8 +9,7 @@ keeps CPU timings comparable across batches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,36 +30,37 @@ class Generated:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" (EOS), "length", or "cancelled" (``should_stop`` cut it short)
+    finish_reason: str  # "stop" (EOS) or "length"
 
 
-@dataclass
-class RowStopper:
-    """A transformers stopping criterion that ends single rows of a batch between tokens.
+class StableText:
+    """Incremental detokenization for streaming: the text of the tokens so far, released only once stable.
 
-    After every token it asks ``should_stop(first + row)`` (the prompt's index in ``generate``'s
-    ``prompts``; a filler row asks for the chunk's first prompt, which it copies). Once that says yes,
-    the row is finished (transformers pads it from then on), and the call ends when every row is.
-    Returning one flag per row is the StoppingCriteria contract since transformers 4.39. ``cut_at``
-    records how many new tokens each cut row had, so its output stops there.
+    A token can end in the middle of a multi-byte character (byte-level BPE splits UTF-8 anywhere); its
+    decoded text then ends in U+FFFD until the next token completes the character, so a trailing U+FFFD
+    is held back. Text is released only when the decoded whole still starts with what was sent, so the
+    deltas joined equal the final ``decode`` of all tokens (``rest`` sends what is left at the end).
     """
 
-    should_stop: Callable[[int], bool]
-    prompt_length: int
-    first: int
-    real_rows: int
-    cut_at: dict[int, int] = field(default_factory=dict)
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.sent = ""
 
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
+    def delta(self, tokens: list[int]) -> str:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True).rstrip("\ufffd")
+        if len(text) <= len(self.sent) or not text.startswith(self.sent):
+            return ""
+        piece, self.sent = text[len(self.sent) :], text
+        return piece
 
-        generated = input_ids.shape[1] - self.prompt_length
-        for row in range(input_ids.shape[0]):
-            prompt = self.first + (row if row < self.real_rows else 0)
-            if row not in self.cut_at and self.should_stop(prompt):
-                self.cut_at[row] = generated
-        done = [row in self.cut_at for row in range(input_ids.shape[0])]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+    def rest(self, final: str) -> str:
+        """What ``final`` (the decode of every token) adds to the text already sent."""
+        if not final.startswith(self.sent):
+            # Cannot happen with a prefix-stable decode; say so rather than send text that disagrees.
+            log.warning("streamed text %r is not a prefix of the final text %r", self.sent, final)
+            return ""
+        piece, self.sent = final[len(self.sent) :], final
+        return piece
 
 
 def pick_device() -> Any:
@@ -107,18 +107,15 @@ def generate(
     top_p: float = 1.0,
     seed: int | None = None,
     fill_batch: bool = True,
-    should_stop: Callable[[int], bool] | None = None,
 ) -> list[Generated]:
     """Generate for ``prompts`` in batches of exactly ``shape.batch_size`` x ``shape.prompt_length``.
 
     ``max_new_tokens`` per prompt (default ``shape.max_new_tokens``): the batch runs to the largest
     and each output is cut to its own limit. ``temperature == 0`` is greedy. ``fill_batch=False``
-    lets a short batch stay short (the CPU server: no compiled shape to honour, no wasted rows).
-    ``should_stop(i)`` (``i`` indexes ``prompts``) is asked between tokens: a prompt it stops gets the
-    tokens it had, with finish_reason "cancelled" (the server's client left, or the server is stopping).
+    lets a short batch stay short (no compiled shape to honour, no wasted rows). The server does not
+    come here: it batches continuously (inference/batching.py).
     """
     import torch
-    from transformers import StoppingCriteriaList
 
     limits = max_new_tokens or [shape.max_new_tokens] * len(prompts)
     too_long = [i for i, p in enumerate(prompts) if len(p) > shape.prompt_length]
@@ -144,7 +141,6 @@ def generate(
         )
         if seed is not None:
             torch.manual_seed(seed)
-        stopper = RowStopper(should_stop, shape.prompt_length, start, len(chunk)) if should_stop else None
         with torch.no_grad():
             result = model.generate(
                 input_ids=ids.to(device),
@@ -155,20 +151,15 @@ def generate(
                 # Explicit so a model's generation_config cannot turn sampling on behind our back.
                 top_k=None,
                 **({"top_p": None, "temperature": None} if temperature == 0 else {}),
-                **({"stopping_criteria": StoppingCriteriaList([stopper])} if stopper else {}),
                 **sampling,
             )
         new = result[:, shape.prompt_length :].tolist()
         for row, prompt in enumerate(chunk):
-            cut = stopper.cut_at.get(row) if stopper else None
-            limit = chunk_limits[row] if cut is None else min(cut, chunk_limits[row])
-            tokens = new[row][:limit]
+            tokens = new[row][: chunk_limits[row]]
             finish = "length"
             if eos_id in tokens:
                 tokens = tokens[: tokens.index(eos_id)]
                 finish = "stop"
-            elif cut is not None and cut < chunk_limits[row]:
-                finish = "cancelled"
             out.append(
                 Generated(
                     text=tokenizer.decode(tokens, skip_special_tokens=True),

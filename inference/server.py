@@ -1,22 +1,24 @@
-"""`serve` on CPU/CUDA: the SageMaker serving contract with transformers generation and request batching.
+"""`serve` on CPU/CUDA: the SageMaker serving contract, and the OpenAI routes vLLM serves on inf2.
 
 * ``GET /ping``: 200 once the model is loaded, 503 while it loads or once the server is stopping.
-* ``POST /invocations`` (and ``/v1/chat/completions``, vLLM's path): OpenAI chat completions.
-* Requests that arrive together are batched, up to ``batch_size``: a batch starts when the first
-  request is waiting and closes after ``batch_wait_ms`` or when it is full. Generation runs on one
-  worker thread and tokenization on a small pool, so the event loop keeps answering /ping (SageMaker
-  gives it 2 s) and refusing bad requests meanwhile. A prompt longer than ``max_prompt_chars`` is
-  refused before it is tokenized, which bounds that CPU work.
+* ``POST /invocations`` (and ``/v1/chat/completions``, vLLM's path): OpenAI chat completions, plain or
+  with ``stream: true`` as server-sent events in vLLM's chunk format (``_events``).
+* ``GET /v1/models``: the served model in vLLM's ``ModelList`` shape (``protocol.models_body``).
+* Continuous batching, up to ``batch_size`` rows (inference/batching.py says why and how): between two
+  tokens, finished rows leave and queued requests join; an idle server waits ``batch_wait_ms`` after
+  the first request for company. Generation runs on one worker thread and tokenization on a small pool,
+  so the event loop keeps answering /ping (SageMaker gives it 2 s) and refusing bad requests meanwhile.
+  A prompt longer than ``max_prompt_chars`` is refused before it is tokenized, which bounds that CPU work.
 * Limits come from ``serving_config.json`` (written by ``compile --target cpu``) when present, then
   from ``MLOPS_SERVE_<LIMIT>`` environment variables (a SageMaker model's ``Environment``), then
   from flags: a prompt plus its completion never exceeds ``sequence_length``.
 * A client that closes its connection is dropped from the queue, or its row of the running batch
-  stops between tokens. A body that has not fully arrived after ``body_timeout_s`` gets a 408,
-  and the connection is closed (after a 413 too).
+  stops between tokens (a streaming one too). A body that has not fully arrived after ``body_timeout_s``
+  gets a 408, and the connection is closed (after a 413 too).
 * SIGTERM: new connections are refused, queued requests and bodies still arriving get a 503 at once,
   in-flight generation may finish for ``shutdown_drain_s`` (at most 25 s) and is then cut between
-  tokens (503), and the process exits 0 within SageMaker's 30 s between SIGTERM and SIGKILL. A second
-  signal cuts at once.
+  tokens (503; a stream that has begun gets the error as its last event), and the process exits 0
+  within SageMaker's 30 s between SIGTERM and SIGKILL. A second signal cuts at once.
 """
 
 from __future__ import annotations
@@ -31,19 +33,30 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from jinja2 import TemplateError
 
-from inference.generation import Generated, Shape, chat_prompt_ids, generate, load_for_inference
-from inference.protocol import ChatRequest, RequestError, completion_body, parse_request
+from inference.batching import RowBatch, Sampling
+from inference.generation import Generated, StableText, chat_prompt_ids, load_for_inference
+from inference.protocol import (
+    SSE_DONE,
+    ChatRequest,
+    RequestError,
+    StreamChunks,
+    check_model_name,
+    completion_body,
+    models_body,
+    parse_request,
+    sse_data,
+)
 from inference.serving_contract import SERVING_CONFIG
 from training.errors import UserError
 
@@ -71,11 +84,11 @@ def limit_env_var(name: str) -> str:
 
 @dataclass(frozen=True)
 class ServeLimits:
-    batch_size: int = 8
+    batch_size: int = 8  # most rows in the running batch
     sequence_length: int = 512  # prompt + completion tokens
     max_new_tokens: int = 256  # default and cap for one completion
     max_body_bytes: int = 1 << 20
-    batch_wait_ms: float = 10.0
+    batch_wait_ms: float = 10.0  # how long an idle server waits for company after the first request
     # Most characters of message content, checked before tokenizing; None: sequence_length * 64.
     max_prompt_chars: int | None = None
     # Seconds a request body may take to arrive in full (a stalled client otherwise holds its slot).
@@ -167,10 +180,25 @@ class _Pending:
     max_new_tokens: int
     temperature: float
     top_p: float
-    future: asyncio.Future
-    # The client went away: the batch loop skips it, or generation stops its row between tokens.
-    # Written on the event loop, read by the generation thread (a plain bool is safe under the GIL).
+    future: asyncio.Future  # the Generated, or the RequestError that ended the request
+    # Set on every new token and when the request ends; a streaming response waits on it.
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    tokens: list[int] = field(default_factory=list)  # generated so far, without EOS
+    # The client went away: the scheduler skips it, or drops its row before the next token.
     cancelled: bool = False
+
+    def finish(self, result: Generated) -> None:
+        if not self.future.done():
+            self.future.set_result(result)
+        self.progress.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            if self.cancelled:  # nobody waits for it: an exception would be logged as never retrieved
+                self.future.cancel()
+            else:
+                self.future.set_exception(error)
+        self.progress.set()
 
 
 def stopping_error() -> RequestError:
@@ -240,12 +268,10 @@ class Engine:
         """Answer every request that has not started with a 503, instead of letting it wait for a kill."""
         self.stop_requested.set()
         while self.queue is not None and not self.queue.empty():
-            item = self.queue.get_nowait()
-            if not item.future.done():
-                item.future.set_exception(stopping_error())
+            self.queue.get_nowait().fail(stopping_error())
 
     def _row_must_stop(self, item: _Pending) -> bool:
-        """Asked by the generation thread between tokens."""
+        """Asked by the scheduler between tokens: the client left, or the shutdown deadline has passed."""
         deadline = self.stop_deadline
         return item.cancelled or (deadline is not None and time.monotonic() >= deadline)
 
@@ -306,32 +332,34 @@ class Engine:
             )
         return asked if asked is not None else min(cap, s - prompt_tokens)
 
-    async def submit(
-        self,
-        prompt: list[int],
-        max_new: int,
-        temperature: float,
-        top_p: float,
-        client_gone: Callable[[], Awaitable[None]] | None = None,
-    ) -> Generated:
-        """Queue a completion and wait for it; if ``client_gone()`` finishes first, the request is dropped."""
+    def _enqueue(self, prompt: list[int], max_new: int, temperature: float, top_p: float) -> _Pending:
         assert self.queue is not None
         if self.stopping:
             raise stopping_error()
         item = _Pending(prompt, max_new, temperature, top_p, asyncio.get_running_loop().create_future())
         self.queue.put_nowait(item)
-        if client_gone is None:
-            return await item.future
-        watcher = asyncio.ensure_future(client_gone())
+        return item
+
+    async def _wait(
+        self, item: _Pending, until: Awaitable[Any], client_gone: Callable[[], Awaitable[None]] | None
+    ) -> None:
+        """Wait for ``until``; if ``client_gone()`` finishes first, the request is dropped (499)."""
+        waiting = asyncio.ensure_future(until)
+        watcher = asyncio.ensure_future(client_gone()) if client_gone else None
         try:
-            await asyncio.wait({item.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [waiting, *([watcher] if watcher else [])], return_when=asyncio.FIRST_COMPLETED
+            )
+            arrived = waiting.done()
         except asyncio.CancelledError:  # the handler itself was cancelled: nobody waits for the result
             item.cancelled = True
             raise
         finally:
-            watcher.cancel()
-        if item.future.done():
-            return item.future.result()
+            if watcher is not None:
+                watcher.cancel()
+            waiting.cancel()  # a no-op once it is done
+        if arrived:
+            return
         item.cancelled = True
         item.future.cancel()
         log.info("a client closed its connection; its request was dropped")
@@ -341,80 +369,137 @@ class Engine:
             kind="client_closed_request",
         )
 
+    async def submit(
+        self,
+        prompt: list[int],
+        max_new: int,
+        temperature: float,
+        top_p: float,
+        client_gone: Callable[[], Awaitable[None]] | None = None,
+    ) -> Generated:
+        """Queue a completion and wait for it; if ``client_gone()`` finishes first, the request is dropped."""
+        item = self._enqueue(prompt, max_new, temperature, top_p)
+        await self._wait(item, asyncio.shield(item.future), client_gone)
+        return item.future.result()
+
+    async def open_stream(
+        self,
+        prompt: list[int],
+        max_new: int,
+        temperature: float,
+        top_p: float,
+        client_gone: Callable[[], Awaitable[None]] | None = None,
+    ) -> _Pending:
+        """Queue a completion and return it once its first token is out (or it ended).
+
+        Waiting for the first token before answering keeps every error that comes earlier (a 503 at
+        SIGTERM, a 500 from the prefill) an HTTP error with its status, as for a plain request; the time
+        to the first byte is the same, since the first byte a streaming client wants is that token.
+        """
+        item = self._enqueue(prompt, max_new, temperature, top_p)
+        await self._wait(item, item.progress.wait(), client_gone)
+        if item.future.done() and item.future.exception() is not None:
+            raise item.future.exception()  # type: ignore[misc]
+        return item
+
     def _still_wanted(self, item: _Pending) -> bool:
         if item.future.done() or item.cancelled:
             return False
         if self.stopping:
-            item.future.set_exception(stopping_error())
+            item.fail(stopping_error())
             return False
         return True
 
-    async def batch_loop(self) -> None:
-        self.queue = asyncio.Queue()
-        self.loop = asyncio.get_running_loop()
-        loop = self.loop
-        while True:
-            batch = [await self.queue.get()]
+    async def _admissions(self, running: int) -> list[_Pending]:
+        """The queued requests that join the batch now, at most ``batch_size - running``.
+
+        An idle server waits for the first request, then ``batch_wait_ms`` for company, so a burst is
+        prefilled in one forward pass; a busy one takes whatever is queued without waiting: the running
+        rows must not stall.
+        """
+        assert self.queue is not None
+        admit: list[_Pending] = []
+        if running == 0:
+            admit.append(await self.queue.get())
+            loop = asyncio.get_running_loop()
             deadline = loop.time() + self.limits.batch_wait_ms / 1000
-            while len(batch) < self.limits.batch_size:
+            while len(admit) < self.limits.batch_size:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                    admit.append(await asyncio.wait_for(self.queue.get(), remaining))
                 except asyncio.TimeoutError:
                     break
-            # Requests whose client left while queued, or that queued as the server began to stop.
-            batch = [item for item in batch if self._still_wanted(item)]
-            # One generate call per sampling setting: they cannot share a batch.
-            groups: dict[tuple[float, float], list[_Pending]] = {}
-            for item in batch:
-                groups.setdefault((item.temperature, item.top_p), []).append(item)
-            for (temperature, top_p), items in groups.items():
-                items = [item for item in items if self._still_wanted(item)]
-                if items:
-                    await self._run(loop, items, temperature, top_p)
+        while running + len(admit) < self.limits.batch_size and not self.queue.empty():
+            admit.append(self.queue.get_nowait())
+        return [item for item in admit if self._still_wanted(item)]
 
-    async def _run(
-        self, loop: asyncio.AbstractEventLoop, items: list[_Pending], temperature: float, top_p: float
-    ) -> None:
-        longest = max(len(i.prompt) for i in items)
-        # Round the prefill length up so CPU kernels see a handful of shapes, never past the limit.
-        prompt_length = min(-(-longest // 16) * 16, self.limits.sequence_length)
-        shape = Shape(len(items), prompt_length, max(i.max_new_tokens for i in items))
-        try:
-            outputs = await loop.run_in_executor(
-                self.executor,
-                lambda: generate(
-                    self.model,
-                    self.tokenizer,
-                    [i.prompt for i in items],
-                    shape,
-                    max_new_tokens=[i.max_new_tokens for i in items],
-                    temperature=temperature,
-                    top_p=top_p,
-                    fill_batch=False,
-                    should_stop=lambda row: self._row_must_stop(items[row]),
-                ),
-            )
-        except Exception as exc:
-            log.exception("generation failed for a batch of %d", len(items))
-            failure = RequestError(
-                f"generation failed ({type(exc).__name__}: {exc}); the server log has the details",
-                status=500,
-                kind="internal_error",
-            )
-            for item in items:
-                if not item.future.done():
-                    item.future.set_exception(failure)
-            return
-        for item, output in zip(items, outputs, strict=True):
-            if item.future.done():  # the client has gone away
+    async def batch_loop(self) -> None:
+        """Continuous batching (inference/batching.py says why): between two tokens, rows that are done,
+        cut or abandoned leave and queued requests join, up to ``batch_size`` rows."""
+        self.queue = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
+        running: list[_Pending] = []
+        rows: RowBatch | None = None
+        while True:
+            # Between tokens: a row whose client left, or that the shutdown deadline cuts, stops here.
+            for item in running:
+                if self._row_must_stop(item):
+                    item.fail(self._cut_error())
+            drop = [row for row, item in enumerate(running) if item.future.done()]
+            running = [item for item in running if not item.future.done()]
+            admit = await self._admissions(len(running))
+            if not running and not admit:
+                rows = None  # every row left: the next request starts a fresh cache
                 continue
-            if output.finish_reason == "cancelled":  # cut by a shutdown, not finished
-                item.future.set_exception(self._cut_error())
-            else:
-                item.future.set_result(output)
+            if rows is None:
+                rows = RowBatch(self.model, self._pad_id())
+            try:
+                tokens = await self.loop.run_in_executor(
+                    self.executor,
+                    rows.advance,
+                    drop,
+                    [(item.prompt, Sampling(item.temperature, item.top_p)) for item in admit],
+                )
+            except Exception as exc:
+                log.exception("generation failed for a batch of %d", len(running) + len(admit))
+                failure = RequestError(
+                    f"generation failed ({type(exc).__name__}: {exc}); the server log has the details",
+                    status=500,
+                    kind="internal_error",
+                )
+                for item in running + admit:
+                    item.fail(failure)
+                running, rows = [], None
+                continue
+            running += admit
+            for item, token in zip(running, tokens, strict=True):
+                self._deliver(item, token)
+
+    def _pad_id(self) -> int:
+        tok = self.tokenizer
+        return int(tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0))
+
+    def _deliver(self, item: _Pending, token: int) -> None:
+        """Record a row's new token; finish the request at EOS or at its token budget."""
+        if item.future.done():  # the client left during the step: its row is dropped next step
+            return
+        eos = token == self.tokenizer.eos_token_id
+        if not eos:
+            item.tokens.append(token)
+        if eos or len(item.tokens) >= item.max_new_tokens:
+            item.finish(
+                Generated(
+                    text=self.tokenizer.decode(item.tokens, skip_special_tokens=True),
+                    prompt_tokens=len(item.prompt),
+                    # EOS is a generated token too (as vLLM counts it), though not part of the text.
+                    completion_tokens=len(item.tokens) + (1 if eos else 0),
+                    finish_reason="stop" if eos else "length",
+                )
+            )
+        else:
+            item.progress.set()
 
     def _cut_error(self) -> RequestError:
         when = (
@@ -541,15 +626,20 @@ def create_app(engine: Engine) -> FastAPI:
                     kind="service_unavailable",
                 )
             parsed = parse_request(await read_json(request))
+            check_model_name(parsed, engine.model_name)
             prompt, budget = await engine.validate(parsed)
-            output = await engine.submit(
-                prompt, budget, parsed.temperature, parsed.top_p, client_gone=lambda: _client_gone(request)
-            )
+            args = (prompt, budget, parsed.temperature, parsed.top_p)
+            if parsed.stream:
+                item = await engine.open_stream(*args, client_gone=lambda: _client_gone(request))
+                return StreamingResponse(
+                    _events(engine, item, parsed.include_usage), media_type="text/event-stream"
+                )
+            output = await engine.submit(*args, client_gone=lambda: _client_gone(request))
         except RequestError as exc:
             return error(exc)
         return JSONResponse(
             completion_body(
-                parsed.model or engine.model_name,
+                engine.model_name,
                 output.text,
                 output.finish_reason,
                 output.prompt_tokens,
@@ -557,9 +647,51 @@ def create_app(engine: Engine) -> FastAPI:
             )
         )
 
+    async def models() -> JSONResponse:
+        return JSONResponse(
+            models_body(engine.model_name, str(engine.model_dir), engine.limits.sequence_length)
+        )
+
     app.add_api_route("/invocations", chat, methods=["POST"])
     app.add_api_route("/v1/chat/completions", chat, methods=["POST"])
+    app.add_api_route("/v1/models", models, methods=["GET"])
     return app
+
+
+async def _events(engine: Engine, item: _Pending, include_usage: bool) -> AsyncIterator[str]:
+    """Server-sent events as vLLM's OpenAI server sends them for ``stream: true``
+    (vllm-project/vllm@003fe593, vllm/entrypoints/openai/serving_chat.py, ``chat_completion_stream_generator``):
+    a first chunk with the role, a chunk per new piece of text, a last chunk with the finish reason,
+    the usage chunk when ``stream_options.include_usage``, then ``data: [DONE]``. An error after the
+    stream began (the shutdown cut it, generation failed) is a ``data: {"error": ...}`` event followed
+    by ``[DONE]``, as there; the official ``openai`` client raises it as an ``APIError``.
+    """
+    chunks = StreamChunks(engine.model_name)
+    text = StableText(engine.tokenizer)
+    try:
+        yield chunks.role()
+        while True:
+            await item.progress.wait()
+            item.progress.clear()
+            if item.future.done():
+                break
+            delta = text.delta(item.tokens)
+            if delta:
+                yield chunks.content(delta)
+        failure = item.future.exception()
+        if failure is not None:
+            error = failure if isinstance(failure, RequestError) else RequestError(str(failure), status=500)
+            yield sse_data(error.stream_body())
+        else:
+            output: Generated = item.future.result()
+            yield chunks.finish(text.rest(output.text), output.finish_reason)
+            if include_usage:
+                yield chunks.usage(output.prompt_tokens, output.completion_tokens)
+        yield SSE_DONE
+    finally:
+        if not item.future.done():  # the client left mid-stream: its row stops before the next token
+            item.cancelled = True
+            log.info("a streaming client closed its connection; its request was dropped")
 
 
 class GracefulServer(uvicorn.Server):
