@@ -112,6 +112,12 @@ class ArchitectureSection(_Strict):
         description="Per-head dimension when config.json sets it (Qwen3); null: hidden / heads.",
     )
     tie_word_embeddings: bool = Field(True, description="The LM head shares the embedding's weights.")
+    model_type: str = Field(
+        "llama",
+        min_length=1,
+        description="config.json's model_type, the family (llama, qwen3): Qwen3's q_norm/k_norm weights are "
+        "counted only for qwen3 (training/flops.py decoder_shape).",
+    )
 
     @model_validator(mode="after")
     def _heads_group(self) -> ArchitectureSection:

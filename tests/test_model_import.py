@@ -193,7 +193,7 @@ def test_write_override_sets_the_key_and_keeps_the_other_keys(aws, llama, tmp_pa
 
 ARCHITECTURE_KEYS = (
     "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size",
-    "vocab_size", "max_position_embeddings", "head_dim", "tie_word_embeddings",
+    "vocab_size", "max_position_embeddings", "head_dim", "tie_word_embeddings", "model_type",
 )  # fmt: skip
 
 

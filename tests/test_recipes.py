@@ -64,6 +64,7 @@ STATED_KEYS = (
             "max_position_embeddings",
             "head_dim",
             "tie_word_embeddings",
+            "model_type",
         )
     ),
 )
@@ -261,3 +262,11 @@ def test_a_trn2_endpoint_is_refused_by_the_definition_while_compile_target_defau
         UserError, match=r"needs an artifact compiled with --target trn2, but the CompileTarget"
     ):
         pipeline_definition(cfg)
+
+
+def test_the_qwen3_recipe_names_its_family_so_the_plan_counts_q_norm_and_k_norm():
+    """transformers' num_parameters() of Qwen/Qwen3-8B is 8,190,735,360 (tests/test_plan.py), q_norm and
+    k_norm included; a Llama recipe has none."""
+    qwen3 = architecture_of(recipe("qwen3-8b")).shape
+    assert qwen3.qk_norm and parameter_count(qwen3) == 8_190_735_360
+    assert not architecture_of(recipe("llama-3.2-1b")).shape.qk_norm
