@@ -511,8 +511,9 @@ TRN2_SERVING_NOTE = (
     "optimum-neuron 0.4.5's vLLM plugin guide says \"Trn2 instances are not supported by the `optimum-neuron` "
     'platform yet" (docs/source/guides/vllm_plugin.mdx L22, written 2025-07), while its own benchmarks serve '
     "Llama-3.1-8B-Instruct on trn2.48xlarge through the same `optimum-cli neuron serve` at TP 4, batch 32, "
-    "4096 tokens (benchmark/vllm/single-instance/llama-3.1-8b-trn2/.env, 2025-10) and its CI does not serve "
-    "on trn2; rehearse the endpoint before relying on it"
+    "4096 tokens (benchmark/vllm/single-instance/llama-3.1-8b-trn2/.env, 2025-10); its CI only cross-compiles "
+    "trn2 artifacts on an inf2 runner (.github/workflows/cache_llm.yml L55-57) and serves none on trn2; rehearse "
+    "the endpoint before relying on it"
 )
 
 
