@@ -101,9 +101,11 @@ def test_definition_matches_the_golden_file(text):
 
 
 def test_cli_generates_identical_bytes_with_no_credentials_or_aws_config(tmp_path):
-    """A clean environment: no AWS variables, an empty HOME (no ~/.aws, no SDK user config)."""
+    """A clean environment: no AWS variables, an empty HOME (no ~/.aws, no SDK user config), and the
+    definition cache off, so the SDK really builds it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_"))}
     env.update(
+        MLOPS_DEFINITION_CACHE="off",
         HOME=str(tmp_path),
         AWS_CONFIG_FILE=str(tmp_path / "none"),
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),

@@ -13,22 +13,30 @@ from __future__ import annotations
 
 import json
 import os
-import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 SDK_CONFIG = Path(__file__).with_name("sdk_config.yaml")
 
 
+def offline_environment(region: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with what the offline build sets: the SDK config files, no role validation, no
+    instance-metadata lookups (nothing here needs credentials), and a region if none is set (the SDK
+    creates boto3 clients at import and in every LocalSession, and they need one)."""
+    return {
+        "AWS_DEFAULT_REGION": region,
+        **environ,
+        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(SDK_CONFIG),
+        "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(SDK_CONFIG),
+        "SAGEMAKER_VALIDATE_ROLE": "false",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
 def offline_session(region: str, bucket: str) -> Any:
     """A PipelineSession that records requests instead of sending them."""
-    if "sagemaker" not in sys.modules:
-        os.environ.setdefault("AWS_DEFAULT_REGION", region)
-    os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(SDK_CONFIG)
-    os.environ["SAGEMAKER_ADMIN_CONFIG_OVERRIDE"] = str(SDK_CONFIG)
-    os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
-    # No instance-metadata lookups for credentials: nothing here needs credentials.
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ.update(offline_environment(region, os.environ))
 
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
@@ -43,26 +51,38 @@ def offline_session(region: str, bucket: str) -> Any:
 
 
 def validate_sdk_config_once() -> None:
-    """Validate each distinct SDK config once, not on every lookup.
+    """Validate each distinct SDK config once, not on every lookup and every session.
 
     The SDK checks its whole config against its JSON schema each time it reads a single value
     (``get_sagemaker_config_value`` -> ``SageMakerConfig().validate_sagemaker_config``, sagemaker-core
-    2.27.0 ``common_utils.py`` and ``config/config_manager.py``), 65 times per definition, and jsonschema
-    re-checks the schema itself each time: 23 of 30 profiled seconds of ``mlops pipeline definition``.
-    Our config is one fixed file (``sdk_config.yaml``), so the first validation answers for all; a
-    different config is still validated, once. The definition is unchanged (the golden test holds it)."""
-    from sagemaker.core.config.config_manager import SageMakerConfig
+    2.27.0 ``common_utils.py`` and ``config/config_manager.py``), 65 times per definition, and again for
+    each file each session loads (``load_sagemaker_config`` -> ``validate_sagemaker_config``,
+    ``config/config.py``): the PipelineSession, and a LocalSession that every ``ProcessingStep`` builds
+    to read a method name (sagemaker-mlops ``workflow/steps.py``, ``LocalSagemakerClient()``). jsonschema
+    re-checks the schema itself each time: most of ``mlops pipeline definition``'s time after imports.
+    Both modules call ``jsonschema.validate(config, SCHEMA)`` through their module's ``jsonschema``
+    name, so that name is given a memo that validates a (config, schema) pair the first time only; a
+    config that fails is not remembered and fails every time. The definition is unchanged (the golden
+    test holds it)."""
+    from sagemaker.core.config import config, config_manager
 
-    original = SageMakerConfig.__dict__["validate_sagemaker_config"].__func__
-    if getattr(original, "validated", None) is not None:
-        return  # already wrapped
-    validated: set[str] = set()
+    for module in (config, config_manager):
+        if not isinstance(module.jsonschema, _ValidateOnce):
+            module.jsonschema = _ValidateOnce(module.jsonschema)  # type: ignore[attr-defined]
 
-    def validate(sagemaker_config: dict[str, Any] | None = None) -> None:
-        key = json.dumps(sagemaker_config, sort_keys=True, default=str)
-        if key not in validated:
-            original(sagemaker_config)
-            validated.add(key)
 
-    validate.validated = validated  # type: ignore[attr-defined]
-    SageMakerConfig.validate_sagemaker_config = staticmethod(validate)  # type: ignore[method-assign]
+class _ValidateOnce:
+    """``jsonschema`` with a ``validate`` that remembers what passed; every other name is jsonschema's."""
+
+    def __init__(self, jsonschema: Any) -> None:
+        self._jsonschema = jsonschema
+        self._passed: set[tuple[int, str]] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._jsonschema, name)
+
+    def validate(self, instance: Any, schema: Any, *args: Any, **kwargs: Any) -> None:
+        key = (id(schema), json.dumps(instance, sort_keys=True, default=str))
+        if args or kwargs or key not in self._passed:
+            self._jsonschema.validate(instance, schema, *args, **kwargs)
+            self._passed.add(key)
