@@ -368,7 +368,10 @@ def _add_compile(commands: Subcommands) -> None:
         "compile", help="export for inf2 (Neuron SDK) or package for cpu, at static shapes"
     )
     co.add_argument(
-        "--target", required=True, choices=list(TARGETS), help="inf2: optimum-neuron export; cpu: packaging"
+        "--target",
+        required=True,
+        choices=list(TARGETS),
+        help="inf2/trn2: optimum-neuron export; cpu: packaging",
     )
     co.add_argument(
         "--model-dir", help="merged model folder or model.tar.gz (default: <opt_ml>/processing/model)"
@@ -385,7 +388,7 @@ def _add_compile(commands: Subcommands) -> None:
         "--tensor-parallel-size",
         type=int,
         default=CompileSettings.tensor_parallel_size,
-        help="NeuronCores per replica (inf2)",
+        help="NeuronCores per replica (inf2/trn2)",
     )
     co.add_argument("--dtype", default=CompileSettings.dtype, help=" | ".join(DTYPES))
     co.add_argument(

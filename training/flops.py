@@ -73,8 +73,8 @@ class DecoderShape:
 def decoder_shape(config: Any) -> DecoderShape:
     """The shape of anything named as a Hugging Face ``config.json`` names it: a transformers config
     (the training report's MFU) or the project config's ``model.architecture`` (the planner), so both
-    build it one way. Qwen3's q_norm/k_norm come with ``model_type == "qwen3"``; ``model.architecture``
-    does not name the family, so the planner leaves them out (2·head_dim weights a layer)."""
+    build it one way. Qwen3's q_norm/k_norm (2·head_dim weights a layer) come with ``model_type ==
+    "qwen3"``, which ``model.architecture.model_type`` names too."""
     return DecoderShape(
         num_hidden_layers=config.num_hidden_layers,
         hidden_size=config.hidden_size,

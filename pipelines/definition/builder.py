@@ -23,7 +23,6 @@ from inference.serving_contract import SHAPE_KEYS, SM_ON_MODEL
 from pipelines.definition.parameters import PARAMETER_HYPERPARAMETERS, parameter_specs
 from pipelines.definition.placeholders import MLFLOW_TRACKING, job_role_arn, ref, subnet_placeholders
 from pipelines.definition.service_rules import check_definition, has_local_storage
-from training.errors import UserError
 from training.hyperparameters import to_sagemaker_strings
 from training.metrics import METRIC_REGEXES
 from training.neuron_sdk import MALLOC_ARENA_MAX, NEURON_CC_FLAGS
@@ -407,16 +406,6 @@ class _Builder:
 
         s = self.cfg.serving
         target = self.cfg.compile_target
-        spec = next(p for p in parameter_specs(self.cfg) if p.name == "CompileTarget")
-        if spec.default != target:
-            # The endpoint's family decides the export (inf2 and trn2 artifacts do not run on each other:
-            # inference/compile.py); a definition that would compile for another one is never written.
-            raise UserError(
-                f"infra.endpoint.instance_type={self.cfg.infra.endpoint.instance_type} needs an artifact compiled "
-                f"with --target {target}, but the CompileTarget pipeline parameter defaults to {spec.default!r} "
-                f"(allowed: {', '.join(map(str, spec.enum or ()))}; pipelines/definition/parameters.py). "
-                "Serve on an ml.inf2 type until CompileTarget follows the endpoint's family"
-            )
         run = self.processor("compile", self.cfg.pipeline.instances.compile).run(
             inputs=[self.s3_input("model", finetune.properties.ModelArtifacts.S3ModelArtifacts)],
             outputs=[self.output(COMPILE, "compiled")],

@@ -106,12 +106,16 @@ def parameter_specs(cfg: ProjectConfig) -> list[ParameterSpec]:
             "Training backend: `neuron` on Trainium; `auto`/`torch` are for the local executor.",
             ("neuron", "auto", "torch"),
         ),
+        # The endpoint's family decides the export: an inf2 artifact does not run on trn2, nor the
+        # reverse (inference/compile.py), so the default follows infra.endpoint.instance_type.
         ParameterSpec(
             "CompileTarget",
             "String",
-            "inf2",
-            "`inf2`: Neuron export for Inferentia 2; `cpu`: packaging for the local executor's endpoint.",
-            ("inf2", "cpu"),
+            cfg.compile_target,
+            f"`{cfg.compile_target}`: Neuron export for the endpoint's "
+            f"{'Trainium 2' if cfg.compile_target == 'trn2' else 'Inferentia 2'}; "
+            "`cpu`: packaging for the local executor's endpoint.",
+            (cfg.compile_target, "cpu"),
         ),
     ]
 
