@@ -159,7 +159,7 @@ def test_valid_request_gets_an_openai_completion(server):
         (json.dumps(_chat(logprobs=True)).encode(), 400, "unsupported parameter(s): logprobs"),
         (json.dumps(_chat(max_tokens=17)).encode(), 400, "max_tokens=17 exceeds this server's limit of 16"),
         (json.dumps(_chat(content="word " * 400)).encode(), 400, "serves at most sequence_length=160"),
-        (json.dumps(_chat(stream=True)).encode(), 400, "stream=true is not supported"),
+        (json.dumps(_chat(n=2)).encode(), 400, "n=2: only n=1 is supported"),
         (
             json.dumps(_chat(temperature=5)).encode(),
             400,
