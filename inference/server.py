@@ -450,10 +450,10 @@ class Engine:
             drop = [row for row, item in enumerate(running) if item.future.done()]
             running = [item for item in running if not item.future.done()]
             admit = await self._admissions(len(running))
-            if not running and not admit:
-                rows = None  # every row left: the next request starts a fresh cache
-                continue
             if rows is None:
+                if not admit:
+                    continue
+                # One RowBatch for the server's life: it keeps recent prompts' keys/values for reuse.
                 rows = RowBatch(self.model, self._pad_id())
             try:
                 tokens = await self.loop.run_in_executor(

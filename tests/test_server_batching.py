@@ -136,3 +136,40 @@ def test_the_batch_never_exceeds_batch_size_and_every_request_is_answered():
     assert [r.finish_reason for r in results] == ["length"] * 5
     assert max(model.rows_per_call) == 2
     assert sorted(m for call in model.calls for m in call["markers"]) == [10, 11, 12, 13, 14]
+
+
+def test_a_prompt_sharing_a_cached_prefix_prefills_only_the_rest_and_gets_the_same_tokens(random_tiny_llama):
+    model = random_tiny_llama
+    first, shares_4, same, fresh = (
+        [5, 6, 7, 8, 9, 10, 11],
+        [5, 6, 7, 8, 20, 21],
+        [5, 6, 7, 8, 9, 10, 11],
+        [33, 34],
+    )
+    alone = {tuple(p): _alone(model, p) for p in (first, shares_4, fresh)}
+    seen: list[int] = []
+    model_forward = model.forward
+
+    def counting_forward(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(kwargs["input_ids"].shape[1])
+        return model_forward(*args, **kwargs)
+
+    batch = RowBatch(model, pad_id=0)
+    model.forward = counting_forward
+    try:
+        got = [[t] for t in batch.advance(admit=[(first, Sampling())])]
+        got[0] += batch.advance()
+        # Three join at once: one shares 4 tokens with the cached prompt, one is that prompt again (all but
+        # its last token reused), one shares nothing. The prefill runs on the longest remainder only.
+        running, *joined = batch.advance(admit=[(p, Sampling()) for p in (shares_4, same, fresh)])
+        got[0].append(running)
+        got += [[t] for t in joined]
+        for _ in range(STEPS - 1):
+            for row, token in enumerate(batch.advance()):
+                got[row].append(token)
+    finally:
+        model.forward = model_forward
+    # Prefill of 7, a decode, then (decode before prefill) the shared prefill: max(6 - 4, 7 - 6, 2) = 2 tokens.
+    assert seen[:4] == [7, 1, 1, 2]
+    assert got[0][:STEPS] == alone[tuple(first)]
+    assert got[1] == alone[tuple(shares_4)] and got[2] == alone[tuple(same)] and got[3] == alone[tuple(fresh)]
