@@ -68,7 +68,10 @@ def test_pipeline_instance_types_are_checked_against_botocore_with_key_paths(tmp
         f"{f}:4: pipeline.instances.compile: 'ml.inf2.xlarge' is not an instance type "
         "processing jobs accept (botocore ProcessingInstanceType); families: ml.c4"
     ) in msg
-    assert "serving.instance_types: 'ml.g5.xlarge': the compiled artifact runs on Inferentia 2 only" in msg
+    assert (
+        "serving.instance_types: 'ml.g5.xlarge': the project serves a Neuron export on Inferentia 2 (ml.inf2.*) "
+        "or Trainium 2 (ml.trn2.48xlarge) only"
+    ) in msg
     with pytest.raises(
         ConfigError, match="spot_max_wait_seconds=600 must be at least train_max_runtime_seconds=21600"
     ):
