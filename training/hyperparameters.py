@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # The warmup a run gets when nobody chose one; a run shorter than it gets max_steps - 1 instead.
 DEFAULT_WARMUP_STEPS = 5
+# Opt-in switches written to SageMaker's hyperparameters only when turned on (to_sagemaker_strings).
+OPT_IN_KEYS = ("torch_compile",)
 # What an error message echoes of a value a user gave: a YAML alias can expand to megabytes.
 ECHO_LIMIT = 200
 
@@ -102,6 +104,12 @@ class TrainHyperparameters(BaseModel):
     num_threads: Annotated[int, checked("num_threads")] = Field(
         0, description="CPU threads for torch; 0 keeps torch's default."
     )
+    torch_compile: bool = Field(
+        False,
+        description="Torch backend: torch.compile the decoder (one input shape, one graph). Off by default: it "
+        "did not pay on a 2-core AVX2 CPU (bench/train_throughput.py); where it cannot compile, the run says "
+        "why and trains eagerly.",
+    )
     # Neuron-only knobs; the torch backend ignores them.
     tensor_parallel_size: Annotated[int, checked("tensor_parallel_size")] = Field(
         1, description="Neuron: tensor-parallel degree."
@@ -155,6 +163,9 @@ def to_sagemaker_strings(hp: TrainHyperparameters) -> dict[str, str]:
     # An unset warmup is derived from max_steps (see _check_cross_fields); leaving it out lets the job derive
     # it from the max_steps it actually gets, which a pipeline parameter may change after this is written.
     unset = set() if "warmup_steps" in hp.model_fields_set else {"warmup_steps"}
+    # An opt-in switch that is off is left out too: the job's default is the same (off), and the pipeline
+    # definition (tests/golden/pipeline.json) does not change for a switch nobody turned on.
+    unset |= {k for k in OPT_IN_KEYS if not getattr(hp, k)}
     for key, value in hp.model_dump(exclude=unset).items():
         if isinstance(value, bool):
             out[key] = "true" if value else "false"

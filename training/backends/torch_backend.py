@@ -4,6 +4,11 @@ Speed on CPU comes from three choices: bf16 autocast where it pays (bf16 matmuls
 faster than fp32 on CPUs with AVX512-BF16/AMX, and far slower elsewhere: ``precision=auto`` times both
 on the machine), packed blocks with no padding waste, and computing the LM head
 only at positions that carry loss (the vocabulary projection is a large share of a small model).
+
+``torch_compile=true`` compiles the decoder with inductor (one input shape: one graph). It is off by
+default: on a 2-core AVX2 CPU it did not pay (bench/train_throughput.py, variant ``ours+compile``), and
+where it cannot compile (no C++ compiler for inductor's CPU kernels, a backend error) the run logs why
+and trains eagerly.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import pickle
 import random
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -235,6 +241,38 @@ def _restore_initial_state(model: Any, optimizer: Any, scheduler: Any, initial: 
 # ---- the recipe: setup -> train -> evaluate -> save --------------------------------------------------
 
 
+class _CompiledForward:
+    """What ``token_loss_sum`` needs of a causal LM (its decoder and its LM head), with the decoder run
+    through ``torch.compile``. The compiled module shares the model's parameters; the model itself stays
+    as it was, so saving and merging never see torch.compile's ``_orig_mod`` wrapper."""
+
+    def __init__(self, base_model: Any) -> None:
+        self.eager = base_model
+        self.decoder = torch.compile(base_model.get_decoder())
+        self.failed: str | None = None
+
+    def get_decoder(self) -> Any:
+        return self.eager.get_decoder() if self.failed else self.decoder
+
+    def get_output_embeddings(self) -> Any:
+        return self.eager.get_output_embeddings()
+
+
+def _compile_blocker(device: torch.device) -> str | None:
+    """Why torch.compile cannot work here, or None. Inductor builds its CPU kernels with a C++ compiler
+    (``CXX``, else ``g++``: torch v2.13.0 torch/_inductor/config.py ``cpp.cxx``), and its search raises
+    ``InvalidCxxCompiler`` when none runs (torch/_inductor/cpp_builder.py ``cpp_compiler_search``)."""
+    if device.type != "cpu":
+        return None
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception as exc:  # InvalidCxxCompiler, or whatever the search meets on a bare machine
+        return f"no C++ compiler for inductor's CPU kernels ({type(exc).__name__}: {exc}); install g++ or set CXX"
+    return None
+
+
 @dataclass
 class TrainSetup:
     """What setup builds once and every later stage uses."""
@@ -248,6 +286,15 @@ class TrainSetup:
     trainable: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
     scheduler: Any
+    compiled: _CompiledForward | None = None  # torch_compile=true, where it can compile
+    compile_note: str = "off"  # what became of torch_compile, for the report
+
+    @property
+    def forward_model(self) -> Any:
+        """What the training forward runs: the compiled decoder where one is in use, else the model."""
+        if self.compiled is not None and not self.compiled.failed:
+            return self.compiled
+        return self.model.get_base_model()
 
     @property
     def precision(self) -> str:
@@ -282,6 +329,9 @@ class TrainState:
     last_loss: float = float("nan")
     resumed_from: dict[str, Any] | None = None
     window: Window = field(default_factory=Window)
+    # This process's first step (seconds, real tokens): warm-up, and compiling under torch_compile. Not
+    # checkpointed: a resumed process pays its own first step.
+    first_step: tuple[float, int] | None = None
 
     @classmethod
     def from_checkpoint(cls, step: int, folder: Path, saved: dict[str, Any]) -> TrainState:
@@ -299,6 +349,8 @@ class TrainState:
         return {"step": self.step, "counters": counters, "input_shapes": sorted(self.input_shapes)}
 
     def record_step(self, loss: float, real: int, slots: int, seconds: float) -> None:
+        if self.first_step is None:
+            self.first_step = (seconds, real)
         self.step += 1
         self.last_loss = loss
         self.real_tokens += real
@@ -351,6 +403,14 @@ def setup(job: TrainJob) -> TrainSetup:
         hp.lr_scheduler, optimizer, num_warmup_steps=hp.warmup_steps, num_training_steps=hp.max_steps
     )
     parts = TrainSetup(device, amp, tokenizer, train_data, val, model, trainable, optimizer, scheduler)
+    if hp.torch_compile:
+        blocker = _compile_blocker(device)
+        if blocker:
+            log.warning("torch_compile=true, but training eagerly: %s", blocker)
+            parts.compile_note = f"eager: {blocker}"
+        else:
+            parts.compiled = _CompiledForward(model.get_base_model())
+            parts.compile_note = "compiled"
     total = sum(p.numel() for p in model.parameters())
     log.info(
         "device=%s precision=%s trainable_params=%d (%.2f%% of %d)",
@@ -455,7 +515,7 @@ def train_step(
     for ids, labels, pos, real in micro:
         state.input_shapes.add(tuple(ids.shape))
         with torch.autocast(parts.device.type, dtype=parts.amp, enabled=parts.amp is not None):
-            loss_sum, _ = token_loss_sum(parts.model.get_base_model(), ids, labels, pos)
+            loss_sum = _forward(parts, ids, labels, pos)
         (loss_sum / n_targets).backward()
         step_loss += loss_sum.item() / n_targets
         real_tokens += real
@@ -465,6 +525,22 @@ def train_step(
     parts.scheduler.step()
     parts.optimizer.zero_grad(set_to_none=True)
     return step_loss, real_tokens, slots
+
+
+def _forward(parts: TrainSetup, ids: torch.Tensor, labels: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """The loss sum of one micro-batch. torch.compile compiles on the first call; if that fails, say why
+    and run this and every later step eagerly (nothing was computed yet, so the step is the same)."""
+    loss = partial(token_loss_sum, ids=ids, labels=labels, pos=pos)
+    compiled = parts.compiled
+    if compiled is None or compiled.failed:
+        return loss(parts.model.get_base_model())[0]
+    try:
+        return loss(compiled)[0]
+    except Exception as exc:  # torch._dynamo / inductor errors have no common base class worth naming
+        compiled.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        parts.compile_note = f"eager: compiling failed ({compiled.failed})"
+        log.warning("torch_compile=true, but compiling failed, training eagerly: %s", compiled.failed)
+        return loss(parts.model.get_base_model())[0]
 
 
 def _window_metrics(window: Window, parts: TrainSetup, epoch: float) -> dict[str, float]:
@@ -535,6 +611,11 @@ def save(
             "precision": parts.precision,
             "trainable_params": parts.n_trainable,
             "mfu": mfu,
+            "compile": parts.compile_note,
+            # This process's first step (warm-up, compiling): tokens/s without it is steady state.
+            "first_step": {"seconds": round(state.first_step[0], 3), "real_tokens": state.first_step[1]}
+            if state.first_step
+            else None,
         },
         mlflow_run_id=sink.run_id,
     )
