@@ -84,6 +84,12 @@ def aws(monkeypatch, tmp_path):
         "COLUMNS": "300",
     }.items():  # wide tables: no wrapped cells
         monkeypatch.setenv(key, value)
+    # The CLI's consoles read COLUMNS once, when pipelines.cli.options is first imported, which may have
+    # been by an earlier test: set their width too.
+    from pipelines.cli import options
+
+    for console in (options.out, options.err):
+        monkeypatch.setattr(console, "width", 300)
     with mock_aws():
         from moto.sagemaker.models import FakeEndpointConfig
 
