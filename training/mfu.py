@@ -6,6 +6,9 @@ report and ``mlops plan`` state the same figure. The peak is measured here, on t
 in the dtype it computed in, by timing square matmuls: a CPU's vendor peak is rarely what PyTorch
 reaches (and bf16 on a CPU without native bf16 is tens of times slower than fp32, see
 ``cpu_precision.py``), so a measured peak is the honest denominator for a machine we do not know.
+Where ``precision=auto`` keeps fp32 (a CPU without fast bf16), the peak is fp32's: MFU is always against
+the peak of the dtype the run multiplies in. ``bench/train_throughput.py`` prints this same block for
+our runs (read from the training report) and computes it the same way for TRL's.
 """
 
 from __future__ import annotations
