@@ -8,9 +8,9 @@ import pytest
 # jsii prints a Node end-of-life banner on every start; the CDK app works on this Node.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-# Pipeline definitions are cached in a folder of this test session's own (pipelines/definition/cache.py):
-# the same config is built once per session, never read from a developer's ~/.cache, and subprocesses
-# (the CLI, cdk synth) share it through the environment.
+# Pipeline definitions are cached in a folder of this test process's own (pipelines/definition/cache.py;
+# one per xdist worker): the same config is built once per worker, never read from a developer's
+# ~/.cache, and subprocesses (the CLI, cdk synth) share it through the environment.
 _definitions = tempfile.mkdtemp(prefix="mlops-test-definitions-")
 atexit.register(shutil.rmtree, _definitions, True)
 os.environ["MLOPS_DEFINITION_CACHE"] = _definitions

@@ -24,7 +24,7 @@ def builds(monkeypatch, tmp_path):
 
     def build(cfg):
         calls.append(cfg.pipeline_name)
-        return json.dumps({"built": len(calls), "name": cfg.pipeline_name}) + "\n"
+        return json.dumps({"Version": "2020-12-01", "Steps": [], "built": len(calls)}) + "\n"
 
     return calls, build
 
@@ -44,13 +44,36 @@ def test_a_config_change_is_a_miss(builds):
     assert len(calls) == 2
 
 
-def test_a_source_change_is_a_miss(builds, monkeypatch):
+def test_setting_a_value_equal_to_its_default_is_a_miss(builds):
+    """An unset training.warmup_steps is left out of the job's hyperparameters, a set one is written:
+    the same values, different definitions."""
     calls, build = builds
-    cfg = load_config([], [])
-    cache.cached_definition(cfg, build)
-    monkeypatch.setattr(cache, "_sources_digest", lambda: "edited")
-    cache.cached_definition(cfg, build)
+    cache.cached_definition(load_config([], []), build)
+    cache.cached_definition(load_config([], ["training.warmup_steps=5"]), build)
     assert len(calls) == 2
+
+
+def test_the_source_digest_changes_with_any_py_or_yaml_file_and_skips_editor_debris(monkeypatch, tmp_path):
+    for package in cache.SOURCES:
+        (tmp_path / package).mkdir(parents=True)
+    (tmp_path / "training/job.py").write_text("A = 1\n")
+    (tmp_path / "pipelines/definition/sdk_config.yaml").write_text("x: 1\n")
+    monkeypatch.setattr(cache, "REPO", tmp_path)
+
+    def digest() -> str:
+        cache._sources_digest.cache_clear()
+        return cache._sources_digest()
+
+    first = digest()
+    (tmp_path / "training/.#job.py").symlink_to(tmp_path / "nowhere")  # Emacs's lock file: dangling
+    (tmp_path / "training/notes.txt").write_text("not code")
+    assert digest() == first
+    (tmp_path / "training/job.py").write_text("A = 2\n")
+    second = digest()
+    assert second != first
+    (tmp_path / "pipelines/definition/sdk_config.yaml").write_text("x: 2\n")
+    assert digest() != second
+    cache._sources_digest.cache_clear()
 
 
 def test_an_sdk_version_or_environment_change_is_a_miss(builds, monkeypatch):
@@ -59,19 +82,40 @@ def test_an_sdk_version_or_environment_change_is_a_miss(builds, monkeypatch):
     cache.cached_definition(cfg, build)
     monkeypatch.setattr(cache, "_versions", lambda: {"sagemaker-core": "99"})
     cache.cached_definition(cfg, build)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    other = "eu-central-1" if os.environ.get("AWS_DEFAULT_REGION") != "eu-central-1" else "eu-west-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", other)
+    cache.cached_definition(cfg, build)
+    assert len(calls) == 3
+    for name in cache.CREDENTIALS:  # a credentials refresh is not a miss
+        monkeypatch.setenv(name, "refreshed")
     cache.cached_definition(cfg, build)
     assert len(calls) == 3
 
 
-def test_a_torn_entry_is_a_miss_and_is_replaced(builds):
+@pytest.mark.parametrize("content", ['{"Version": ', "{}", '{"Version": "2020-12-01"}', "[]"])
+def test_a_torn_or_foreign_entry_is_a_miss_and_is_replaced(builds, content):
     calls, build = builds
     cfg = load_config([], [])
     path = cache.cache_dir() / f"{cache.definition_key(cfg)}.json"
     path.parent.mkdir(parents=True)
-    path.write_text('{"Version": ')
-    text = cache.cached_definition(cfg, build)
-    assert len(calls) == 1 and path.read_text() == text
+    path.write_text(content)
+    cache.cached_definition(cfg, build)
+    assert len(calls) == 1 and path.read_text() != content
+
+
+def test_only_the_newest_entries_are_kept(builds, monkeypatch):
+    calls, build = builds
+    monkeypatch.setattr(cache, "KEEP", 2)
+    for steps in (7, 8, 9):
+        cache.cached_definition(load_config([], [f"training.max_steps={steps}"]), build)
+    assert len(list(cache.cache_dir().glob("*.json"))) == 2
+
+
+@pytest.mark.parametrize("value", ["on", "1", "true", ""])
+def test_a_natural_on_value_means_the_default_folder_not_a_folder_named_so(monkeypatch, tmp_path, value):
+    monkeypatch.setenv(cache.SWITCH, value)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache.enabled() and cache.cache_dir() == tmp_path / "llm-neuron-mlops/definitions"
 
 
 def test_off_builds_every_time(builds, monkeypatch):

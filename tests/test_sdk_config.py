@@ -53,3 +53,19 @@ def test_sessions_loading_the_config_files_validate_them_once(real_validations, 
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(bad))
     with pytest.raises(jsonschema.ValidationError):
         config.load_sagemaker_config()
+
+
+def test_a_call_with_other_arguments_or_an_equal_looking_value_is_not_taken_for_a_pass(real_validations):
+    import datetime
+
+    from sagemaker.core.config import config_manager
+
+    schema = {"type": "object", "properties": {"d": {"type": "string"}}}
+    # A validator that ignores "type": {"d": 1} passes with it, and must still fail the plain call after.
+    looser = jsonschema.validators.extend(jsonschema.Draft7Validator, {"type": lambda *a: iter(())})
+    config_manager.jsonschema.validate({"d": 1}, schema, cls=looser)
+    with pytest.raises(jsonschema.ValidationError):
+        config_manager.jsonschema.validate({"d": 1}, schema)
+    config_manager.jsonschema.validate({"d": "2026-11-29"}, schema)
+    with pytest.raises(jsonschema.ValidationError):  # a YAML date is not its string
+        config_manager.jsonschema.validate({"d": datetime.date(2026, 11, 29)}, schema)

@@ -578,7 +578,9 @@ def pipeline_definition(cfg: ProjectConfig) -> str:
     from pipelines.definition.cache import cached_definition
 
     enforce_plan(cfg)
-    return cached_definition(cfg, _build_definition)
+    text = cached_definition(cfg, _build_definition)
+    check_definition(json.loads(text))  # a cached entry too: the rules may be stricter than when it was built
+    return text
 
 
 def _build_definition(cfg: ProjectConfig) -> str:
@@ -599,6 +601,5 @@ def _build_definition(cfg: ProjectConfig) -> str:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Running within a PipelineSession", category=UserWarning)
         definition = json.loads(build_pipeline(cfg).definition())
-    check_definition(definition)
     # allow_nan=False: NaN is not JSON, and SageMaker would refuse the definition; the bounds keep it out.
     return json.dumps(definition, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

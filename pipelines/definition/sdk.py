@@ -76,13 +76,23 @@ class _ValidateOnce:
 
     def __init__(self, jsonschema: Any) -> None:
         self._jsonschema = jsonschema
-        self._passed: set[tuple[int, str]] = set()
+        # (schema, canonical instance) pairs that passed; the schema object itself is held, so its id
+        # cannot be reused by another.
+        self._passed: dict[tuple[int, str], Any] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._jsonschema, name)
 
     def validate(self, instance: Any, schema: Any, *args: Any, **kwargs: Any) -> None:
-        key = (id(schema), json.dumps(instance, sort_keys=True, default=str))
-        if args or kwargs or key not in self._passed:
+        if args or kwargs:  # another validator class or format checker: not what was remembered
             self._jsonschema.validate(instance, schema, *args, **kwargs)
-            self._passed.add(key)
+            return
+        try:
+            # repr, not str, for values JSON lacks (a YAML date): a date and its string differ.
+            key = (id(schema), json.dumps(instance, sort_keys=True, default=repr))
+        except (TypeError, ValueError):  # keys of mixed types: validate as the SDK would
+            self._jsonschema.validate(instance, schema)
+            return
+        if key not in self._passed:
+            self._jsonschema.validate(instance, schema)
+            self._passed[key] = schema
