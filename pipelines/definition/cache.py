@@ -23,6 +23,7 @@ out of the key: they never change the bytes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -161,7 +162,8 @@ def cached_definition(cfg: ProjectConfig, build: Callable[[ProjectConfig], str])
     try:
         text = path.read_text(encoding="utf-8")
         if _is_definition(text):
-            os.utime(path)  # the newest by use are kept
+            with contextlib.suppress(OSError):  # a read-only cache still answers
+                os.utime(path)  # the newest by use are kept
             return text
     except (OSError, ValueError):
         pass
