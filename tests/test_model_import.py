@@ -36,22 +36,27 @@ def _save_tokenizer(folder):
     ).save_pretrained(folder)
 
 
-@pytest.fixture(scope="module")
-def saved_llama(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("models") / "tiny-llama"
-    config = LlamaConfig(
+def _save_tiny(folder, config_class, model_class, **extra):
+    """A one-layer model of the family, saved as safetensors with the test tokenizer."""
+    config = config_class(
         vocab_size=32,
         hidden_size=16,
         intermediate_size=32,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=1,
+        **extra,
     )
-    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    model_class(config).save_pretrained(folder, safe_serialization=True)
     _save_tokenizer(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def saved_llama(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return _save_tiny(tmp_path_factory.mktemp("models") / "tiny-llama", LlamaConfig, LlamaForCausalLM)
 
 
 @pytest.fixture
@@ -289,19 +294,7 @@ def test_import_local_publishes_into_the_local_store(llama, tmp_path):
 def _save_qwen3(tmp_path):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    folder = tmp_path / "tiny-qwen3"
-    config = Qwen3Config(
-        vocab_size=32,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=8,
-    )
-    Qwen3ForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    _save_tokenizer(folder)
-    return folder
+    return _save_tiny(tmp_path / "tiny-qwen3", Qwen3Config, Qwen3ForCausalLM, head_dim=8)
 
 
 def test_a_qwen3_model_is_accepted(tmp_path):

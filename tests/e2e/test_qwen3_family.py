@@ -4,6 +4,7 @@ target positions only equals the model's own, and Qwen3's chat template (an empt
 the final answer) is tokenized and scored as the model will answer."""
 
 import pytest
+from packing_checks import assert_packed_examples_do_not_attend_to_each_other
 
 
 def _tiny_qwen3(**extra):
@@ -17,22 +18,7 @@ def _tiny_qwen3(**extra):
 
 
 def test_packed_examples_do_not_attend_to_each_other_in_qwen3():
-    import torch
-
-    from training.packing import pack_into_blocks
-
-    model = _tiny_qwen3()
-    a, b = [3, 4, 5, 6], [7, 8, 9]
-    blocks = pack_into_blocks([a, b], [a, b], 10, pad_token_id=0)
-    ids = torch.from_numpy(blocks.input_ids)
-    pos = torch.from_numpy(blocks.position_ids)
-    first = model(input_ids=ids, position_ids=pos, use_cache=False).logits
-    changed = ids.clone()
-    n_first = len(a) if int(ids[0, 0]) == 3 else len(b)
-    changed[0, :n_first] = 11
-    second = model(input_ids=changed, position_ids=pos, use_cache=False).logits
-    assert torch.allclose(first[0, n_first:], second[0, n_first:], atol=1e-5)
-    assert not torch.allclose(first[0, :n_first], second[0, :n_first])
+    assert_packed_examples_do_not_attend_to_each_other(_tiny_qwen3())
 
 
 def test_the_target_only_loss_equals_the_models_own_on_tied_qwen3():
