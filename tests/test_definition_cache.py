@@ -180,3 +180,15 @@ def test_the_source_digest_sees_every_package_the_builder_imports(two_cli_runs):
     }
     # The CLI calls the builder; the builder does not read it.
     assert {name for name in outside if not name.startswith("pipelines/cli/")} == set(), outside
+
+
+def test_a_key_that_cannot_be_computed_builds_and_warns(builds, monkeypatch, caplog):
+    calls, build = builds
+
+    def unreadable():
+        raise PermissionError(13, "Permission denied", "training/job.py")
+
+    monkeypatch.setattr(cache, "_sources_digest", unreadable)
+    text = cache.cached_definition(load_config([], []), build)
+    assert json.loads(text)["built"] == 1
+    assert "the pipeline definition cache is unusable" in caplog.text and "Permission denied" in caplog.text
