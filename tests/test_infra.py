@@ -69,15 +69,29 @@ def synth(tmp_path, overrides=(), acknowledgements=True):
     return assembly, findings
 
 
+def plugins_that_reported(outdir: Path) -> set[str]:
+    return {
+        r["pluginName"] for r in json.loads((outdir / "validation-report.json").read_text())["pluginReports"]
+    }
+
+
+# The default config's synth, with CDK's CloudFormation template validation on and strict (app.py
+# STRICT_TEMPLATE_VALIDATION): an error from it is a finding here, as a cdk-nag one is.
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    assembly, findings = synth(tmp_path_factory.mktemp("cdk"))
+    outdir = tmp_path_factory.mktemp("cdk")
+    assembly, findings = synth(outdir, overrides=["infra.validate_templates=true"])
     acknowledged = list(nag.ACKNOWLEDGED)
     assert assembly is not None, (
         f"synth failed on {len(findings)} unacknowledged finding(s): {sorted(findings)[:10]}"
     )
     templates = {name: assembly.get_stack_by_name(f"llm-neuron-mlops-{name}").template for name in STACKS}
-    return {"templates": templates, "findings": findings, "acknowledged": acknowledged}
+    return {
+        "templates": templates,
+        "findings": findings,
+        "acknowledged": acknowledged,
+        "plugins": plugins_that_reported(outdir),
+    }
 
 
 def resources(template, kind):
@@ -92,7 +106,8 @@ def test_no_unacknowledged_findings_from_the_three_packs(platform):
 
 
 def test_each_acknowledgement_covers_exactly_one_real_finding_and_says_why(platform, tmp_path):
-    _, raw = synth(tmp_path, acknowledgements=False)
+    _, raw = synth(tmp_path, acknowledgements=False)  # the default config: template validation off
+    assert "CloudFormation Validate" not in plugins_that_reported(tmp_path)
     acknowledged = {(rule, path) for path, rule, _ in platform["acknowledged"]}
     assert len(acknowledged) == len(platform["acknowledged"]), "an acknowledgement is repeated"
     assert acknowledged == raw, (
@@ -136,6 +151,29 @@ def test_no_full_access_managed_policies_no_star_actions_no_service_wide_sagemak
                     f"{stack}: a service-wide wildcard in {actions}"
                 )
     assert seen > 30  # the scan saw the roles' statements
+
+
+def test_cloudformation_validate_ran_on_the_default_config(platform):
+    # Its report is written even when it passes (CDK's own suppression of W3010, literal AZs, is listed);
+    # a violation would be in platform["findings"], which test_no_unacknowledged_findings... holds empty.
+    assert "CloudFormation Validate" in platform["plugins"]
+
+
+def test_template_validation_when_on_fails_synth_on_a_template_error(tmp_path):
+    """What infra.validate_templates=true buys: an error stops synth rather than printing a warning
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-validate.html)."""
+    from aws_cdk import App, CfnResource, Stack
+
+    from app import STRICT_TEMPLATE_VALIDATION
+
+    app = App(
+        outdir=str(tmp_path), builtin_cloud_formation_validation=True, context=STRICT_TEMPLATE_VALIDATION
+    )
+    CfnResource(Stack(app, "s"), "Topic", type="AWS::SNS::Topic", properties={"NoSuchProperty": "x"})
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    assert any("NoSuchProperty" in json.dumps(r["violations"]) for r in report["pluginReports"])
 
 
 def test_cfn_lint_finds_no_errors(platform):
