@@ -84,11 +84,31 @@ def load_for_inference(
     # "auto" keeps the saved dtype (bf16 for our merged models), except on a CPU that multiplies bf16
     # slower than fp32 (no AVX512-BF16/AMX: tens of times slower), where fp32 is used instead.
     torch_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype)
-    if dtype == "auto" and device.type == "cpu" and not cpu_bf16_is_fast():
+    upcast = dtype == "auto" and device.type == "cpu" and not cpu_bf16_is_fast()
+    if upcast:
         torch_dtype = torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), gguf_file=gguf_file, dtype=torch_dtype)
     model.to(device).eval()
+    if upcast and gguf_file is None:
+        _pack_for_few_rows(model, model_dir, device)
     return model, tokenizer
+
+
+def _pack_for_few_rows(model: Any, model_dir: Path | str, device: Any) -> None:
+    """A bf16/fp16 checkpoint upcast to fp32 on CPU: prepack its linear layers for decoding (see
+    inference/packed_linear.py, which also says why no weight changes)."""
+    from transformers import AutoConfig
+
+    from inference.packed_linear import pack_linear_layers, packing_unavailable
+
+    saved = AutoConfig.from_pretrained(str(model_dir)).dtype
+    why_not = packing_unavailable(saved, next(model.parameters()).dtype, device)
+    if why_not is not None:
+        log.info("linear layers not packed for few-row decoding: %s", why_not)
+        return
+    log.info(
+        "packed %d linear layers (fp16 weights, fp32 math) for few-row decoding", pack_linear_layers(model)
+    )
 
 
 def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
