@@ -26,8 +26,12 @@ ROOT = Path(__file__).resolve().parent
 # builtinCloudFormationValidation=false, and reports its errors as warnings unless this context flag is
 # set (aws-cdk-lib 2.275.0: core/lib/app.d.ts `builtinCloudFormationValidation`, "@default true";
 # core/lib/private/synthesis-validation.js `defaultValidationEnabled`, `downgradeCfnValidateErrorsToWarnings`;
-# cx-api/lib/features.js VALIDATE_AGAINST_DEFAULT_RULES). Starting its rule engine (a WASM module) took
-# 5.6 of the 7.6 s that CDK's synth() spent in Node, measured with `node --cpu-prof` on this app.
+# cx-api/lib/features.js VALIDATE_AGAINST_DEFAULT_RULES). The plugin took 6.7 of the 7.6 s that CDK's
+# synth() spent in Node, 5.6 s of it starting its rule engine (a WASM module), measured with
+# `node --cpu-prof` on this app. The flag goes in postCliContext, which App applies after cdk.json and
+# `cdk synth -c` context (core/lib/app.js `loadContext`), so neither can turn the errors back into
+# warnings. CDK's own switches still stop the plugin altogether: `cdk synth --no-validation` and
+# CDK_VALIDATION=false (`defaultValidationEnabled`).
 STRICT_TEMPLATE_VALIDATION = {"@aws-cdk/core:validateAgainstDefaultRules": True}
 
 
@@ -38,7 +42,7 @@ def build_app(cfg: ProjectConfig, outdir: str | None = None) -> App:
     app = App(
         outdir=outdir,
         builtin_cloud_formation_validation=validate,
-        context=STRICT_TEMPLATE_VALIDATION if validate else None,
+        post_cli_context=STRICT_TEMPLATE_VALIDATION if validate else None,
     )
     e = cfg.infra.endpoint
     settings = PlatformSettings(

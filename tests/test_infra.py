@@ -161,19 +161,31 @@ def test_cloudformation_validate_ran_on_the_default_config(platform):
 
 def test_template_validation_when_on_fails_synth_on_a_template_error(tmp_path):
     """What infra.validate_templates=true buys: an error stops synth rather than printing a warning
-    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-validate.html)."""
-    from aws_cdk import App, CfnResource, Stack
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-validate.html), and
+    context from cdk.json or `cdk synth -c` cannot make it a warning again."""
+    from aws_cdk import CfnResource, Stack
 
     from app import STRICT_TEMPLATE_VALIDATION
 
-    app = App(
-        outdir=str(tmp_path), builtin_cloud_formation_validation=True, context=STRICT_TEMPLATE_VALIDATION
-    )
-    CfnResource(Stack(app, "s"), "Topic", type="AWS::SNS::Topic", properties={"NoSuchProperty": "x"})
+    (flag,) = STRICT_TEMPLATE_VALIDATION
+    app = build_app(load_config(overrides=["infra.validate_templates=true"]), outdir=str(tmp_path))
+    assert app.node.try_get_context(flag) is True
+    stack = next(c for c in app.node.children if isinstance(c, Stack))
+    CfnResource(stack, "Topic", type="AWS::SNS::Topic", properties={"NoSuchProperty": "x"})
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
     report = json.loads((tmp_path / "validation-report.json").read_text())
     assert any("NoSuchProperty" in json.dumps(r["violations"]) for r in report["pluginReports"])
+
+    # The CLI hands `-c` and cdk.json context to the app in CDK_CONTEXT_JSON, read by the Node kernel
+    # when it starts: so a fresh process, as `cdk synth -c <flag>=false` would run it.
+    config = tmp_path / "validate.yaml"
+    config.write_text("infra:\n  validate_templates: true\n")
+    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps({flag: False}), MLOPS_CONFIG=str(config))
+    code = f"import app; print(app.main().node.try_get_context({flag!r}))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "True"
 
 
 def test_cfn_lint_finds_no_errors(platform):
