@@ -1,7 +1,7 @@
 """fp32 `F.linear` against fbgemm's prepacked fp16-weight GEMM (inference/packed_linear.py), side by side
 in one process, at the row counts decoding and prefill produce. Not a timed test.
 
-    .venv/bin/python bench/packed_linear.py [--threads 2] [--rows 1,8,16,32,64,256]
+    .venv/bin/python bench/packed_linear.py [--threads 2] [--rows 1,8,16,64,256,512]
 
 The shapes are SmolLM2-135M's (the local default): attention 576x576, MLP 576x1536 and 1536x576,
 LM head 576x49152. Weights are bf16 values held in fp32, as a served checkpoint is on a CPU without fast

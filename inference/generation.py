@@ -106,9 +106,16 @@ def _pack_for_few_rows(model: Any, model_dir: Path | str, device: Any) -> None:
     if why_not is not None:
         log.info("linear layers not packed for few-row decoding: %s", why_not)
         return
-    log.info(
-        "packed %d linear layers (fp16 weights, fp32 math) for few-row decoding", pack_linear_layers(model)
-    )
+    packed, kept = pack_linear_layers(model)
+    log.info("packed %d linear layers (fp16 weights, fp32 math) for few-row decoding", packed)
+    if kept:
+        log.warning(
+            "%d linear layer(s) left in fp32: fp16 would move their weights (%s%s); config.json says %s",
+            len(kept),
+            ", ".join(kept[:3]),
+            ", ..." if len(kept) > 3 else "",
+            saved,
+        )
 
 
 def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:

@@ -31,6 +31,8 @@ def bf16_valued_llama():
         num_attention_heads=4,
         num_key_value_heads=2,
         tie_word_embeddings=True,
+        attention_bias=True,  # so the packed bias is exercised too
+        mlp_bias=True,
     )
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():
@@ -57,7 +59,7 @@ def test_packing_is_refused_wherever_it_could_change_a_weight_or_has_no_kernel(m
 
 
 @needs_fbgemm
-def test_few_rows_take_the_packed_kernel_and_many_rows_the_unchanged_fp32_path():
+def test_few_rows_take_the_packed_kernel_and_many_rows_the_unchanged_fp32_path(monkeypatch):
     torch.manual_seed(1)
     linear = torch.nn.Linear(64, 48)
     with torch.no_grad():
@@ -65,12 +67,37 @@ def test_few_rows_take_the_packed_kernel_and_many_rows_the_unchanged_fp32_path()
         linear.bias.copy_(linear.bias.bfloat16().float())
     packed = PackedLinear(linear, max_rows=4)
     assert packed.weight is linear.weight and packed.bias is linear.bias
-    few, many = torch.randn(1, 3, 64), torch.randn(2, 5, 64)  # 3 rows packed; 10 rows plain
+    calls = []
+    real = packed_linear._fp16_gemm
+    monkeypatch.setattr(packed_linear, "_fp16_gemm", lambda x, p: calls.append(x.shape) or real(x, p))
+    few, many, one_d = torch.randn(1, 3, 64), torch.randn(2, 5, 64), torch.randn(64)
     with torch.inference_mode():
-        assert torch.equal(packed(many), linear(many))  # bitwise: the same kernel
-        got, want = packed(few), linear(few)
+        assert torch.equal(packed(many), linear(many))  # 10 rows: bitwise, the same kernel
+        assert torch.equal(packed(one_d), linear(one_d))  # the packed kernel takes 2-D and up only
+        assert calls == []
+        got, want = packed(few), linear(few)  # 3 rows: packed
+    assert calls == [torch.Size([1, 3, 64])]
     assert got.shape == want.shape and got.dtype == torch.float32
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)  # summation order only
+
+
+@needs_fbgemm
+def test_a_layer_that_fp16_would_change_is_left_unpacked_and_no_weight_is_touched():
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
+    with torch.no_grad():
+        for layer in model:
+            layer.weight.copy_(layer.weight.bfloat16().float())
+            layer.bias.copy_(layer.bias.bfloat16().float())
+        model[1].weight[0, 0] = 1e5  # beyond fp16: the prepack would saturate it
+        model[2].weight[0, 0] = 0.1  # not a bf16 value: fp16 rounds it
+    before = [layer.weight.clone() for layer in model]
+    assert pack_linear_layers(model) == (1, ["1", "2"])
+    assert isinstance(model[0], PackedLinear) and type(model[1]) is torch.nn.Linear
+    # Packing itself copies: a saturating prepack leaves the fp32 weight as it was.
+    PackedLinear(model[1])
+    for layer, weight in zip(model, before, strict=True):
+        assert torch.equal(layer.weight, weight)
 
 
 @needs_fbgemm
@@ -79,7 +106,7 @@ def test_a_packed_model_keeps_tied_weights_and_gives_the_same_greedy_tokens(bf16
 
     reference = bf16_valued_llama
     packed = copy.deepcopy(reference)
-    assert pack_linear_layers(packed) == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer; the LM head
+    assert pack_linear_layers(packed) == (2 * 7 + 1, [])  # q, k, v, o, gate, up, down per layer; LM head
     assert packed.lm_head.weight is packed.model.embed_tokens.weight
     prompts = [[3, 4, 5, 6, 7], [9, 10], list(range(11, 40)), [40] * 7]
 
