@@ -23,8 +23,13 @@ $(STAMP): pyproject.toml Makefile
 
 # The whole local pipeline on the embedded defaults: prepare, fine-tune, evaluate, gate, compile (cpu),
 # register in the local MLflow, serve and smoke-test. `make demo-stop` stops the endpoint it leaves running.
+# The demo trains DEMO_MAX_STEPS steps through the pipeline's MaxSteps parameter, as a SageMaker execution
+# overrides a parameter: the definition stays the config's (training.max_steps, 60). The loss has settled
+# by step 20 on the date task (exact match 0.825 there, 0.958 at 60) and each step is 1024 token slots,
+# which takes ~10 s on a 2-core AVX2 CPU. `make demo DEMO_MAX_STEPS=60` trains the config's full run.
+DEMO_MAX_STEPS ?= 20
 demo: $(STAMP)
-	$(BIN)/mlops run --local
+	$(BIN)/mlops run --local --param MaxSteps=$(DEMO_MAX_STEPS)
 
 demo-stop: $(STAMP)
 	$(BIN)/mlops endpoint stop --local
