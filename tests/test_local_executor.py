@@ -399,3 +399,20 @@ def test_the_store_is_private_to_its_user(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
     assert stat.S_IMODE(opened.stat().st_mode) == 0o700
+
+
+def test_an_already_converted_base_model_is_reused_without_importing_torch(tmp_path):
+    """A repeated `mlops run --local` finds the converted SmolLM2 folder at once: importing torch and
+    transformers to learn that cost 8 s of the cached demo (issue 17)."""
+    import subprocess
+    from pathlib import Path
+
+    (tmp_path / "config.json").write_text("{}")
+    code = (
+        "import sys; from pathlib import Path; from training.base_model import convert_gguf_to_hf; "
+        f"assert convert_gguf_to_hf(Path('absent.gguf'), Path({str(tmp_path)!r})) == Path({str(tmp_path)!r}); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

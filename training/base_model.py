@@ -85,11 +85,11 @@ def load_tokenizer(source: str, gguf_file: str | None = None) -> Any:
 
 def convert_gguf_to_hf(gguf_file: Path, out_dir: Path, dtype: str = "bfloat16") -> Path:
     """Dequantize a GGUF model into a safetensors folder at ``out_dir`` (atomic; reused if present)."""
+    if (out_dir / "config.json").exists():
+        return out_dir  # before importing torch and transformers: 8 s of every repeated `mlops run --local`
     import torch
     from transformers import AutoModelForCausalLM
 
-    if (out_dir / "config.json").exists():
-        return out_dir
     if not gguf_file.is_file():
         raise UserError(f"GGUF file not found: {gguf_file}")
     log.info("converting %s to a Hugging Face folder at %s (once; ~30 s)", gguf_file.name, out_dir)
