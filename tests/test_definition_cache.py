@@ -61,8 +61,8 @@ def test_the_source_digest_changes_with_any_py_or_yaml_file_and_skips_editor_deb
     monkeypatch.setattr(cache, "REPO", tmp_path)
 
     def digest() -> str:
-        cache._sources_digest.cache_clear()
-        return cache._sources_digest()
+        cache.sources_digest.cache_clear()
+        return cache.sources_digest()
 
     first = digest()
     (tmp_path / "training/.#job.py").symlink_to(tmp_path / "nowhere")  # Emacs's lock file: dangling
@@ -73,7 +73,7 @@ def test_the_source_digest_changes_with_any_py_or_yaml_file_and_skips_editor_deb
     assert second != first
     (tmp_path / "pipelines/definition/sdk_config.yaml").write_text("x: 2\n")
     assert digest() != second
-    cache._sources_digest.cache_clear()
+    cache.sources_digest.cache_clear()
 
 
 def test_an_sdk_version_or_environment_change_is_a_miss(builds, monkeypatch):
@@ -188,7 +188,7 @@ def test_a_key_that_cannot_be_computed_builds_and_warns(builds, monkeypatch, cap
     def unreadable():
         raise PermissionError(13, "Permission denied", "training/job.py")
 
-    monkeypatch.setattr(cache, "_sources_digest", unreadable)
+    monkeypatch.setattr(cache, "sources_digest", unreadable)
     text = cache.cached_definition(load_config([], []), build)
     assert json.loads(text)["built"] == 1
     assert "the pipeline definition cache is unusable" in caplog.text and "Permission denied" in caplog.text

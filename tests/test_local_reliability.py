@@ -681,3 +681,49 @@ def test_a_run_ended_by_a_fail_step_leaves_no_disk_reserve(tmp_path):
     with pytest.raises(ExecutionFailed):
         executor.run()
     assert not (executor.run_dir / executor_module.RESERVE_FILE).exists()
+
+
+def test_a_running_endpoint_that_serves_the_same_artifact_and_code_is_kept(tmp_path, monkeypatch):
+    """Issue 17, the cached demo: loading a server took ~20 s of a repeated `mlops run --local`. Only
+    the same archive (path, size, mtime), model name, interpreter and code, on the asked port, is kept."""
+    from pipelines.local import endpoint
+
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(b"weights")
+    folder = endpoint.endpoint_dir(tmp_path)
+    folder.mkdir(parents=True)
+    running = {"pid": 1, "port": 9, "url": "http://127.0.0.1:9", "model": "m", "version": 3, "log": "x"}
+
+    def serving(key: str) -> None:
+        (folder / "endpoint.json").write_text(json.dumps({**running, "serving_key": key}))
+
+    monkeypatch.setattr(endpoint, "server_alive", lambda state: True)
+    monkeypatch.setattr(endpoint, "_get", lambda url, timeout=5.0: 200)
+    stopped: list[bool] = []
+    monkeypatch.setattr(endpoint, "stop", lambda root, timeout=30.0: stopped.append(True))
+
+    def no_new_server(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise RuntimeError("a new server was started")
+
+    monkeypatch.setattr(endpoint.subprocess, "Popen", no_new_server)
+
+    serving(endpoint.serving_key(archive, "m"))
+    state = endpoint.start(tmp_path, archive, "m", 4)
+    assert state["reused"] is True and state["version"] == 4 and stopped == []
+    assert json.loads((folder / "endpoint.json").read_text())["version"] == 4
+    assert endpoint.start(tmp_path, archive, "m", 5, port=9)["version"] == 5
+
+    for change in ("another port", "another model name", "another archive", "another code"):
+        serving(endpoint.serving_key(archive, "m"))
+        args: tuple = (tmp_path, archive, "m", 6)
+        if change == "another port":
+            args = (*args, 10)
+        elif change == "another model name":
+            args = (tmp_path, archive, "other", 6)
+        elif change == "another archive":
+            archive.write_bytes(b"new weights")
+        else:
+            monkeypatch.setattr("pipelines.definition.cache.sources_digest", lambda: "edited", raising=True)
+        with pytest.raises(RuntimeError, match="a new server was started"):
+            endpoint.start(*args)
+        assert stopped.pop() is True, change

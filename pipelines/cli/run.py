@@ -159,9 +159,12 @@ def _print_summary(result: LocalResult) -> None:
     if result.endpoint:
         url = result.endpoint["url"]
         reply = result.smoke["choices"][0]["message"]["content"] if result.smoke else ""
+        kept = (
+            "; the running server already served this artifact, kept" if result.endpoint.get("reused") else ""
+        )
         say(
             f"\nlocal endpoint: {url} (model {result.endpoint['model']} v{result.endpoint['version']}, "
-            f"log {result.endpoint['log']})"
+            f"log {result.endpoint['log']}{kept})"
         )
         say(f"smoke test reply: {reply!r}")
         say(

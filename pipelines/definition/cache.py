@@ -85,7 +85,7 @@ def enabled() -> bool:
 
 
 @functools.cache
-def _sources_digest() -> str:
+def sources_digest() -> str:
     """Once per process: the code this process runs is the code it loaded, whatever is edited on disk
     afterwards (a notebook kernel that imported the builder keeps building with the old one)."""
     digest = hashlib.sha256()
@@ -129,7 +129,7 @@ def definition_key(cfg: ProjectConfig) -> str:
         # Which values were set, not only what they are: an unset training.warmup_steps is left out
         # of the job's hyperparameters (training/hyperparameters.py to_sagemaker_strings).
         "set": json.loads(cfg.model_dump_json(exclude_unset=True)),
-        "sources": _sources_digest(),
+        "sources": sources_digest(),
         "versions": _versions(),
         "environment": environment,
     }

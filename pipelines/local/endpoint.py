@@ -1,6 +1,8 @@
 """The local endpoint: the registered model served by the ``serve`` entrypoint on a loopback port.
 
-One endpoint at a time, like one SageMaker endpoint per project; starting a new one stops the old.
+One endpoint at a time, like one SageMaker endpoint per project; starting a new one stops the old,
+unless the running server already serves what the new one would (``serving_key``): then only the
+recorded version changes, and a repeated `mlops run --local` skips the ~20 s of loading a server.
 Its state (pid, port, model version) is in ``<store>/endpoint/endpoint.json`` and its log in
 ``<store>/endpoint/serve.log``. ``mlops endpoint stop --local`` sends SIGTERM, which the server
 answers by draining in-flight requests and exiting 0.
@@ -87,6 +89,31 @@ def _get(url: str, timeout: float = 5.0) -> int:
         return 0
 
 
+def serving_key(model_archive: Path, model_name: str) -> str:
+    """What a server started now would serve, and with what: the archive (its path, size and mtime), the
+    model name, this interpreter, and the code and config the ``serve`` entrypoint runs (the same
+    digest as the definition cache's, which covers containers/, inference/, training/ and config/)."""
+    from pipelines.definition.cache import sources_digest
+
+    stat = model_archive.stat()
+    parts = [
+        str(model_archive.resolve()),
+        str(stat.st_size),
+        str(stat.st_mtime_ns),
+        model_name,
+        sys.executable,
+    ]
+    return json.dumps([*parts, sources_digest()])
+
+
+def _reusable(store_root: Path, key: str, port: int | None) -> dict[str, Any] | None:
+    """The running endpoint's state when it serves exactly ``key`` on the asked port and answers /ping."""
+    state = read_state(store_root)
+    if state is None or state.get("serving_key") != key or (port is not None and state.get("port") != port):
+        return None
+    return state if _get(str(state["url"]) + "/ping") == 200 else None
+
+
 def start(
     store_root: Path,
     model_archive: Path,
@@ -95,7 +122,16 @@ def start(
     port: int | None = None,
     timeout: float = 300.0,
 ) -> dict[str, Any]:
-    """Serve ``model_archive`` (a model.tar.gz from the registry) and wait until /ping answers 200."""
+    """Serve ``model_archive`` (a model.tar.gz from the registry) and wait until /ping answers 200.
+
+    A running server that serves the same archive with the same code keeps running: the state records
+    the new version and ``reused: true``."""
+    key = serving_key(model_archive, model_name)
+    running = _reusable(store_root, key, port)
+    if running is not None:
+        running.update(version=version, reused=True)
+        write_json_atomic(endpoint_dir(store_root) / STATE, running)
+        return running
     stop(store_root)
     folder = endpoint_dir(store_root)
     opt_ml = OptMl(folder / "opt_ml")
@@ -129,6 +165,7 @@ def start(
         "artifact": str(model_archive),
         "log": str(log),
         "started": time.time(),
+        "serving_key": key,
     }
     # Written before waiting: whatever happens next, `mlops endpoint stop --local` can find the server.
     write_json_atomic(folder / STATE, state)
