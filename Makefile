@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml Makefile
 # The whole local pipeline on the embedded defaults: prepare, fine-tune, evaluate, gate, compile (cpu),
 # register in the local MLflow, serve and smoke-test. `make demo-stop` stops the endpoint it leaves running.
 # The demo trains DEMO_MAX_STEPS steps through the pipeline's MaxSteps parameter, as a SageMaker execution
-# overrides a parameter: the definition stays the config's (training.max_steps, 60). The loss has settled
-# by step 20 on the date task (exact match 0.825 there, 0.958 at 60) and each step is 1024 token slots,
-# which takes ~10 s on a 2-core AVX2 CPU. `make demo DEMO_MAX_STEPS=60` trains the config's full run.
+# overrides a parameter: the definition stays the config's (training.max_steps, 60). Measured on the date
+# task (2026-11-29, README "Speed"): train loss 0.042 and exact match 0.825 after 20 steps, 0.012 and 0.958
+# after 60, base model 0.008; each step is 1024 token slots, about 10 s on a 2-core AVX2 CPU.
+# `make demo DEMO_MAX_STEPS=60` trains the config's full run.
 DEMO_MAX_STEPS ?= 20
 demo: $(STAMP)
 	$(BIN)/mlops run --local --param MaxSteps=$(DEMO_MAX_STEPS)

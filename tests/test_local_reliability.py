@@ -685,7 +685,10 @@ def test_a_run_ended_by_a_fail_step_leaves_no_disk_reserve(tmp_path):
 
 def test_a_running_endpoint_that_serves_the_same_artifact_and_code_is_kept(tmp_path, monkeypatch):
     """Issue 17, the cached demo: loading a server took ~20 s of a repeated `mlops run --local`. Only
-    the same archive (path, size, mtime), model name, interpreter and code, on the asked port, is kept."""
+    the same archive (path, size, mtime), model name, environment, interpreter, packages and code on
+    disk, on the asked port and answering /ping, is kept; any difference starts a new server."""
+    import importlib.metadata
+
     from pipelines.local import endpoint
 
     archive = tmp_path / "model.tar.gz"
@@ -694,11 +697,16 @@ def test_a_running_endpoint_that_serves_the_same_artifact_and_code_is_kept(tmp_p
     folder.mkdir(parents=True)
     running = {"pid": 1, "port": 9, "url": "http://127.0.0.1:9", "model": "m", "version": 3, "log": "x"}
 
-    def serving(key: str) -> None:
-        (folder / "endpoint.json").write_text(json.dumps({**running, "serving_key": key}))
+    def key_now(name: str = "m") -> str | None:
+        env = endpoint.job_environment(endpoint.SERVING, {}, {}, endpoint.OptMl(folder / "opt_ml").root)
+        return endpoint.serving_key(archive, name, env)
+
+    def serving() -> None:
+        (folder / "endpoint.json").write_text(json.dumps({**running, "serving_key": key_now()}))
 
     monkeypatch.setattr(endpoint, "server_alive", lambda state: True)
-    monkeypatch.setattr(endpoint, "_get", lambda url, timeout=5.0: 200)
+    ping = {"status": 200}
+    monkeypatch.setattr(endpoint, "_get", lambda url, timeout=5.0: ping["status"])
     stopped: list[bool] = []
     monkeypatch.setattr(endpoint, "stop", lambda root, timeout=30.0: stopped.append(True))
 
@@ -707,23 +715,70 @@ def test_a_running_endpoint_that_serves_the_same_artifact_and_code_is_kept(tmp_p
 
     monkeypatch.setattr(endpoint.subprocess, "Popen", no_new_server)
 
-    serving(endpoint.serving_key(archive, "m"))
+    serving()
     state = endpoint.start(tmp_path, archive, "m", 4)
     assert state["reused"] is True and state["version"] == 4 and stopped == []
     assert json.loads((folder / "endpoint.json").read_text())["version"] == 4
     assert endpoint.start(tmp_path, archive, "m", 5, port=9)["version"] == 5
 
-    for change in ("another port", "another model name", "another archive", "another code"):
-        serving(endpoint.serving_key(archive, "m"))
-        args: tuple = (tmp_path, archive, "m", 6)
-        if change == "another port":
-            args = (*args, 10)
-        elif change == "another model name":
-            args = (tmp_path, archive, "other", 6)
-        elif change == "another archive":
-            archive.write_bytes(b"new weights")
-        else:
-            monkeypatch.setattr("pipelines.definition.cache.sources_digest", lambda: "edited", raising=True)
+    real_version = importlib.metadata.version
+    changes = {
+        "another port": lambda: {"port": 10},
+        "another model name": lambda: {"name": "other"},
+        "no answer to /ping": lambda: ping.update(status=0),
+        "not asked to reuse": lambda: {"reuse": False},
+        "the archive rewritten, same size": lambda: (
+            archive.write_bytes(b"WEIGHTS"),
+            os.utime(archive, ns=(1, archive.stat().st_mtime_ns + 1_000_000)),
+        ),
+        "another interpreter": lambda: monkeypatch.setattr(sys, "executable", "/other/python"),
+        "another thread count": lambda: monkeypatch.setenv("OMP_NUM_THREADS", "7"),
+        "another torch": lambda: monkeypatch.setattr(
+            importlib.metadata, "version", lambda n: "9.9" if n == "torch" else real_version(n)
+        ),
+        "edited code": lambda: monkeypatch.setattr(
+            "pipelines.definition.cache.sources_digest_now", lambda: "edited"
+        ),
+    }
+    for change, apply in changes.items():
+        ping["status"] = 200
+        serving()
+        extra = apply() or {}
+        kwargs = {k: v for k, v in extra.items() if k in ("port", "reuse")} if isinstance(extra, dict) else {}
+        name = extra.get("name", "m") if isinstance(extra, dict) else "m"
         with pytest.raises(RuntimeError, match="a new server was started"):
-            endpoint.start(*args)
+            endpoint.start(tmp_path, archive, name, 6, **kwargs)
         assert stopped.pop() is True, change
+
+
+def test_a_kept_endpoint_that_fails_the_smoke_request_is_replaced_by_a_fresh_one(tmp_path, monkeypatch):
+    """A kept server can answer /ping and still be stuck: the run then starts a fresh one, as it would
+    have without reuse, instead of failing."""
+    from config import load_config
+    from pipelines.local import endpoint
+    from pipelines.local import run as local_run
+    from pipelines.local.store import LocalStore
+
+    calls: list[str] = []
+
+    def start(root, archive, name, version, port=None, timeout=300.0, reuse=True):  # noqa: ANN001
+        calls.append(f"start reuse={reuse}")
+        return {"url": "http://127.0.0.1:9", "reused": reuse, "version": version}
+
+    def invoke(url, messages, max_tokens):  # noqa: ANN001
+        calls.append("smoke")
+        if calls.count("smoke") == 1:
+            raise endpoint.UserError("the smoke request timed out")
+        return {"choices": [{"message": {"content": "1966-11-22"}}]}
+
+    monkeypatch.setattr(endpoint, "start", start)
+    monkeypatch.setattr(endpoint, "invoke", invoke)
+    monkeypatch.setattr(endpoint, "stop", lambda root, timeout=30.0: calls.append("stop"))
+    registered = {
+        "ModelDataUrl": "s3://local-artifacts/x/model.tar.gz",
+        "ModelPackageGroupName": "g",
+        "ModelPackageVersion": 2,
+    }
+    state, smoke = local_run._serve(load_config(), LocalStore(tmp_path), registered, None)
+    assert calls == ["start reuse=True", "smoke", "stop", "start reuse=False", "smoke"]
+    assert state["reused"] is False and smoke["choices"][0]["message"]["content"] == "1966-11-22"

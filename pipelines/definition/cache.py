@@ -88,6 +88,11 @@ def enabled() -> bool:
 def sources_digest() -> str:
     """Once per process: the code this process runs is the code it loaded, whatever is edited on disk
     afterwards (a notebook kernel that imported the builder keeps building with the old one)."""
+    return sources_digest_now()
+
+
+def sources_digest_now() -> str:
+    """The digest of the sources as they are on disk now: what a process started now would load."""
     digest = hashlib.sha256()
     for package in SOURCES:
         root = REPO / package

@@ -89,25 +89,37 @@ def _get(url: str, timeout: float = 5.0) -> int:
         return 0
 
 
-def serving_key(model_archive: Path, model_name: str) -> str:
+SERVER_DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "fastapi", "uvicorn")
+
+
+def serving_key(model_archive: Path, model_name: str, env: dict[str, str]) -> str | None:
     """What a server started now would serve, and with what: the archive (its path, size and mtime), the
-    model name, this interpreter, and the code and config the ``serve`` entrypoint runs (the same
-    digest as the definition cache's, which covers containers/, inference/, training/ and config/)."""
-    from pipelines.definition.cache import sources_digest
+    model name, its environment (``env``, without the port), this interpreter and the server's packages,
+    and the code and config the ``serve`` entrypoint would load from disk now (containers/, inference/,
+    training/, config/: the definition cache's folders). None when that cannot be read: no reuse."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    stat = model_archive.stat()
-    parts = [
-        str(model_archive.resolve()),
-        str(stat.st_size),
-        str(stat.st_mtime_ns),
-        model_name,
-        sys.executable,
-    ]
-    return json.dumps([*parts, sources_digest()])
+    from pipelines.definition.cache import sources_digest_now
+
+    try:
+        stat = model_archive.stat()
+        code = sources_digest_now()
+    except OSError:
+        return None
+    packages = []
+    for name in SERVER_DISTRIBUTIONS:
+        try:
+            packages.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            packages.append(f"{name} absent")
+    archive = [str(model_archive.resolve()), stat.st_size, stat.st_mtime_ns]
+    return json.dumps([archive, model_name, sorted(env.items()), sys.executable, packages, code])
 
 
-def _reusable(store_root: Path, key: str, port: int | None) -> dict[str, Any] | None:
+def _reusable(store_root: Path, key: str | None, port: int | None) -> dict[str, Any] | None:
     """The running endpoint's state when it serves exactly ``key`` on the asked port and answers /ping."""
+    if key is None:
+        return None
     state = read_state(store_root)
     if state is None or state.get("serving_key") != key or (port is not None and state.get("port") != port):
         return None
@@ -121,28 +133,31 @@ def start(
     version: int,
     port: int | None = None,
     timeout: float = 300.0,
+    reuse: bool = True,
 ) -> dict[str, Any]:
     """Serve ``model_archive`` (a model.tar.gz from the registry) and wait until /ping answers 200.
 
-    A running server that serves the same archive with the same code keeps running: the state records
-    the new version and ``reused: true``."""
-    key = serving_key(model_archive, model_name)
-    running = _reusable(store_root, key, port)
-    if running is not None:
-        running.update(version=version, reused=True)
-        write_json_atomic(endpoint_dir(store_root) / STATE, running)
-        return running
-    stop(store_root)
+    With ``reuse``, a running server that serves the same archive with the same code, packages and
+    environment keeps running: the state records the new version and ``reused: true``."""
     folder = endpoint_dir(store_root)
     opt_ml = OptMl(folder / "opt_ml")
+    # The serving contract's environment, nothing else from this shell; the port is added below.
+    base_env = job_environment(SERVING, {}, {}, opt_ml.root)
+    key = serving_key(model_archive, model_name, base_env)
+    running = _reusable(store_root, key, port) if reuse else None
+    if running is not None:
+        running.update(version=version, reused=True)
+        write_json_atomic(folder / STATE, running)
+        return running
+    stop(store_root)
     if opt_ml.root.exists():
         shutil.rmtree(opt_ml.root)
     # SageMaker puts ModelDataUrl's archive into /opt/ml/model; serve extracts it there.
     copy_file(model_archive, opt_ml.model_dir / "model.tar.gz")
     port = port or free_port()
     log = folder / "serve.log"
-    # The serving contract's environment, nothing else from this shell. SAGEMAKER_BIND_TO_PORT is the
-    # local port choice (SageMaker serves single containers on 8080; several local endpoints cannot).
+    # SAGEMAKER_BIND_TO_PORT is the local port choice (SageMaker serves single containers on 8080;
+    # several local endpoints cannot).
     env = job_environment(SERVING, {"SAGEMAKER_BIND_TO_PORT": str(port)}, {}, opt_ml.root)
     # SageMaker starts an inference image as `<image> serve`; the image runs `python`, we run this interpreter.
     with open(log, "w") as out:

@@ -216,11 +216,21 @@ def _serve(
     from pipelines.local import endpoint as local_endpoint
 
     archive = store.path(registered["ModelDataUrl"])
-    endpoint = local_endpoint.start(
-        store.root, archive, registered["ModelPackageGroupName"], registered["ModelPackageVersion"], port
-    )
+    name, version = registered["ModelPackageGroupName"], registered["ModelPackageVersion"]
+    endpoint = local_endpoint.start(store.root, archive, name, version, port)
     try:
         smoke = local_endpoint.invoke(endpoint["url"], smoke_messages(cfg), max_tokens=32)
+    except Exception:
+        local_endpoint.stop(store.root)
+        if not endpoint.get("reused"):
+            raise
+        # A kept server that answered /ping but not the smoke request: a fresh one, as without reuse.
+        endpoint = local_endpoint.start(store.root, archive, name, version, port, reuse=False)
+        try:
+            smoke = local_endpoint.invoke(endpoint["url"], smoke_messages(cfg), max_tokens=32)
+        except BaseException:
+            local_endpoint.stop(store.root)
+            raise
     except BaseException:
         local_endpoint.stop(store.root)
         raise
