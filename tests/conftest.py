@@ -46,6 +46,20 @@ def tiny_model(tmp_path_factory, smollm2_tokenizer):
 
 
 @pytest.fixture(scope="session")
+def tiny_bf16_model(tmp_path_factory, tiny_model):
+    """``tiny_model`` saved in bf16, as our merged models are, with its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    saved = tmp_path_factory.mktemp("tiny-bf16")
+    AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16).save_pretrained(saved)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_model / name).exists():
+            (saved / name).write_bytes((tiny_model / name).read_bytes())
+    return saved
+
+
+@pytest.fixture(scope="session")
 def fake_inf2_export():
     """Stands in for the optimum-neuron export (``inference.compile._compile_inf2``), which cannot run
     here: writes the layout optimum-neuron 0.4.5 produces, at the requested shapes."""

@@ -23,20 +23,12 @@ def test_auto_precision_on_cpu_follows_the_timing_and_explicit_choices_are_kept(
     assert torch_backend._pick_device_and_dtype("fp32")[1] is None
 
 
-def test_inference_loads_a_bf16_model_in_fp32_where_the_cpu_is_slow_at_bf16(
-    tmp_path, tiny_model, monkeypatch
-):
+def test_inference_loads_a_bf16_model_in_fp32_where_the_cpu_is_slow_at_bf16(tiny_bf16_model, monkeypatch):
     """Our merged models are saved in bf16; evaluate, compile's smoke test and serve load them with
     dtype=auto, which keeps bf16 only where the CPU multiplies it fast."""
-    from transformers import AutoModelForCausalLM
-
     from inference import generation
 
-    saved = tmp_path / "bf16"
-    AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16).save_pretrained(saved)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (tiny_model / name).exists():
-            (saved / name).write_bytes((tiny_model / name).read_bytes())
+    saved = tiny_bf16_model
     monkeypatch.setattr(generation, "pick_device", lambda: torch.device("cpu"))
     monkeypatch.setattr(generation, "cpu_bf16_is_fast", lambda: False)
     assert generation.load_for_inference(saved)[0].dtype == torch.float32

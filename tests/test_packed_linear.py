@@ -127,15 +127,9 @@ def test_a_packed_model_keeps_tied_weights_and_gives_the_same_greedy_tokens(bf16
 
 @needs_fbgemm
 def test_the_inference_loader_packs_a_bf16_checkpoint_upcast_on_a_slow_bf16_cpu_and_nothing_else(
-    tmp_path, tiny_model, monkeypatch
+    tiny_bf16_model, tiny_model, monkeypatch
 ):
-    from transformers import AutoModelForCausalLM
-
-    saved = tmp_path / "bf16"
-    AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16).save_pretrained(saved)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (tiny_model / name).exists():
-            (saved / name).write_bytes((tiny_model / name).read_bytes())
+    saved = tiny_bf16_model
     monkeypatch.setattr(generation, "pick_device", lambda: CPU)
     monkeypatch.setattr(generation, "cpu_bf16_is_fast", lambda: False)
 
